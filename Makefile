@@ -1,0 +1,10 @@
+.PHONY: demo test bench lint
+
+demo:  ## build the example models, serve them, send requests, print answers
+	scripts/demo
+
+test:  ## format check, lint, mypy --strict, the whole test suite
+	scripts/test
+
+bench:  ## the adaptive-batching benchmark (see docs/performance.md)
+	scripts/bootstrap && .venv/bin/python benchmarks/serve_mlp.py

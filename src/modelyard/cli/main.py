@@ -1,0 +1,100 @@
+"""``modelyard serve``: serve model files (or ``file.py:Class``) with no code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from modelyard import __version__
+from modelyard.server.settings import ModelConfig, Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="modelyard: take a trained model to a production endpoint.", no_args_is_help=True)
+
+
+@app.callback()
+def _root() -> None:
+    """modelyard command line."""
+
+
+@app.command()
+def version() -> None:
+    """Print modelyard's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    paths: Annotated[list[str] | None, typer.Argument(help="model files, or file.py:ClassName")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file with server settings and a models list")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="model name (one path only); default: the file's stem")
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="model version (one path only)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind; 0 picks a free one (default 8080)")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="adaptive batching limit for file models")
+    ] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="longest wait for batch-mates")] = None,
+    intra_op_threads: Annotated[int | None, typer.Option(help="onnxruntime/torch threads per model")] = None,
+    max_queue: Annotated[int | None, typer.Option(help="queued requests per model before 503")] = None,
+    log_level: Annotated[str | None, typer.Option(help="uvicorn log level")] = None,
+) -> None:
+    """Serve one or more models over the Open Inference Protocol and the TF-Serving REST API."""
+    paths = paths or []
+    if name is not None and len(paths) != 1:
+        raise typer.BadParameter("--name applies to exactly one model path", param_hint="--name")
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "intra_op_threads": intra_op_threads,
+        "max_queue": max_queue, "log_level": log_level,
+        "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
+    }  # fmt: skip
+    settings = _settings(config, paths, name, model_version, overrides)
+    if not settings.models:
+        raise typer.BadParameter("give at least one model path or a --config with models", param_hint="PATHS")
+    from modelyard.serve import run  # imported here so `modelyard version` stays instant
+
+    try:
+        run(settings)
+    except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
+        typer.echo(f"modelyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _settings(
+    config: Path | None, paths: list[str], name: str | None, version: str | None, overrides: dict[str, Any]
+) -> Settings:
+    data: dict[str, Any] = {}
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(config.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="--config") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{config} must hold a mapping of settings", param_hint="--config")
+        data = loaded
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    models = list(data.pop("models", []) or [])
+    models += [ModelConfig(path=p, name=name, version=version).model_dump() for p in paths]
+    try:
+        return Settings(**data, models=models)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

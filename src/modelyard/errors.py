@@ -1,0 +1,138 @@
+"""Domain errors shared by every plane of modelyard.
+
+Errors carry a *kind*, never a status code: the transport adapters in ``modelyard.protocols``
+own the one table that maps kinds to HTTP statuses and the one error-body schema.
+
+    ModelyardError
+    ├── InvalidInput        (kind INVALID_INPUT)     bad body, shape, dtype, missing input
+    ├── PayloadTooLarge     (kind TOO_LARGE)         body over the configured limit
+    ├── ModelNotFound       (kind NOT_FOUND)         unknown model or version
+    ├── RouteNotFound       (kind NOT_FOUND)         no endpoint at that path
+    ├── MethodNotAllowed    (kind METHOD_NOT_ALLOWED)
+    ├── ModelNotReady       (kind NOT_READY)         loading, failed, or draining
+    ├── Overloaded          (kind OVERLOADED)        queue full; carries retry_after
+    ├── DeadlineExceeded    (kind DEADLINE_EXCEEDED) the request's deadline passed
+    ├── ModelError          (kind MODEL_ERROR)       the model's own code raised
+    └── Unsupported         (kind UNSUPPORTED)       a protocol feature we do not implement
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "DeadlineExceeded",
+    "ErrorKind",
+    "InvalidInput",
+    "MethodNotAllowed",
+    "ModelError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "ModelyardError",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RouteNotFound",
+    "Unsupported",
+]
+
+
+class ErrorKind(enum.Enum):
+    INVALID_INPUT = "invalid_input"
+    TOO_LARGE = "too_large"
+    NOT_FOUND = "not_found"
+    NOT_READY = "not_ready"
+    OVERLOADED = "overloaded"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    MODEL_ERROR = "model_error"
+    UNSUPPORTED = "unsupported"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CONFLICT = "conflict"
+    INTERNAL = "internal"
+
+
+class ModelyardError(Exception):
+    """Base of every error modelyard raises on purpose.
+
+    ``field`` names the part of the request at fault (``inputs[0].shape``), when there is one.
+    """
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, field={self.field!r})"
+
+
+class InvalidInput(ModelyardError):
+    kind = ErrorKind.INVALID_INPUT
+
+
+class PayloadTooLarge(ModelyardError):
+    kind = ErrorKind.TOO_LARGE
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes", field="body")
+        self.size = size
+        self.limit = limit
+
+
+class ModelNotFound(ModelyardError):
+    kind = ErrorKind.NOT_FOUND
+
+    def __init__(self, name: str, version: str | None = None) -> None:
+        what = f"model '{name}'" if version is None else f"model '{name}' version '{version}'"
+        super().__init__(f"{what} not found", field="model")
+        self.name = name
+        self.version = version
+
+
+class ModelNotReady(ModelyardError):
+    kind = ErrorKind.NOT_READY
+
+    def __init__(self, name: str, state: str) -> None:
+        super().__init__(f"model '{name}' is not ready (state: {state})", field="model")
+        self.name = name
+        self.state = state
+
+
+class Overloaded(ModelyardError):
+    """The model's queue is full; the client should retry after ``retry_after`` seconds."""
+
+    kind = ErrorKind.OVERLOADED
+
+    def __init__(self, name: str, queue_size: int, retry_after: float = 1.0) -> None:
+        super().__init__(f"model '{name}' is overloaded: {queue_size} requests already queued")
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ModelyardError):
+    kind = ErrorKind.DEADLINE_EXCEEDED
+
+    def __init__(self, name: str, timeout_s: float) -> None:
+        super().__init__(f"request to model '{name}' did not complete within {timeout_s:.3g} s")
+
+
+class ModelError(ModelyardError):
+    """The model's own hook raised; the message is the model's."""
+
+    kind = ErrorKind.MODEL_ERROR
+
+    def __init__(self, name: str, hook: str, cause: BaseException) -> None:
+        super().__init__(f"model '{name}' failed in {hook}: {type(cause).__name__}: {cause}")
+        self.hook = hook
+
+
+class Unsupported(ModelyardError):
+    kind = ErrorKind.UNSUPPORTED
+
+
+class RouteNotFound(ModelyardError):
+    kind = ErrorKind.NOT_FOUND
+
+
+class MethodNotAllowed(ModelyardError):
+    kind = ErrorKind.METHOD_NOT_ALLOWED

@@ -1,0 +1,47 @@
+"""The one table from error kinds to HTTP statuses, and the one error-body schema.
+
+Every error any endpoint returns has the body ``{"error": str, "kind": str, "field"?: str}``:
+``error`` is what OIP and TF-Serving clients read, ``kind`` is machine-readable, ``field`` names
+the part of the request at fault when there is one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from modelyard.errors import ErrorKind, ModelyardError, Overloaded
+
+__all__ = ["STATUS_BY_KIND", "error_body", "error_headers", "status_for"]
+
+STATUS_BY_KIND: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_INPUT: 400,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.NOT_READY: 503,
+    ErrorKind.OVERLOADED: 503,
+    ErrorKind.DEADLINE_EXCEEDED: 504,
+    ErrorKind.MODEL_ERROR: 500,
+    ErrorKind.UNSUPPORTED: 501,
+    ErrorKind.METHOD_NOT_ALLOWED: 405,
+    ErrorKind.INTERNAL: 500,
+}
+
+
+def status_for(error: ModelyardError) -> int:
+    return STATUS_BY_KIND[error.kind]
+
+
+def error_body(error: ModelyardError) -> bytes:
+    body: dict[str, Any] = {"error": error.message, "kind": error.kind.value}
+    if error.field is not None:
+        body["field"] = error.field
+    return orjson.dumps(body)
+
+
+def error_headers(error: ModelyardError) -> dict[str, str]:
+    if isinstance(error, Overloaded):
+        return {"retry-after": str(max(1, round(error.retry_after)))}
+    return {}

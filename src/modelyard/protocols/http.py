@@ -1,0 +1,99 @@
+"""Small HTTP helpers shared by the protocol adapters: bodies, JSON responses, error mapping."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
+from modelyard.protocols.errors import error_body, error_headers, status_for
+from modelyard.server.metrics import ServerMetrics
+
+__all__ = ["Endpoint", "decompress", "endpoint", "error_response", "json_response", "read_body"]
+
+log = logging.getLogger("modelyard.server")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+JSON = "application/json"
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, headers=headers, media_type=JSON)
+
+
+def error_response(error: ModelyardError) -> Response:
+    return Response(
+        error_body(error), status_code=status_for(error), headers=error_headers(error), media_type=JSON
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed (gzip/deflate), refusing more than ``limit`` bytes either way."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(size, limit)
+        chunks.append(chunk)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    return decompress(body, encoding, limit)
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate a gzip/deflate body, capped so a small "zip bomb" cannot blow past ``limit``."""
+    if encoding not in ("gzip", "deflate"):
+        raise InvalidInput(
+            f"unsupported Content-Encoding '{encoding}' (use gzip or deflate)", field="content-encoding"
+        )
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"body is not valid {encoding} data: {exc}", field="body") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(len(out), limit)
+    if not inflater.eof:
+        raise InvalidInput(f"body is truncated {encoding} data", field="body")
+    return out
+
+
+def endpoint(metrics: ServerMetrics, protocol: str, handler: Endpoint, *, observe: bool = True) -> Endpoint:
+    """Wrap a handler: map domain errors through the one table, count and time the request."""
+
+    async def wrapped(request: Request) -> Response:
+        started = time.perf_counter()
+        gauge = metrics.in_flight.labels(protocol)
+        gauge.inc()
+        try:
+            response = await handler(request)
+        except ModelyardError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = error_response(ModelyardError("internal server error"))
+        finally:
+            gauge.dec()
+        if observe:
+            # An unknown model's name must not become a label value (unbounded series).
+            model = request.path_params.get("model", "") if response.status_code != 404 else ""
+            metrics.observe_request(model, protocol, response.status_code, time.perf_counter() - started)
+        return response
+
+    return wrapped

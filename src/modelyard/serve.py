@@ -1,0 +1,105 @@
+"""Run the model server under uvicorn (uvloop + httptools), with a graceful, readiness-first drain.
+
+On SIGTERM/SIGINT: readiness turns false at once (so load balancers stop sending), the server
+keeps serving for ``drain_grace_s``, then stops accepting connections and waits up to
+``drain_timeout_s`` for in-flight requests before models are unloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import FrameType
+
+import uvicorn
+
+from modelyard.app import build_app
+from modelyard.sdk import ModelSpec
+from modelyard.server import DataPlane, Settings
+
+__all__ = ["bind_socket", "run"]
+
+log = logging.getLogger("modelyard.server")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free port (read it back with ``getsockname``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, plane: DataPlane, on_ready: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self._plane = plane
+        self._on_ready = on_ready
+        self._drain_timer: threading.Timer | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets and not self.should_exit:
+            host, port = sockets[0].getsockname()[:2]
+            self._on_ready(f"http://{host}:{port}")
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the stop signal on the way out, so the process would die "killed
+            # by SIGTERM". We drained gracefully: exit normally (code 0) instead.
+            self._captured_signals.clear()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        grace = self._plane.settings.drain_grace_s
+        if self._plane.lifecycle.draining or grace <= 0:  # second signal, or no grace: go now
+            self._plane.lifecycle.draining = True
+            super().handle_exit(sig, frame)
+            return
+        self._plane.lifecycle.draining = True
+        log.info("draining: not ready, still serving for %.1f s", grace)
+        self._drain_timer = threading.Timer(grace, super().handle_exit, (sig, frame))
+        self._drain_timer.daemon = True
+        self._drain_timer.start()
+
+
+def _announce(url: str) -> None:
+    # One machine-readable line on stdout: scripts and tests wait for it to learn the port.
+    print(f"modelyard: serving on {url}", flush=True)
+
+
+def run(
+    settings: Settings,
+    models: Iterable[ModelSpec] = (),
+    on_ready: Callable[[str], None] = _announce,
+) -> None:
+    """Build the app and serve it until a signal stops it."""
+    app = build_app(settings, models)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        # uvicorn takes whole seconds; round up, never to None (None would wait for ever).
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+        lifespan="on",
+    )
+    server = _DrainingServer(config, app.state.dataplane, on_ready)
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        error = app.state.dataplane.lifecycle.startup_error
+        raise SystemExit(f"modelyard: the server did not start{': ' + error if error else ''}")

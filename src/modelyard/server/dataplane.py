@@ -1,0 +1,140 @@
+"""The transport-free core of the model server. Every protocol adapter calls this and only this."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from modelyard.errors import ModelNotReady
+from modelyard.sdk import ModelMetadata
+from modelyard.server.metrics import ServerMetrics
+from modelyard.server.repository import ModelRepository
+from modelyard.server.runtime import ModelRuntime
+from modelyard.server.settings import Settings
+from modelyard.server.types import InferenceRequest, InferenceResponse
+from modelyard.server.validation import (
+    check_inputs,
+    check_requested_outputs,
+    normalize_outputs,
+    select_outputs,
+)
+
+__all__ = ["DataPlane", "Lifecycle", "ModelStatus"]
+
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository")
+
+
+@dataclass
+class Lifecycle:
+    """Where the server is in its life: probes read it, the shutdown path writes it."""
+
+    started: bool = False
+    draining: bool = False
+    startup_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class DataPlane:
+    """Health, metadata and inference over the models in a :class:`ModelRepository`."""
+
+    def __init__(
+        self, settings: Settings, repository: ModelRepository, metrics: ServerMetrics, version: str
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.metrics = metrics
+        self.lifecycle = Lifecycle()
+        self.server_version = version
+
+    # -- health ------------------------------------------------------------------------------
+
+    def live(self) -> bool:
+        """The process answers; never depends on model state (a failing liveness probe kills the pod)."""
+        return True
+
+    def started(self) -> bool:
+        """Start-up (load + warm-up of every model) finished successfully."""
+        return self.lifecycle.started and self.lifecycle.startup_error is None
+
+    def ready(self) -> bool:
+        """Started, not draining, and every model ready."""
+        if not self.started() or self.lifecycle.draining:
+            return False
+        return all(runtime.ready for runtime in self.repository)
+
+    async def model_ready(self, name: str, version: str | None = None) -> bool:
+        runtime = self.repository.get(name, version)
+        return not self.lifecycle.draining and await runtime.healthy()
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def server_metadata(self) -> dict[str, object]:
+        return {
+            "name": self.settings.server_name,
+            "version": self.server_version,
+            "extensions": list(EXTENSIONS),
+        }
+
+    def model(self, name: str, version: str | None = None) -> ModelRuntime:
+        return self.repository.get(name, version)
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        return self.repository.get(name, version).metadata
+
+    def model_versions(self, name: str) -> list[str]:
+        return self.repository.versions(name)
+
+    def index(self) -> list[ModelStatus]:
+        return [
+            ModelStatus(rt.spec.name, rt.spec.version, rt.state.value, rt.reason) for rt in self.repository
+        ]
+
+    # -- inference ---------------------------------------------------------------------------
+
+    async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
+        runtime = self.repository.get(name, version)
+        if not runtime.ready:
+            raise ModelNotReady(runtime.name, runtime.state.value)
+        meta = runtime.metadata
+        check_inputs(meta, request)
+        check_requested_outputs(meta, request.outputs)
+        raw = await runtime.infer(request.inputs, request.timeout_s)
+        outputs = select_outputs(normalize_outputs(meta, raw), request.outputs)
+        return InferenceResponse(meta.name, meta.version, outputs, request.id)
+
+    # -- repository --------------------------------------------------------------------------
+
+    async def load_model(self, name: str) -> None:
+        """(Re)load every version of a known model (the OIP model-repository extension)."""
+        runtimes = [rt for rt in self.repository if rt.spec.name == name] or [self.repository.get(name)]
+        await asyncio.gather(*(rt.load() for rt in runtimes if not rt.ready))
+
+    async def unload_model(self, name: str) -> None:
+        runtimes = [rt for rt in self.repository if rt.spec.name == name] or [self.repository.get(name)]
+        await asyncio.gather(*(rt.unload() for rt in runtimes))
+
+    async def start(self) -> None:
+        """Load and warm up every model, then report started (even if a model failed, say why)."""
+        for runtime in self.repository:
+            self.metrics.track_queue(runtime.spec.name, _depth_reader(runtime))
+        try:
+            await self.repository.load_all()
+        except Exception as exc:
+            self.lifecycle.startup_error = f"{type(exc).__name__}: {exc}"
+        self.lifecycle.started = True
+
+    async def stop(self) -> None:
+        self.lifecycle.draining = True
+        await self.repository.unload_all()
+
+
+def _depth_reader(runtime: ModelRuntime) -> Callable[[], float]:
+    return lambda: float(runtime.queue_depth)

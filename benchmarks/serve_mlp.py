@@ -120,7 +120,9 @@ def parse_wrk(out: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--max-latency-ms", type=float, default=5.0)
@@ -133,7 +135,9 @@ def main() -> None:
     print(f"raw onnxruntime, batch {BATCH}, 1 thread: {raw:,.0f} items/s ({call_ms:.1f} ms per call)")
     proc, url = start_server(model, args.max_latency_ms)
     try:
-        print(f"{'conns':>5} {'items/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'efficiency':>10} {'p99/call':>8} {'errors':>6}")
+        header = ("conns", "items/s", "p50 ms", "p99 ms", "efficiency", "p99/call", "errors")
+        widths = (5, 9, 7, 7, 10, 8, 6)
+        print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
         for connections in args.connections:
             r = drive(url, connections, args.duration)
             print(

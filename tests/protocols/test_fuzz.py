@@ -38,10 +38,14 @@ ALLOWED_5XX = {
 INFER_MODELS = ["doubler", "lister", "async_echo", "picky"]
 HEADER = "Inference-Header-Content-Length"
 
-FUZZ = settings(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+
+def fuzz(examples: int) -> settings:
+    """Hypothesis settings for a property: no per-example deadline (the server is real), ``examples`` runs."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12)
@@ -109,7 +115,9 @@ def random_headers(draw: st.DrawFn) -> dict[str, str]:
     if draw(st.booleans()):
         headers["Content-Encoding"] = draw(encodings)
     if draw(st.booleans()):
-        headers["Content-Type"] = draw(st.sampled_from(["application/json", "application/octet-stream", "text/plain"]))
+        headers["Content-Type"] = draw(
+            st.sampled_from(["application/json", "application/octet-stream", "text/plain"])
+        )
     return headers
 
 
@@ -125,7 +133,11 @@ def compress_maybe(body: bytes, how: str) -> tuple[bytes, dict[str, str]]:
 
 names = st.sampled_from(["x", "a", "b", "s", "seconds", "total", "y", ""]) | st.text(max_size=4)
 datatypes = st.sampled_from(sorted(DATATYPES)) | st.sampled_from(["fp32", "STRING", "FLOAT", "", "INT128"])
-dims = st.integers(min_value=0, max_value=4) | st.sampled_from([-1, 2**31, 2**40]) | st.sampled_from([True, 1.5, "2"])
+dims = (
+    st.integers(min_value=0, max_value=4)
+    | st.sampled_from([-1, 2**31, 2**40])
+    | st.sampled_from([True, 1.5, "2"])
+)
 shapes = st.lists(dims, max_size=4) | st.sampled_from([None, "2,3", {}, [1] * 40])
 
 
@@ -161,7 +173,9 @@ def tensor(draw: st.DrawFn) -> tuple[dict[str, Any], bytes]:
     entry: dict[str, Any] = {"name": draw(names), "datatype": datatype, "shape": shape}
     valid_shape = isinstance(shape, list) and all(type(d) is int and 0 <= d <= 4 for d in shape)
     count = math.prod(shape) if valid_shape else draw(st.integers(0, 6))
-    values = draw(st.lists(element(datatype if datatype in DATATYPES else "FP32"), min_size=count, max_size=count))
+    values = draw(
+        st.lists(element(datatype if datatype in DATATYPES else "FP32"), min_size=count, max_size=count)
+    )
     if draw(st.integers(0, 9)) == 0:  # wrong element count
         values = values + values[:1] if values else [0]
     mode = draw(st.sampled_from(["flat", "nested", "binary", "binary-bad-size", "junk", "missing"]))
@@ -194,10 +208,15 @@ def oip_request(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
             st.lists(
                 st.fixed_dictionaries(
                     {"name": names},
-                    optional={"parameters": st.fixed_dictionaries({}, optional={
-                        "binary_data": st.booleans() | json_scalars,
-                        "classification": st.integers(0, 3),
-                    })},
+                    optional={
+                        "parameters": st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "binary_data": st.booleans() | json_scalars,
+                                "classification": st.integers(0, 3),
+                            },
+                        )
+                    },
                 ),
                 max_size=3,
             )
@@ -228,24 +247,23 @@ def oip_request(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
 # -- properties ----------------------------------------------------------------------------------
 
 
-@FUZZ
-@settings(max_examples=400)
+@fuzz(400)
 @given(model=st.sampled_from(INFER_MODELS), request=oip_request())
-def test_near_valid_infer_requests(client: TestClient, model: str, request: tuple[bytes, dict[str, str]]) -> None:
+def test_near_valid_infer_requests(
+    client: TestClient, model: str, request: tuple[bytes, dict[str, str]]
+) -> None:
     body, headers = request
     check(client.post(f"/v2/models/{model}/infer", content=body, headers=headers), request)
 
 
-@FUZZ
-@settings(max_examples=150)
+@fuzz(150)
 @given(model=st.sampled_from(INFER_MODELS), doc=json_values, how=st.sampled_from(["none", "gzip", "deflate"]))
 def test_arbitrary_json_to_infer(client: TestClient, model: str, doc: Any, how: str) -> None:
     body, headers = compress_maybe(json.dumps(doc).encode(), how)
     check(client.post(f"/v2/models/{model}/infer", content=body, headers=headers), doc)
 
 
-@FUZZ
-@settings(max_examples=150)
+@fuzz(150)
 @given(model=st.sampled_from(INFER_MODELS), body=st.binary(max_size=300), headers=random_headers())
 def test_arbitrary_bytes_and_headers_to_infer(
     client: TestClient, model: str, body: bytes, headers: dict[str, str]
@@ -253,8 +271,7 @@ def test_arbitrary_bytes_and_headers_to_infer(
     check(client.post(f"/v2/models/{model}/infer", content=body, headers=headers), (body, headers))
 
 
-@FUZZ
-@settings(max_examples=150)
+@fuzz(150)
 @given(inputs=json_values, wrap=st.sampled_from(["instances", "inputs", "none"]), headers=random_headers())
 def test_tfserving_predict(client: TestClient, inputs: Any, wrap: str, headers: dict[str, str]) -> None:
     headers.pop(HEADER, None)
@@ -267,11 +284,10 @@ suffixes = st.sampled_from(
     ["", "/ready", "/config", "/infer", "/versions/1", "/versions/1/ready", "/versions/1/config",
      "/versions/1/infer", "/stats", "/versions//infer", ":predict", "/metadata"]
 )  # fmt: skip
-path_names = st.sampled_from(INFER_MODELS + ["slow", "unwell", ""]) | st.text(min_size=1, max_size=10)
+path_names = st.sampled_from([*INFER_MODELS, "slow", "unwell", ""]) | st.text(min_size=1, max_size=10)
 
 
-@FUZZ
-@settings(max_examples=250)
+@fuzz(250)
 @given(
     prefix=st.sampled_from(["/v2/models/", "/v1/models/", "/v2/", "/v2/repository/models/", "/"]),
     name=path_names,
@@ -289,9 +305,10 @@ def test_random_paths_and_methods(
     check(client.request(method, path, content=content), path)
 
 
-@FUZZ
-@settings(max_examples=100)
-@given(body=st.binary(max_size=60) | json_values.map(lambda v: json.dumps(v).encode()), headers=random_headers())
+@fuzz(100)
+@given(
+    body=st.binary(max_size=60) | json_values.map(lambda v: json.dumps(v).encode()), headers=random_headers()
+)
 def test_repository_index(client: TestClient, body: bytes, headers: dict[str, str]) -> None:
     response = client.post("/v2/repository/index", content=body, headers=headers)
     check(response, body)
@@ -299,10 +316,11 @@ def test_repository_index(client: TestClient, body: bytes, headers: dict[str, st
         assert isinstance(response.json(), list)
 
 
-@FUZZ
-@settings(max_examples=60)
-@given(action=st.sampled_from(["load", "unload"]), body=st.binary(max_size=40) | json_values.map(
-    lambda v: json.dumps(v).encode()))
+@fuzz(60)
+@given(
+    action=st.sampled_from(["load", "unload"]),
+    body=st.binary(max_size=40) | json_values.map(lambda v: json.dumps(v).encode()),
+)
 def test_repository_load_unload_then_serve(client: TestClient, action: str, body: bytes) -> None:
     check(client.post(f"/v2/repository/models/lister/{action}", content=body), body)
     load = client.post("/v2/repository/models/lister/load")  # always leave it loaded
@@ -319,10 +337,11 @@ def test_repository_load_unload_then_serve(client: TestClient, action: str, body
     "path", ["/v2", "/v2/", "/v2/health/ready", "/v2/models/doubler", "/v2/models/doubler/ready",
              "/v2/models/doubler/config", "/metrics", "/health/ready"]
 )  # fmt: skip
-@FUZZ
-@settings(max_examples=15)
+@fuzz(15)
 @given(headers=random_headers(), query=st.text(max_size=10))
-def test_get_endpoints_ignore_junk(client: TestClient, path: str, headers: dict[str, str], query: str) -> None:
+def test_get_endpoints_ignore_junk(
+    client: TestClient, path: str, headers: dict[str, str], query: str
+) -> None:
     response = client.get(path + "?" + quote(query, safe="=&"), headers=headers)
     check(response, headers)
     assert response.status_code == 200, response.text

@@ -127,7 +127,7 @@ def test_model_version_must_be_non_empty_without_slash(version: str) -> None:
 
 
 def test_tensor_spec_validation() -> None:
-    with pytest.raises(ValueError, match="TensorSpec.name must be a non-empty string"):
+    with pytest.raises(ValueError, match=r"TensorSpec\.name must be a non-empty string"):
         TensorSpec("", "FP32", [1])
     with pytest.raises(ValueError, match=r"TensorSpec 'x': shape dimensions must be >= -1, got \[-2, 3\]"):
         TensorSpec("x", "FP32", [-2, 3])

@@ -38,8 +38,8 @@ class Runner:
         return [self.fn(item) for item in items]
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
@@ -193,7 +193,7 @@ async def test_a_poisoned_item_fails_alone() -> None:
             assert str(result) == f"negative values: [{value}]"  # its own failure, alone
         else:
             assert result == value * 10
-    assert [[-3], [-7]] == [c for c in calls if len(c) == 1 and c[0] < 0]
+    assert [c for c in calls if len(c) == 1 and c[0] < 0] == [[-3], [-7]]
 
 
 async def test_runner_returning_exceptions_fails_only_those_items() -> None:

@@ -296,7 +296,7 @@ class BrokenLoad:
 
 async def test_load_failure_leaves_the_model_failed_with_its_reason() -> None:
     runtime = ModelRuntime(BrokenLoad)
-    with pytest.raises(ModelError, match="model 'broken_load' failed in load: OSError: weights.bin"):
+    with pytest.raises(ModelError, match=r"model 'broken_load' failed in load: OSError: weights\.bin"):
         await runtime.load()
     assert runtime.state is ModelState.FAILED
     assert "weights.bin: no such file" in runtime.reason

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = f"{ROOT / 'tests' / 'models.py'}:Slow"  # sync predict that sleeps `seconds`; unbatched
 
-ASYNC_SLEEPER = '''
+ASYNC_SLEEPER = """
 import asyncio
 
 import numpy as np
@@ -37,7 +37,7 @@ class Sleeper:
     async def predict(self, inputs):
         await asyncio.sleep(float(inputs["seconds"].ravel()[0]))
         return np.array([1.0])
-'''
+"""
 
 
 class Server:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -152,10 +152,7 @@ def _is_dim(value: Any) -> bool:
 def _from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
     count = math.prod(shape)
     try:
-        if datatype == "BYTES":
-            array = _bytes_from_json(data)
-        else:
-            array = _numbers_from_json(data, datatype)
+        array = _bytes_from_json(data) if datatype == "BYTES" else _numbers_from_json(data, datatype)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise InvalidInput(
             f"{where}.data does not hold {datatype} values: {exc}", field=f"{where}.data"
@@ -181,7 +178,7 @@ def _numbers_from_json(data: Any, datatype: str) -> np.ndarray:
     if dtype.kind in "iu":
         if parsed.dtype.kind == "f" and not np.all(np.isfinite(parsed) & (np.trunc(parsed) == parsed)):
             raise TypeError("expected integers, got fractional or non-finite numbers")
-        info = np.iinfo(dtype)
+        info = np.iinfo(cast("np.dtype[np.integer[Any]]", dtype))
         if parsed.min() < info.min or parsed.max() > info.max:
             raise OverflowError(f"values outside [{info.min}, {info.max}]")
     with np.errstate(over="raise", invalid="raise"):  # e.g. 1e300 does not fit FP16 or FP32

@@ -9,7 +9,7 @@ thread):
 It prints served items/s, p50/p99 latency, and the batching efficiency = served items/s divided by
 raw items/s at batch 64; and p99 as a multiple of the raw batch-64 call time.
 
-usage: benchmarks/serve_mlp.py [--duration 15] [--connections 64 128] [--max-latency-ms 5]
+usage: benchmarks/serve_mlp.py [--duration 15] [--connections 64 128] [--max-latency-ms MS]
 Needs wrk (Debian package `wrk`); see docs/performance.md.
 """
 
@@ -64,12 +64,14 @@ def raw_items_per_s(model: Path, seconds: float = 5.0) -> tuple[float, float]:
     return calls * BATCH / elapsed, elapsed / calls * 1000
 
 
-def start_server(model: Path, max_latency_ms: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(model: Path, max_latency_ms: float | None) -> tuple[subprocess.Popen[str], str]:
     command = [
         str(ROOT / ".venv" / "bin" / "modelyard"), "serve", str(model), "--name", "mlp", "--port", "0",
-        "--max-batch-size", str(BATCH), "--max-latency-ms", str(max_latency_ms),
-        "--intra-op-threads", "1", "--max-queue", "4096", "--log-level", "warning",
+        "--max-batch-size", str(BATCH), "--intra-op-threads", "1", "--max-queue", "4096",
+        "--log-level", "warning",
     ]  # fmt: skip
+    if max_latency_ms is not None:  # otherwise the server's default, which is what users get
+        command += ["--max-latency-ms", str(max_latency_ms)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -125,7 +127,7 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--max-latency-ms", type=float, default=5.0)
+    parser.add_argument("--max-latency-ms", type=float, default=None, help="default: the server's")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")

@@ -37,9 +37,16 @@ class Settings(BaseModel):
         default=1, ge=0, description="onnxruntime/torch threads; 0 = library default"
     )
     default_max_batch_size: int = Field(default=64, ge=1, description="batch limit for zero-code runtimes")
-    default_max_latency_ms: float = Field(default=5.0, ge=0)
+    # 2 ms, measured (docs/performance.md): long enough to fill batches under load, short enough
+    # that the model never idles waiting for stragglers while the next batch is already queued.
+    default_max_latency_ms: float = Field(default=2.0, ge=0)
     drain_grace_s: float = Field(default=0.0, ge=0, description="report not-ready this long before draining")
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="the longest to wait for in-flight requests"
     )
     log_level: str = "info"
+    gil_switch_interval_ms: float | None = Field(
+        default=0.5,
+        gt=0,
+        description="Python's GIL switch interval in the server process; None keeps Python's 5 ms",
+    )

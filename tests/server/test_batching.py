@@ -334,3 +334,29 @@ async def test_stop_cancels_a_batch_still_running_after_its_timeout_and_fails_it
     assert 0.15 <= time.monotonic() - started < 2.0
     with pytest.raises(ModelNotReady, match="unloading"):
         await asyncio.wait_for(running, 1)
+
+
+async def test_expired_and_cancelled_items_leave_the_queue_at_once() -> None:
+    runner = Runner(lambda x: x, gated=True)
+    batcher = make(runner, max_batch_size=1, max_latency_ms=0, max_queue=2)
+    try:
+        running = asyncio.ensure_future(batcher.submit(0))
+        await wait_until(lambda: len(runner.calls) == 1)  # the model is busy with item 0
+        expiring = asyncio.ensure_future(batcher.submit(1, timeout_s=0.05))
+        cancelled = asyncio.ensure_future(batcher.submit(2))
+        await wait_until(lambda: batcher.depth == 2)
+        cancelled.cancel()
+        with pytest.raises(DeadlineExceeded):
+            await expiring
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert batcher.depth == 0
+        # Both places are free again: two new items queue without an Overloaded.
+        later = [asyncio.ensure_future(batcher.submit(v)) for v in (3, 4)]
+        await wait_until(lambda: batcher.depth == 2)
+        runner.gate.set()
+        assert await asyncio.gather(running, *later) == [0, 3, 4]
+        assert runner.calls == [[0], [3], [4]]
+    finally:
+        runner.gate.set()
+        await batcher.stop()

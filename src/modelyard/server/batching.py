@@ -117,15 +117,33 @@ class Batcher:
         self._queue.append(pending)
         self._rows_queued += rows
         self._wakeup.set()
-        return await pending.future
+        try:
+            return await pending.future
+        except asyncio.CancelledError:  # the caller went away (client disconnect): free its place
+            self._forget(pending)
+            raise
 
     def _retry_after(self) -> float:
         # A full queue drains in about (queue / batch size) batch times; 1 s is a fair floor.
         return 1.0
 
     def _expire(self, pending: _Pending, timeout_s: float) -> None:
-        if not pending.future.done():
-            pending.future.set_exception(DeadlineExceeded(self.name, timeout_s))
+        if pending.future.done():
+            return
+        pending.future.set_exception(DeadlineExceeded(self.name, timeout_s))
+        self._forget(pending)
+
+    def _forget(self, pending: _Pending) -> None:
+        """Take an answered item out of the queue, so it counts toward neither depth nor max_queue.
+
+        O(queue), but only for expired or cancelled items; one already taken into a batch is not
+        in the queue any more, hence the ValueError guard.
+        """
+        if pending.timer is not None:
+            pending.timer.cancel()
+        with contextlib.suppress(ValueError):
+            self._queue.remove(pending)
+            self._rows_queued -= pending.rows
 
     @staticmethod
     def _settle(pending: _Pending, result: Any) -> None:

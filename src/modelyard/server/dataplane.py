@@ -123,8 +123,11 @@ class DataPlane:
 
     async def start(self) -> None:
         """Load and warm up every model, then report started (even if a model failed, say why)."""
+        by_name: dict[str, list[ModelRuntime]] = {}
         for runtime in self.repository:
-            self.metrics.track_queue(runtime.spec.name, _depth_reader(runtime))
+            by_name.setdefault(runtime.spec.name, []).append(runtime)
+        for name, versions in by_name.items():  # the gauge is per model: sum its versions
+            self.metrics.track_queue(name, _depth_reader(versions))
         try:
             await self.repository.load_all()
         except Exception as exc:
@@ -136,5 +139,5 @@ class DataPlane:
         await self.repository.unload_all()
 
 
-def _depth_reader(runtime: ModelRuntime) -> Callable[[], float]:
-    return lambda: float(runtime.queue_depth)
+def _depth_reader(runtimes: list[ModelRuntime]) -> Callable[[], float]:
+    return lambda: float(sum(runtime.queue_depth for runtime in runtimes))

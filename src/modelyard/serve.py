@@ -72,6 +72,17 @@ class _DrainingServer(uvicorn.Server):
         self._drain_timer.start()
 
 
+def _configure_logging(level: str) -> None:
+    """Send modelyard's own log records to stderr, formatted like uvicorn's, at ``level``."""
+    logger = logging.getLogger("modelyard")
+    if not logger.handlers:  # an embedding application may have configured it already
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel("DEBUG" if level == "trace" else level.upper())  # "trace" is uvicorn-only
+
+
 def _announce(url: str) -> None:
     # One machine-readable line on stdout: scripts and tests wait for it to learn the port.
     print(f"modelyard: serving on {url}", flush=True)
@@ -88,6 +99,7 @@ def run(
         # native code (onnxruntime, torch) then waits a whole switch interval for it, several times
         # per batch. At Python's default 5 ms that cut served throughput by about a quarter.
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
+    _configure_logging(settings.log_level)
     app = build_app(settings, models)
     config = uvicorn.Config(
         app,

@@ -173,11 +173,16 @@ def test_request_and_response_compression(client: Any, algorithm: str) -> None:
     np.testing.assert_array_equal(result.as_numpy("y"), big * 2)
 
 
-def test_async_infer_concurrent(client: Any) -> None:
-    arrays = [X + i for i in range(6)]
-    handles = [client.async_infer("doubler", [fp32_input(a)]) for a in arrays]
-    for array, handle in zip(arrays, handles, strict=True):
-        np.testing.assert_array_equal(handle.get_result().as_numpy("y"), array * 2)
+def test_async_infer_concurrent(url: str) -> None:
+    # One connection per in-flight request, as tritonclient's docs advise for async_infer.
+    client = httpclient.InferenceServerClient(url, concurrency=6)
+    try:
+        arrays = [X + i for i in range(6)]
+        handles = [client.async_infer("doubler", [fp32_input(a)]) for a in arrays]
+        for array, handle in zip(arrays, handles, strict=True):
+            np.testing.assert_array_equal(handle.get_result().as_numpy("y"), array * 2)
+    finally:
+        client.close()
 
 
 def test_list_batched_model(client: Any) -> None:

@@ -54,6 +54,10 @@ def serve(
     paths = paths or []
     if name is not None and len(paths) != 1:
         raise typer.BadParameter("--name applies to exactly one model path", param_hint="--name")
+    if model_version is not None and len(paths) != 1:
+        raise typer.BadParameter(
+            "--model-version applies to exactly one model path", param_hint="--model-version"
+        )
     overrides: dict[str, Any] = {
         "host": host, "port": port, "intra_op_threads": intra_op_threads,
         "max_queue": max_queue, "log_level": log_level,

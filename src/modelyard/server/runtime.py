@@ -97,8 +97,10 @@ class ModelRuntime:
         except Exception as exc:
             self.state = ModelState.FAILED
             self.reason = str(exc)
+            log.error("model %s version %s failed to load: %s", self.name, self.version, exc)
             raise
         self.state = ModelState.READY
+        log.info("model %s version %s is ready", self.name, self.version)
 
     async def unload(self) -> None:
         self.state = ModelState.UNLOADING

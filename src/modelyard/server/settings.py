@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ModelConfig", "Settings"]
@@ -44,7 +46,7 @@ class Settings(BaseModel):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="the longest to wait for in-flight requests"
     )
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     gil_switch_interval_ms: float | None = Field(
         default=0.5,
         gt=0,

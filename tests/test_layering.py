@@ -1,0 +1,294 @@
+"""The import direction of the architecture (docs/architecture.md), checked with an AST scan of src/.
+
+- ``errors`` and ``dtypes`` import no other modelyard module;
+- ``sdk`` imports only ``sdk``, ``errors`` and ``dtypes``;
+- ``server`` never imports ``protocols``, ``app``, ``serve`` or ``cli``;
+- ``protocols`` never imports ``app``, ``serve``, ``cli`` or ``runtimes``;
+- ``runtimes`` never imports ``protocols``, ``app``, ``serve`` or ``cli``;
+- the core (``errors``, ``dtypes``, ``sdk``, ``server``) never imports a web framework or server;
+- no module imports torch, scikit-learn, onnxruntime or joblib when it is imported: those are
+  imported inside the functions that need them (or under ``if TYPE_CHECKING:``).
+
+For the layering rules every import counts, wherever it is written (a function-level import or a
+``TYPE_CHECKING`` import is still a dependency of the design). Relative imports are resolved, and
+``from package import submodule`` counts as importing the submodule.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PACKAGE = SRC / "modelyard"
+HEAVY = ("torch", "sklearn", "onnxruntime", "joblib")
+WEB = ("starlette", "uvicorn", "httptools", "uvloop", "fastapi", "h11", "websockets")
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_DYNAMIC = {"import_module", "__import__"}  # importlib.import_module("x") and __import__("x")
+
+
+@dataclass(frozen=True)
+class Import:
+    name: str  # the absolute dotted module imported
+    line: int
+    statement: str  # as written, for messages
+    eager: bool  # runs when the importing module is imported: not in a function, not type-only
+
+
+@dataclass(frozen=True)
+class Source:
+    label: str  # the file, relative to the repository root
+    module: str
+    imports: tuple[Import, ...]
+
+
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _base_package(module: str, is_package: bool, level: int) -> str:
+    """The package a relative import with ``level`` dots starts from."""
+    parts = module.split(".")
+    if not is_package:
+        parts = parts[:-1]
+    if level - 1 > len(parts) - 1:
+        raise ValueError(f"relative import beyond the top-level package in {module}")
+    return ".".join(parts[: len(parts) - (level - 1)])
+
+
+def scan(source: str, module: str, is_package: bool, known_modules: frozenset[str]) -> list[Import]:
+    """Every import in ``source`` (the text of ``module``), with whether it runs at import time."""
+    found: list[Import] = []
+
+    def names_of(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [alias.name for alias in node.names]
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                start = _base_package(module, is_package, node.level)
+                base = f"{start}.{base}" if base else start
+            # `from pkg import sub` imports the submodule pkg.sub when there is one.
+            return [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known_modules else base
+                for alias in node.names
+            ]
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            first = node.args[0]
+            if called in _DYNAMIC and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                return [first.value]
+        return []
+
+    def visit(node: ast.AST, lazy: bool, type_only: bool) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for statement in node.body:
+                visit(statement, lazy, True)
+            for statement in node.orelse:
+                visit(statement, lazy, type_only)
+            return
+        for name in dict.fromkeys(names_of(node)):  # deduplicated, in order
+            written = ast.unparse(node)
+            found.append(Import(name, getattr(node, "lineno", 0), written, not (lazy or type_only)))
+        if isinstance(node, _FUNCTIONS):
+            # Decorators, defaults and annotations run at definition time; only the body is deferred.
+            for field, value in ast.iter_fields(node):
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, ast.AST):
+                        visit(child, lazy or field == "body", type_only)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, lazy, type_only)
+
+    visit(ast.parse(source), lazy=False, type_only=False)
+    return found
+
+
+@functools.cache
+def sources() -> tuple[Source, ...]:
+    files = sorted(PACKAGE.rglob("*.py"))
+    known = frozenset(module_name(path) for path in files)
+    return tuple(
+        Source(
+            label=str(path.relative_to(ROOT)),
+            module=module_name(path),
+            imports=tuple(scan(path.read_text(), module_name(path), path.name == "__init__.py", known)),
+        )
+        for path in files
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    layers: tuple[str, ...]  # the modules the rule governs (each with its submodules)
+    forbidden: tuple[str, ...] = ()
+    allowed: tuple[str, ...] | None = None  # when set: every modelyard import must be inside these
+
+    def governs(self, module: str) -> bool:
+        return any(within(module, layer) for layer in self.layers)
+
+    def breaks(self, name: str) -> bool:
+        if any(within(name, prefix) for prefix in self.forbidden):
+            return True
+        return (
+            self.allowed is not None
+            and within(name, "modelyard")
+            and not any(within(name, prefix) for prefix in self.allowed)
+        )
+
+    def violations(self, source: Source) -> Iterator[str]:
+        for found in source.imports:
+            if self.breaks(found.name):
+                yield f"{source.label}:{found.line}: `{found.statement}` imports {found.name}"
+
+
+def _m(*names: str) -> tuple[str, ...]:
+    return tuple(f"modelyard.{name}" for name in names)
+
+
+RULES = [
+    Rule("errors-and-dtypes-import-nothing-of-ours", _m("errors", "dtypes"), allowed=()),
+    Rule("sdk-imports-only-sdk-errors-dtypes", _m("sdk"), allowed=_m("sdk", "errors", "dtypes")),
+    Rule("server-never-imports-the-edge", _m("server"), forbidden=_m("protocols", "app", "serve", "cli")),
+    Rule(
+        "protocols-never-import-up-or-runtimes",
+        _m("protocols"),
+        forbidden=_m("app", "serve", "cli", "runtimes"),
+    ),
+    Rule("runtimes-never-import-the-edge", _m("runtimes"), forbidden=_m("protocols", "app", "serve", "cli")),
+    Rule("the-core-has-no-web-framework", _m("errors", "dtypes", "sdk", "server"), forbidden=WEB),
+]
+
+
+def heavy_violations(source: Source) -> Iterator[str]:
+    for found in source.imports:
+        if found.eager and any(within(found.name, heavy) for heavy in HEAVY):
+            yield f"{source.label}:{found.line}: `{found.statement}` imports {found.name} at import time"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.id)
+def test_imports_flow_one_way(rule: Rule) -> None:
+    governed = [source for source in sources() if rule.governs(source.module)]
+    assert governed, f"{rule.id}: no module under {rule.layers} (is the rule out of date?)"
+    problems = [problem for source in governed for problem in rule.violations(source)]
+    assert not problems, f"{rule.id}:\n" + "\n".join(problems)
+
+
+def test_heavy_libraries_are_imported_lazily() -> None:
+    scanned = sources()
+    assert len(scanned) > 20, [source.label for source in scanned]  # the scan found the package
+    problems = [problem for source in scanned for problem in heavy_violations(source)]
+    assert not problems, "import these inside the functions that use them:\n" + "\n".join(problems)
+
+
+def test_the_lazy_imports_really_are_there() -> None:
+    # The scan sees the runtimes' deferred imports, so the rule above is not passing vacuously.
+    lazy = {
+        (source.module, found.name)
+        for source in sources()
+        for found in source.imports
+        if not found.eager and found.name in HEAVY
+    }
+    assert {
+        ("modelyard.runtimes.onnx", "onnxruntime"),
+        ("modelyard.runtimes.sklearn", "sklearn"),
+        ("modelyard.runtimes.sklearn", "joblib"),
+        ("modelyard.runtimes.torch", "torch"),
+    } <= lazy
+
+
+def test_importing_every_module_loads_no_heavy_library() -> None:
+    # The AST rule checks each file; this checks the whole import graph, third-party modules included.
+    program = (
+        "import importlib, json, pkgutil, sys\n"
+        "import modelyard\n"
+        "names = [m.name for m in pkgutil.walk_packages(modelyard.__path__, 'modelyard.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "print(json.dumps({'imported': ['modelyard', *names], 'heavy': heavy}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert sorted(report["imported"]) == sorted(source.module for source in sources())
+    assert report["heavy"] == [], f"importing modelyard loaded: {report['heavy']}"
+
+
+SYNTHETIC = """\
+from typing import TYPE_CHECKING
+from modelyard import errors, serve
+from ..protocols.http import error_response
+import torch
+if TYPE_CHECKING:
+    import sklearn
+    from modelyard.cli import main
+def later() -> None:
+    import onnxruntime
+try:
+    import joblib
+except ImportError:
+    joblib = None
+lib = __import__("modelyard.app")
+"""
+
+
+def test_the_checker_catches_violations() -> None:
+    known = frozenset(_m("errors", "serve", "protocols", "protocols.http", "cli", "cli.main", "app"))
+    found = scan(SYNTHETIC, "modelyard.server.fake", is_package=False, known_modules=known)
+    source = Source("src/modelyard/server/fake.py", "modelyard.server.fake", tuple(found))
+
+    server_rule = next(rule for rule in RULES if rule.id == "server-never-imports-the-edge")
+    problems = list(server_rule.violations(source))
+    assert problems == [
+        "src/modelyard/server/fake.py:2: `from modelyard import errors, serve` imports modelyard.serve",
+        "src/modelyard/server/fake.py:3: `from ..protocols.http import error_response`"
+        " imports modelyard.protocols.http",
+        "src/modelyard/server/fake.py:7: `from modelyard.cli import main` imports modelyard.cli.main",
+        "src/modelyard/server/fake.py:14: `__import__('modelyard.app')` imports modelyard.app",
+    ]
+    sdk_rule = next(rule for rule in RULES if rule.id == "sdk-imports-only-sdk-errors-dtypes")
+    assert [name for name in (i.name for i in found) if sdk_rule.breaks(name)] == [
+        "modelyard.serve",
+        "modelyard.protocols.http",
+        "modelyard.cli.main",
+        "modelyard.app",
+    ]  # modelyard.errors is allowed
+
+    # torch and joblib run at import time (a try block does not defer anything); the type-only
+    # sklearn import and the import inside a function are fine.
+    assert list(heavy_violations(source)) == [
+        "src/modelyard/server/fake.py:4: `import torch` imports torch at import time",
+        "src/modelyard/server/fake.py:11: `import joblib` imports joblib at import time",
+    ]
+    assert {i.name for i in found if not i.eager} == {"sklearn", "modelyard.cli.main", "onnxruntime"}

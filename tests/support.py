@@ -6,7 +6,9 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -33,3 +35,8 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def tensor(name: str, array: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:
+    """One OIP JSON input (or output) entry for ``array``."""
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": array.ravel().tolist()}

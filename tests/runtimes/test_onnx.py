@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
-from modelyard.server import ModelConfig, Settings
+from tests.support import tensor
 
 
 def _save(graph: onnx.GraphProto, path: Path, **metadata: str) -> Path:
@@ -51,26 +48,6 @@ def echo_strings_model(path: Path) -> Path:
         [helper.make_tensor_value_info("same", TensorProto.STRING, ["n"])],
     )
     return _save(graph, path)
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    """``serve(path, **model_config)`` -> a TestClient with that one file loaded."""
-    clients: list[TestClient] = []
-
-    def start(path: Path, **config: Any) -> TestClient:
-        client = TestClient(build_app(Settings(models=[ModelConfig(path=str(path), **config)])))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-def tensor(name: str, array: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:
-    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": array.ravel().tolist()}
 
 
 def metric(client: TestClient, name: str, model: str) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.runtimes.sklearn import SklearnModel
-from modelyard.server import ModelConfig, Settings
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(60, 4))
@@ -42,22 +39,6 @@ def save(estimator: Any, path: Path) -> Path:
         with open(path, "wb") as handle:
             pickle.dump(estimator, handle)
     return path
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    """``serve(path, **model_config)`` -> a TestClient with that one file loaded."""
-    clients: list[TestClient] = []
-
-    def start(path: Path, **config: Any) -> TestClient:
-        client = TestClient(build_app(Settings(models=[ModelConfig(path=str(path), **config)])))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def infer(client: TestClient, model: str, rows: np.ndarray, **extra: Any) -> dict[str, Any]:

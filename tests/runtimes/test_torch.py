@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,8 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.runtimes.torch import TorchModel
-from modelyard.server import ModelConfig, Settings
+from tests.support import tensor
 
 # TorchScript is deprecated in recent PyTorch; serving it is still supported.
 pytestmark = pytest.mark.filterwarnings(r"ignore:.*torch\.jit.* is deprecated:DeprecationWarning")
@@ -58,26 +56,6 @@ def export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path) 
     program = torch.export.export(module, args, dynamic_shapes={n: {0: batch} for n in names})
     torch.export.save(program, str(path))
     return path
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    """``serve(path, **model_config)`` -> a TestClient with that one file loaded."""
-    clients: list[TestClient] = []
-
-    def start(path: Path, **config: Any) -> TestClient:
-        client = TestClient(build_app(Settings(models=[ModelConfig(path=str(path), **config)])))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-def tensor(name: str, array: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:
-    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": array.ravel().tolist()}
 
 
 def infer(client: TestClient, model: str, *inputs: dict[str, Any]) -> dict[str, Any]:

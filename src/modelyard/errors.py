@@ -13,7 +13,10 @@ own the one table that maps kinds to HTTP statuses and the one error-body schema
     ├── Overloaded          (kind OVERLOADED)        queue full; carries retry_after
     ├── DeadlineExceeded    (kind DEADLINE_EXCEEDED) the request's deadline passed
     ├── ModelError          (kind MODEL_ERROR)       the model's own code raised
-    └── Unsupported         (kind UNSUPPORTED)       a protocol feature we do not implement
+    ├── Unsupported         (kind UNSUPPORTED)       a protocol feature we do not implement
+    ├── PackageInvalid      (kind INVALID_INPUT)     a package that is malformed, unsafe or altered
+    ├── NotFound            (kind NOT_FOUND)         a registry object (model, version, alias, artifact)
+    └── Conflict            (kind CONFLICT)          lost a race, or the object exists / is in use
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "Conflict",
     "DeadlineExceeded",
     "ErrorKind",
     "InvalidInput",
@@ -29,7 +33,9 @@ __all__ = [
     "ModelNotFound",
     "ModelNotReady",
     "ModelyardError",
+    "NotFound",
     "Overloaded",
+    "PackageInvalid",
     "PayloadTooLarge",
     "RouteNotFound",
     "Unsupported",
@@ -136,3 +142,21 @@ class RouteNotFound(ModelyardError):
 
 class MethodNotAllowed(ModelyardError):
     kind = ErrorKind.METHOD_NOT_ALLOWED
+
+
+class PackageInvalid(ModelyardError):
+    """A package is malformed, unsafe to unpack, or was altered; ``field`` names the file at fault."""
+
+    kind = ErrorKind.INVALID_INPUT
+
+
+class NotFound(ModelyardError):
+    """A registry object (model, version, alias, artifact) does not exist."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class Conflict(ModelyardError):
+    """The object already exists, is still in use, or another client changed it first."""
+
+    kind = ErrorKind.CONFLICT

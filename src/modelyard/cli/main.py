@@ -10,6 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from modelyard import __version__
+from modelyard.cli import package as package_commands
+from modelyard.cli.registry import registry_app
 from modelyard.server.settings import ModelConfig, Settings
 
 __all__ = ["app", "main"]
@@ -20,6 +22,10 @@ app = typer.Typer(help="modelyard: take a trained model to a production endpoint
 @app.callback()
 def _root() -> None:
     """modelyard command line."""
+
+
+package_commands.register(app)
+app.add_typer(registry_app, name="registry")
 
 
 @app.command()

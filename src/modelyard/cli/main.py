@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from modelyard import __version__
 from modelyard.cli import package as package_commands
 from modelyard.cli.registry import registry_app
+from modelyard.errors import ModelyardError
 from modelyard.server.settings import ModelConfig, Settings
 
 __all__ = ["app", "main"]
@@ -36,7 +37,12 @@ def version() -> None:
 
 @app.command()
 def serve(
-    paths: Annotated[list[str] | None, typer.Argument(help="model files, or file.py:ClassName")] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="model files, .modelyard packages, file.py:ClassName, or registry refs name@alias / name/3"
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML file with server settings and a models list")
     ] = None,
@@ -55,6 +61,13 @@ def serve(
     intra_op_threads: Annotated[int | None, typer.Option(help="onnxruntime/torch threads per model")] = None,
     max_queue: Annotated[int | None, typer.Option(help="queued requests per model before 503")] = None,
     log_level: Annotated[str | None, typer.Option(help="uvicorn log level")] = None,
+    isolated: Annotated[
+        bool, typer.Option("--isolated", help="run packages in a venv built from their pinned requirements")
+    ] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(envvar="MODELYARD_REGISTRY_URL", help="registry server for refs (default: local)"),
+    ] = None,
 ) -> None:
     """Serve one or more models over the Open Inference Protocol and the TF-Serving REST API."""
     paths = paths or []
@@ -69,14 +82,20 @@ def serve(
         "max_queue": max_queue, "log_level": log_level,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
     }  # fmt: skip
-    settings = _settings(config, paths, name, model_version, overrides)
-    if not settings.models:
-        raise typer.BadParameter("give at least one model path or a --config with models", param_hint="PATHS")
-    from modelyard.serve import run  # imported here so `modelyard version` stays instant
-
     try:
+        settings = _resolve_refs(_settings(config, paths, name, model_version, overrides), registry)
+        if not settings.models:
+            raise typer.BadParameter(
+                "give at least one model path or a --config with models", param_hint="PATHS"
+            )
+        if isolated:
+            from modelyard.package.environment import serve_isolated
+
+            serve_isolated(settings)  # never returns: execs the server in the venv, or exits 2
+        from modelyard.serve import run  # imported here so `modelyard version` stays instant
+
         run(settings)
-    except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
+    except (ModelyardError, FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
         typer.echo(f"modelyard: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -100,6 +119,44 @@ def _settings(
         return Settings(**data, models=models)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--config") from None
+
+
+def _resolve_refs(settings: Settings, registry_url: str | None) -> Settings:
+    """Replace registry references (``name@alias``, ``name/3``) by verified local copies.
+
+    A path that exists is always a file; a bare ``name`` is never a reference (write
+    ``name/latest``), so a mistyped file name still reads "not found" rather than a registry miss.
+    """
+    models = []
+    for model in settings.models:
+        if not _is_ref(model.path):
+            models.append(model)
+            continue
+        from modelyard.registry.fetch import fetch_version
+
+        path, found = fetch_version(model.path, registry_url=registry_url)
+        models.append(
+            model.model_copy(
+                update={
+                    "path": str(path),
+                    "name": model.name or found.name,
+                    "version": model.version or str(found.version),
+                }
+            )
+        )
+    return settings.model_copy(update={"models": models})
+
+
+def _is_ref(text: str) -> bool:
+    if ".py:" in text or Path(text).exists() or ("@" not in text and text.count("/") != 1):
+        return False
+    from modelyard.registry.refs import parse_ref
+
+    try:
+        parse_ref(text)
+    except ModelyardError:  # e.g. models/x.onnx: a missing file, reported as such later
+        return False
+    return True
 
 
 def main() -> None:

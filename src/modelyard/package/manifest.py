@@ -1,0 +1,125 @@
+"""The package manifest: what a ``.modelyard`` file holds and how to serve it (``manifest.json``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "PACKAGE_SUFFIX",
+    "RUNTIMES",
+    "Manifest",
+    "Signature",
+    "TensorInfo",
+    "check_member_path",
+]
+
+FORMAT_VERSION = 1
+PACKAGE_SUFFIX = ".modelyard"
+MANIFEST_NAME = "manifest.json"
+RUNTIMES = ("onnx", "sklearn", "torchscript", "torch_export")
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ENTRY = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*|modelyard(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*")
+
+
+def check_member_path(path: str) -> str | None:
+    """Why ``path`` is not a safe relative path inside a package (None when it is)."""
+    if not path or path.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", path):
+        return "is absolute or empty"
+    if "\\" in path or "\x00" in path:
+        return "contains a backslash or a NUL byte"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' component"
+    return None
+
+
+class TensorInfo(BaseModel):
+    """One input or output of the model: an OIP datatype and a shape (-1: any size)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    datatype: str
+    shape: list[int]
+
+
+class Signature(BaseModel):
+    """The model's inputs and outputs; empty lists mean "not declared" (any named tensors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inputs: list[TensorInfo] = Field(default_factory=list)
+    outputs: list[TensorInfo] = Field(default_factory=list)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: identity, how to serve, what it needs, and a SHA-256 for every file.
+
+    Exactly one of ``entry`` (``model.py:ClassName`` in the package, or a ``modelyard.*`` class)
+    and ``runtime`` (with ``model_file``) says how the model is served. ``files`` maps every path
+    under ``files/`` in the archive to the SHA-256 of its bytes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: Literal[1] = 1
+    # Safe in file names, URLs and Dockerfiles: <name>-<version>.modelyard is written unquoted.
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    version: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    entry: str | None = None
+    runtime: Literal["onnx", "sklearn", "torchscript", "torch_export"] | None = None
+    model_file: str | None = None
+    signature: Signature = Field(default_factory=Signature)
+    requirements: list[str] = Field(default_factory=list)
+    framework: dict[str, str] = Field(default_factory=dict)
+    author: str = ""
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    created_at: str
+    files: dict[str, str]
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso_8601(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"created_at must be an ISO 8601 time, got {value!r}") from None
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _safe_files(cls, files: dict[str, str]) -> dict[str, str]:
+        for path, digest in files.items():
+            problem = check_member_path(path)
+            if problem:
+                raise ValueError(f"files: {path!r} {problem}")
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(f"files: {path!r} has no lower-case hex SHA-256 ({digest!r})")
+        return files
+
+    @model_validator(mode="after")
+    def _how_to_serve(self) -> Manifest:
+        if (self.entry is None) == (self.runtime is None):
+            raise ValueError("exactly one of 'entry' and 'runtime' must be set")
+        if self.entry is not None:
+            if not _ENTRY.fullmatch(self.entry):
+                raise ValueError(f"entry must be 'file.py:ClassName', got {self.entry!r}")
+            source = self.entry.rpartition(":")[0]
+            if source.endswith(".py") and source not in self.files:
+                raise ValueError(f"entry file {source!r} is not in files")
+        if self.runtime is not None and (self.model_file is None or self.model_file not in self.files):
+            raise ValueError(f"runtime {self.runtime!r} needs a model_file that is in files")
+        return self
+
+    @property
+    def entry_is_module(self) -> bool:
+        """True for an entry that names a class in modelyard itself (``modelyard.x:Cls``)."""
+        return self.entry is not None and not self.entry.rpartition(":")[0].endswith(".py")

@@ -1,0 +1,61 @@
+"""``RegistryAPI``: what both :class:`Registry` (local) and :class:`RegistryClient` (remote) offer.
+
+The CLI and ``fetch_model`` are written against this Protocol, so they work the same on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from modelyard.registry.refs import ModelRef
+from modelyard.registry.types import Alias, AliasEvent, ModelVersion, Page, RegisteredModel, VersionSpec
+
+__all__ = ["RegistryAPI"]
+
+
+class RegistryAPI(Protocol):
+    def close(self) -> None: ...
+
+    def get_model(self, name: str) -> RegisteredModel: ...
+
+    def list_models(
+        self, search: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> Page[RegisteredModel]: ...
+
+    def push(
+        self,
+        path: Path,
+        name: str | None = None,
+        spec: VersionSpec | None = None,
+        aliases: Sequence[str] = (),
+    ) -> ModelVersion: ...
+
+    def list_versions(
+        self,
+        name: str,
+        search: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[ModelVersion]: ...
+
+    def resolve(self, ref: str | ModelRef) -> ModelVersion: ...
+
+    def fetch(self, ref: str | ModelRef, dest_dir: Path) -> Path: ...
+
+    def delete_version(self, name: str, version: int, *, force: bool = False) -> None: ...
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, user: str = "", expected_revision: int | None = None
+    ) -> Alias: ...
+
+    def delete_alias(
+        self, name: str, alias: str, *, user: str = "", expected_revision: int | None = None
+    ) -> None: ...
+
+    def list_aliases(self, name: str) -> list[Alias]: ...
+
+    def alias_history(
+        self, name: str, alias: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> Page[AliasEvent]: ...

@@ -1,0 +1,521 @@
+"""The transport-free registry: models, versions, aliases and usages over SQLAlchemy and a store.
+
+Every method opens its own short transaction. Races are settled by the database (unique keys,
+compare-and-set updates, RESTRICT foreign keys) and surface as :class:`modelyard.errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.errors import Conflict, NotFound
+from modelyard.registry import queries as q
+from modelyard.registry import schema as t
+from modelyard.registry.aliases import move_alias, record_event, remove_alias
+from modelyard.registry.db import WRITE, create_registry_engine, migrate
+from modelyard.registry.files import download_verified, file_chunks
+from modelyard.registry.packages import PACKAGE_SUFFIX, inspect_package, is_package_name
+from modelyard.registry.pages import decode_token, encode_token, page_size
+from modelyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
+from modelyard.registry.settings import RegistrySettings
+from modelyard.registry.store import ArtifactStore, FsspecArtifactStore, check_digest
+from modelyard.registry.types import (
+    Alias,
+    AliasEvent,
+    ModelVersion,
+    Page,
+    RegisteredModel,
+    StoredArtifact,
+    VersionSpec,
+    VersionUsage,
+)
+
+__all__ = ["Registry"]
+
+_AUTO_VERSION_ATTEMPTS = 20  # racing registrations without an explicit version each retry with max + 1
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Registry:
+    """The model registry. Opening one migrates its database to the newest schema.
+
+    Args:
+        settings: where the database and the artifacts live (default: from the environment).
+        store: an artifact store to use instead of the one ``settings.artifact_url`` names.
+    """
+
+    def __init__(
+        self, settings: RegistrySettings | None = None, *, store: ArtifactStore | None = None
+    ) -> None:
+        self.settings = settings if settings is not None else RegistrySettings.from_env()
+        self._engine = create_registry_engine(self.settings.resolved_database_url())
+        self._writer = self._engine.execution_options(**{WRITE: True})
+        migrate(self._engine)
+        self.store: ArtifactStore = store or FsspecArtifactStore(self.settings.resolved_artifact_url())
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine, for bulk tools (imports, benchmarks) that go below the methods."""
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self, conflict: str | None = None) -> Iterator[Connection]:
+        """A write transaction; with ``conflict``, a constraint violation becomes that Conflict."""
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except IntegrityError:
+            if conflict is None:
+                raise
+            raise Conflict(conflict) from None
+
+    def _page_size(self, requested: int | None) -> int:
+        return page_size(requested, self.settings.default_page_size, self.settings.max_page_size)
+
+    # -- models -----------------------------------------------------------------------------------
+
+    def create_model(self, name: str, description: str = "") -> RegisteredModel:
+        """Register a new model name; :class:`Conflict` if it exists."""
+        now = _now()
+        with self._write(f"model '{check_name(name)}' already exists") as conn:
+            conn.execute(
+                insert(t.models).values(name=name, description=description, created_at=now, updated_at=now)
+            )
+        return self.get_model(name)
+
+    def get_model(self, name: str) -> RegisteredModel:
+        with self._read() as conn:
+            row = q.model_row(conn, name)
+            latest = q.latest_versions(conn, [row.id]).get(row.id)
+            return q.to_model(row, latest, q.aliases_by_model(conn, [row.id]).get(row.id, {}))
+
+    def update_model(self, name: str, description: str) -> RegisteredModel:
+        with self._write() as conn:
+            done = conn.execute(
+                update(t.models)
+                .where(t.models.c.name == name)
+                .values(description=description, updated_at=_now())
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"model '{name}' not found", field="model")
+        return self.get_model(name)
+
+    def delete_model(self, name: str) -> None:
+        """Delete a model that has no versions left (delete those first, so their checks apply)."""
+        with self._write(f"model '{name}' got a new version meanwhile") as conn:
+            model = q.model_id(conn, name)
+            count = conn.execute(select(func.count()).where(t.versions.c.model_id == model)).scalar_one()
+            if count:
+                raise Conflict(
+                    f"model '{name}' still has {count} version(s): delete them first", field="model"
+                )
+            conn.execute(delete(t.alias_events).where(t.alias_events.c.model_id == model))
+            conn.execute(delete(t.models).where(t.models.c.id == model))
+
+    def list_models(
+        self, search: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> Page[RegisteredModel]:
+        """Models by name; ``search`` matches name or description, case-insensitively."""
+        query = {"list": "models", "search": search or ""}
+        after, limit = decode_token(page_token, query), self._page_size(page_size)
+        statement = select(t.models).order_by(t.models.c.name).limit(limit + 1)
+        if search:
+            statement = statement.where(q.contains([t.models.c.name, t.models.c.description], search))
+        if after is not None:
+            statement = statement.where(t.models.c.name > str(after))
+        with self._read() as conn:
+            rows = list(conn.execute(statement))[: limit + 1]
+            page = rows[:limit]
+            ids = [row.id for row in page]
+            latest, aliases = q.latest_versions(conn, ids), q.aliases_by_model(conn, ids)
+        items = [q.to_model(row, latest.get(row.id), aliases.get(row.id, {})) for row in page]
+        token = encode_token(page[-1].name, query) if len(rows) > limit else None
+        return Page[RegisteredModel](items=items, next_page_token=token)
+
+    def _ensure_model(self, name: str) -> None:
+        with contextlib.suppress(Conflict):  # created meanwhile by someone else: just as good
+            self.create_model(name)
+
+    # -- versions ---------------------------------------------------------------------------------
+
+    def upload(
+        self, chunks: Iterable[bytes], *, expected_size: int | None = None, expected_sha256: str | None = None
+    ) -> StoredArtifact:
+        """Stream bytes into the store (content-addressed); refuses more than ``max_upload_bytes``."""
+        return self.store.put(
+            chunks,
+            expected_size=expected_size,
+            expected_sha256=expected_sha256,
+            max_size=self.settings.max_upload_bytes,
+        )
+
+    def push(
+        self,
+        path: Path,
+        name: str | None = None,
+        spec: VersionSpec | None = None,
+        aliases: Sequence[str] = (),
+    ) -> ModelVersion:
+        """Upload a local file and register it as a new version of ``name``.
+
+        For a model package (``*.modelyard``) the verified manifest is stored with the version and
+        supplies defaults: the model name, description, author (as user) and labels.
+        """
+        manifest = inspect_package(path)
+        spec = spec or VersionSpec()
+        if spec.filename == VersionSpec().filename:
+            spec = spec.model_copy(update={"filename": path.name})
+        name = name or (str(manifest["name"]) if manifest and manifest.get("name") else path.stem)
+        with path.open("rb") as handle:
+            stored = self.upload(file_chunks(handle), expected_size=path.stat().st_size)
+        try:
+            return self.register(name, stored.sha256, spec, aliases=aliases, manifest=manifest)
+        except BaseException:
+            self._collect(stored.sha256)
+            raise
+
+    def register(
+        self,
+        name: str,
+        sha256: str,
+        spec: VersionSpec | None = None,
+        *,
+        aliases: Sequence[str] = (),
+        manifest: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Register uploaded bytes as a version of ``name`` (created if new); then point ``aliases`` at it.
+
+        Without ``spec.version`` the version is the model's latest + 1. An explicit version that
+        exists already, or that another client registers first, raises :class:`Conflict`. For a
+        package (``spec.filename`` ending ``.modelyard``) the manifest is read from the stored
+        bytes unless given, and fills the description, user and labels the caller left empty.
+        """
+        spec = spec or VersionSpec()
+        check_name(name)
+        for alias in aliases:
+            check_alias(alias)
+        stored = self.store.stat(check_digest(sha256))
+        if stored is None:
+            raise NotFound(f"no uploaded artifact has sha256 {sha256}: upload it first", field="sha256")
+        if manifest is None and is_package_name(spec.filename):
+            manifest = self._manifest_from_store(stored)
+        spec = _with_manifest_defaults(spec, manifest)
+        self._ensure_model(name)
+        number = self._insert_version(name, stored, spec, manifest)
+        for alias in aliases:
+            self.set_alias(name, alias, number, user=spec.user)
+        return self.get_version(name, number)
+
+    def _insert_version(
+        self, name: str, stored: StoredArtifact, spec: VersionSpec, manifest: dict[str, Any] | None
+    ) -> int:
+        for _ in range(_AUTO_VERSION_ATTEMPTS):
+            try:
+                with self._write() as conn:
+                    _lock_digest(conn, stored.sha256)
+                    if self.store.stat(stored.sha256) is None:  # collected since we looked: push again
+                        raise NotFound(f"artifact {stored.sha256} was deleted meanwhile", field="sha256")
+                    model = q.model_id(conn, name)
+                    number = spec.version or 1 + (q.latest_versions(conn, [model]).get(model) or 0)
+                    conn.execute(
+                        insert(t.versions).values(_version_values(model, number, stored, spec, manifest))
+                    )
+                return number
+            except IntegrityError:
+                if spec.version is not None:
+                    raise Conflict(
+                        f"model '{name}' already has version {spec.version}", field="version"
+                    ) from None
+        raise Conflict(f"could not allocate a version of '{name}': too many concurrent registrations")
+
+    def _manifest_from_store(self, stored: StoredArtifact) -> dict[str, Any] | None:
+        with tempfile.TemporaryDirectory(prefix="modelyard-") as folder:
+            path = Path(folder) / f"artifact{PACKAGE_SUFFIX}"
+            with self.store.open(stored.sha256) as source, path.open("wb") as out:
+                for chunk in file_chunks(source):
+                    out.write(chunk)
+            return inspect_package(path)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self._read() as conn:
+            model = q.model_id(conn, name)
+            row = q.version_row(conn, model, name, version)
+            return q.to_version(row, name, q.aliases_by_version(conn, model, [version]).get(version, []))
+
+    def list_versions(
+        self,
+        name: str,
+        search: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[ModelVersion]:
+        """A model's versions, newest first; ``search`` matches description, user, source run, file name."""
+        query = {"list": "versions", "model": name, "search": search or ""}
+        before, limit = decode_token(page_token, query), self._page_size(page_size)
+        with self._read() as conn:
+            model = q.model_id(conn, name)
+            statement = (
+                select(t.versions).where(t.versions.c.model_id == model).order_by(t.versions.c.version.desc())
+            )
+            if search:
+                columns = [t.versions.c.description, t.versions.c.user, t.versions.c.source_run]
+                statement = statement.where(q.contains([*columns, t.versions.c.filename], search))
+            if before is not None:
+                statement = statement.where(t.versions.c.version < int(before))
+            rows = list(conn.execute(statement.limit(limit + 1)))
+            page = rows[:limit]
+            aliases = q.aliases_by_version(conn, model, [row.version for row in page])
+        items = [q.to_version(row, name, aliases.get(row.version, [])) for row in page]
+        token = encode_token(page[-1].version, query) if len(rows) > limit else None
+        return Page[ModelVersion](items=items, next_page_token=token)
+
+    def resolve(self, ref: str | ModelRef) -> ModelVersion:
+        """The version ``ref`` names: ``name`` (latest), ``name/3`` or ``name@alias``."""
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        with self._read() as conn:
+            model = q.model_id(conn, parsed.name)
+            number = parsed.version
+            if parsed.alias is not None:
+                number = conn.execute(
+                    select(t.aliases.c.version).where(
+                        and_(t.aliases.c.model_id == model, t.aliases.c.alias == parsed.alias)
+                    )
+                ).scalar()
+                if number is None:
+                    raise NotFound(f"model '{parsed.name}' has no alias '{parsed.alias}'", field="alias")
+            elif number is None:
+                number = q.latest_versions(conn, [model]).get(model)
+                if number is None:
+                    raise NotFound(f"model '{parsed.name}' has no versions", field="version")
+            row = q.version_row(conn, model, parsed.name, int(number))
+            aliases = q.aliases_by_version(conn, model, [row.version]).get(row.version, [])
+            return q.to_version(row, parsed.name, aliases)
+
+    def artifact_chunks(self, version: ModelVersion) -> Iterator[bytes]:
+        """The artifact's bytes, streamed from the store."""
+        with self.store.open(version.sha256) as handle:
+            yield from file_chunks(handle)
+
+    def fetch(self, ref: str | ModelRef, dest_dir: Path | None = None) -> Path:
+        """A local, checksum-verified copy of ``ref``'s artifact; an intact copy already there is reused.
+
+        The default folder is ``<cache_dir>/<sha256>/``, so every version with the same bytes shares one.
+        """
+        version = self.resolve(ref)
+        folder = dest_dir if dest_dir is not None else self.settings.resolved_cache_dir() / version.sha256
+        return download_verified(version, folder, lambda: self.artifact_chunks(version))
+
+    def delete_version(self, name: str, version: int, *, force: bool = False) -> None:
+        """Delete a version (its aliases go with it); the bytes too when no other version has them.
+
+        Refuses with :class:`Conflict` naming the consumers while the version is marked used,
+        unless ``force``.
+        """
+        with self._write(f"model '{name}' version {version} was just marked used; try again") as conn:
+            model = q.model_id(conn, name)
+            row = q.version_row(conn, model, name, version)
+            users = [
+                r.consumer
+                for r in conn.execute(select(t.version_usages).where(t.version_usages.c.version_id == row.id))
+            ]
+            if users and not force:
+                who = ", ".join(sorted(users))
+                raise Conflict(
+                    f"model '{name}' version {version} is in use by {who}; use force to delete",
+                    field="version",
+                )
+            conn.execute(delete(t.version_usages).where(t.version_usages.c.version_id == row.id))
+            self._drop_aliases_of(conn, model, version)
+            conn.execute(delete(t.versions).where(t.versions.c.id == row.id))
+        self._collect(row.sha256)
+
+    def _drop_aliases_of(self, conn: Connection, model: int, version: int) -> None:
+        now = _now()
+        pointing = select(t.aliases.c.alias).where(
+            and_(t.aliases.c.model_id == model, t.aliases.c.version == version)
+        )
+        for alias in list(conn.execute(pointing).scalars()):
+            record_event(conn, model, alias, (version, None), "", now)
+        conn.execute(
+            delete(t.aliases).where(and_(t.aliases.c.model_id == model, t.aliases.c.version == version))
+        )
+
+    def _collect(self, sha256: str) -> None:
+        """Delete the bytes if no version refers to them any more.
+
+        The check and the delete run under the digest's lock (see :func:`_lock_digest`), which a
+        registration of the same bytes also takes before it checks they exist and inserts its row:
+        either the registration sees the bytes gone (NotFound), or this sees its row and keeps them.
+        """
+        with self._write() as conn:
+            _lock_digest(conn, sha256)
+            used = conn.execute(select(t.versions.c.id).where(t.versions.c.sha256 == sha256).limit(1)).first()
+            if used is None:
+                self.store.delete(sha256)
+
+    # -- aliases ----------------------------------------------------------------------------------
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, user: str = "", expected_revision: int | None = None
+    ) -> Alias:
+        """Point ``alias`` at ``version``, recording the move in the history.
+
+        ``expected_revision`` makes it a compare-and-set: the alias's current revision, or 0 for
+        "must not exist yet". If another client moved it first, :class:`Conflict`.
+        """
+        check_alias(alias)
+        with self._write(f"alias '{alias}' of '{name}' was changed by another client; read it again") as conn:
+            model = q.model_id(conn, name)
+            q.version_row(conn, model, name, version)
+            move_alias(conn, model, alias, version, user, expected_revision, _now())
+        return self.get_alias(name, alias)
+
+    def delete_alias(
+        self, name: str, alias: str, *, user: str = "", expected_revision: int | None = None
+    ) -> None:
+        with self._write(f"alias '{alias}' of '{name}' was changed by another client") as conn:
+            remove_alias(conn, q.model_id(conn, name), alias, user, expected_revision, _now())
+
+    def get_alias(self, name: str, alias: str) -> Alias:
+        with self._read() as conn:
+            model = q.model_id(conn, name)
+            row = conn.execute(
+                select(t.aliases).where(and_(t.aliases.c.model_id == model, t.aliases.c.alias == alias))
+            ).first()
+        if row is None:
+            raise NotFound(f"model '{name}' has no alias '{alias}'", field="alias")
+        return q.to_alias(row, name)
+
+    def list_aliases(self, name: str) -> list[Alias]:
+        with self._read() as conn:
+            model = q.model_id(conn, name)
+            rows = conn.execute(
+                select(t.aliases).where(t.aliases.c.model_id == model).order_by(t.aliases.c.alias)
+            )
+            return [q.to_alias(row, name) for row in rows]
+
+    def alias_history(
+        self, name: str, alias: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> Page[AliasEvent]:
+        """Every move of the model's aliases (or of one alias), newest first."""
+        query = {"list": "history", "model": name, "alias": alias or ""}
+        before, limit = decode_token(page_token, query), self._page_size(page_size)
+        with self._read() as conn:
+            model = q.model_id(conn, name)
+            statement = select(t.alias_events).where(t.alias_events.c.model_id == model)
+            if alias:
+                statement = statement.where(t.alias_events.c.alias == alias)
+            if before is not None:
+                statement = statement.where(t.alias_events.c.id < int(before))
+            rows = list(conn.execute(statement.order_by(t.alias_events.c.id.desc()).limit(limit + 1)))
+        items = [q.to_event(row, name) for row in rows[:limit]]
+        token = encode_token(items[-1].id, query) if len(rows) > limit else None
+        return Page[AliasEvent](items=items, next_page_token=token)
+
+    # -- usages -----------------------------------------------------------------------------------
+
+    def mark_used(self, name: str, version: int, consumer: str) -> VersionUsage:
+        """Record that ``consumer`` (e.g. ``deployment/prod-eu``) uses the version; idempotent."""
+        if not consumer or len(consumer) > 200:
+            raise ValueError("consumer must be 1 to 200 characters")
+        with contextlib.suppress(IntegrityError), self._write() as conn:  # already marked: fine
+            model = q.model_id(conn, name)
+            row = q.version_row(conn, model, name, version)
+            conn.execute(insert(t.version_usages).values(version_id=row.id, consumer=consumer, since=_now()))
+        usage = next((u for u in self.list_usages(name, version) if u.consumer == consumer), None)
+        if usage is None:  # the version was deleted between the insert attempt and now
+            raise NotFound(f"model '{name}' has no version {version}", field="version")
+        return usage
+
+    def unmark_used(self, name: str, version: int, consumer: str) -> None:
+        """Forget one consumer of the version; forgetting one that is not recorded is not an error."""
+        with self._write() as conn:
+            model = q.model_id(conn, name)
+            row = q.version_row(conn, model, name, version)
+            conn.execute(
+                delete(t.version_usages).where(
+                    and_(t.version_usages.c.version_id == row.id, t.version_usages.c.consumer == consumer)
+                )
+            )
+
+    def list_usages(self, name: str, version: int) -> list[VersionUsage]:
+        with self._read() as conn:
+            row = q.version_row(conn, q.model_id(conn, name), name, version)
+            rows = conn.execute(
+                select(t.version_usages)
+                .where(t.version_usages.c.version_id == row.id)
+                .order_by(t.version_usages.c.consumer)
+            )
+            return [VersionUsage(consumer=r.consumer, since=q.as_utc(r.since)) for r in rows]
+
+
+def _lock_digest(conn: Connection, sha256: str) -> None:
+    """Serialise transactions about the same bytes until commit.
+
+    On PostgreSQL a transaction-scoped advisory lock keyed by the digest; SQLite needs nothing, as
+    its write transactions (BEGIN IMMEDIATE) already run one at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))"), {"digest": sha256})
+
+
+def _version_values(
+    model: int, number: int, stored: StoredArtifact, spec: VersionSpec, manifest: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "model_id": model,
+        "version": number,
+        "artifact_uri": stored.uri,
+        "sha256": stored.sha256,
+        "size": stored.size,
+        "filename": spec.filename,
+        "description": spec.description,
+        "user": spec.user,
+        "source_run": spec.source_run,
+        "metrics": dict(spec.metrics),
+        "params": dict(spec.params),
+        "labels": dict(spec.labels),
+        "manifest": manifest,
+        "created_at": _now(),
+    }
+
+
+def _with_manifest_defaults(spec: VersionSpec, manifest: dict[str, Any] | None) -> VersionSpec:
+    """Fill what the caller left empty from the package manifest; the caller's values win."""
+    update: dict[str, Any] = {}
+    if manifest:
+        if not spec.description and manifest.get("description"):
+            update["description"] = str(manifest["description"])
+        if not spec.user and manifest.get("author"):
+            update["user"] = str(manifest["author"])
+        labels = manifest.get("labels")
+        if isinstance(labels, dict):
+            update["labels"] = {**{str(k): str(v) for k, v in labels.items()}, **spec.labels}
+    return spec.model_copy(update=update)

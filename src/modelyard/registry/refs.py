@@ -1,0 +1,67 @@
+"""Model references: ``name`` (the latest version), ``name/3`` (a version), ``name@alias``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelyard.errors import InvalidInput
+
+__all__ = ["ALIAS_PATTERN", "NAME_PATTERN", "ModelRef", "check_alias", "check_name", "parse_ref"]
+
+# Names and aliases end up in URLs, file names and CLI arguments: keep them to a safe alphabet, and
+# keep "/" and "@" out of names so a reference always parses one way.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+RESERVED_ALIASES = frozenset({"latest"})
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)", field="name"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS_PATTERN.match(alias) or alias in RESERVED_ALIASES:
+        raise InvalidInput(
+            f"invalid alias {alias!r}: lower-case letters, digits, '_' or '-', starting with a letter"
+            " (and not 'latest')",
+            field="alias",
+        )
+    return alias
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference: exactly one of ``version`` and ``alias`` is set, or neither (latest)."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}/{self.version}"
+        return f"{self.name}@{self.alias}" if self.alias is not None else self.name
+
+
+def parse_ref(ref: str) -> ModelRef:
+    """Parse ``name``, ``name/latest``, ``name/<int>`` or ``name@alias``."""
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        return ModelRef(check_name(name), alias=check_alias(alias))
+    if "/" in ref:
+        name, _, version = ref.partition("/")
+        if version == "latest":
+            return ModelRef(check_name(name))
+        return ModelRef(check_name(name), version=parse_version(version))
+    return ModelRef(check_name(ref))
+
+
+def parse_version(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 9:
+        raise InvalidInput(f"invalid version {text!r}: versions are integers from 1", field="version")
+    return int(text)

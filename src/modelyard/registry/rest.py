@@ -1,0 +1,327 @@
+"""The registry's REST API under ``/api/v1``: a thin Starlette adapter over :class:`Registry`.
+
+Handlers parse the request, call the core in a worker thread (it is synchronous: SQLAlchemy and
+fsspec), and render JSON. Domain errors go through ``modelyard.protocols.errors``, the same
+kind -> status table and ``{"error", "kind", "field"}`` body the model server uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from modelyard.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    ModelyardError,
+    NotFound,
+    PayloadTooLarge,
+    RouteNotFound,
+)
+from modelyard.protocols.http import error_response, json_response
+from modelyard.registry.core import Registry
+from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
+from modelyard.registry.refs import parse_version
+from modelyard.registry.settings import RegistrySettings
+from modelyard.registry.types import RegisterRequest, VersionSpec
+from modelyard.registry.uploads import stream_upload
+
+__all__ = ["build_registry_app", "routes"]
+
+log = logging.getLogger("modelyard.registry")
+Handler = Callable[[Request], Awaitable[Response]]
+M = TypeVar("M", bound=BaseModel)
+PREFIX = "/api/v1"
+
+
+def _dump(value: BaseModel | list[Any]) -> Any:
+    if isinstance(value, list):
+        return [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in value]
+    return value.model_dump(mode="json")
+
+
+def _handler(function: Handler) -> Handler:
+    """Map domain errors through the one table; anything else becomes a logged 500."""
+
+    @functools.wraps(function)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await function(request)
+        except ModelyardError as exc:
+            return error_response(exc)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening; the upload was discarded
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error_response(ModelyardError("internal server error"))
+
+    return wrapped
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    if not value.lstrip("-").isdigit():
+        raise InvalidInput(f"query parameter {name} must be an integer", field=name)
+    return int(value)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+
+
+class _Endpoints:
+    """One method per route; each is a few lines of parsing around one core call."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(functools.partial(function, *args, **kwargs))
+
+    async def list_models(self, request: Request) -> Response:
+        params = request.query_params
+        page = await self._call(
+            self.registry.list_models,
+            params.get("search"),
+            _int_param(request, "page_size"),
+            params.get("page_token"),
+        )
+        return json_response(_dump(page))
+
+    async def create_model(self, request: Request) -> Response:
+        body = await _body(request, ModelCreate)
+        return json_response(
+            _dump(await self._call(self.registry.create_model, body.name, body.description)), 201
+        )
+
+    async def get_model(self, request: Request) -> Response:
+        return json_response(_dump(await self._call(self.registry.get_model, request.path_params["name"])))
+
+    async def update_model(self, request: Request) -> Response:
+        body = await _body(request, ModelUpdate)
+        model = await self._call(self.registry.update_model, request.path_params["name"], body.description)
+        return json_response(_dump(model))
+
+    async def delete_model(self, request: Request) -> Response:
+        await self._call(self.registry.delete_model, request.path_params["name"])
+        return Response(status_code=204)
+
+    async def list_versions(self, request: Request) -> Response:
+        params = request.query_params
+        page = await self._call(
+            self.registry.list_versions,
+            request.path_params["name"],
+            params.get("search"),
+            _int_param(request, "page_size"),
+            params.get("page_token"),
+        )
+        return json_response(_dump(page))
+
+    async def register(self, request: Request) -> Response:
+        body = await _body(request, RegisterRequest)
+        spec = VersionSpec.model_validate(body.model_dump(exclude={"sha256", "aliases"}))
+        name = request.path_params["name"]
+        version = await self._call(self.registry.register, name, body.sha256, spec, aliases=body.aliases)
+        return json_response(_dump(version), 201)
+
+    async def get_version(self, request: Request) -> Response:
+        name, number = request.path_params["name"], parse_version(request.path_params["version"])
+        return json_response(_dump(await self._call(self.registry.get_version, name, number)))
+
+    async def delete_version(self, request: Request) -> Response:
+        name, number = request.path_params["name"], parse_version(request.path_params["version"])
+        await self._call(self.registry.delete_version, name, number, force=_flag(request, "force"))
+        return Response(status_code=204)
+
+    async def download(self, request: Request) -> Response:
+        name, number = request.path_params["name"], parse_version(request.path_params["version"])
+        version = await self._call(self.registry.get_version, name, number)
+        if await self._call(self.registry.store.stat, version.sha256) is None:  # 404 now, not mid-stream
+            raise NotFound(f"the artifact of {version.ref} is missing from the store", field="sha256")
+        headers = {
+            "content-length": str(version.size),
+            "x-content-sha256": version.sha256,
+            "content-disposition": f'attachment; filename="{version.filename}"',
+        }
+        chunks = self.registry.artifact_chunks(version)
+        return StreamingResponse(chunks, headers=headers, media_type="application/octet-stream")
+
+    async def upload(self, request: Request) -> Response:
+        limit = self.registry.settings.max_upload_bytes
+        declared = _declared_length(request)
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(declared, limit)
+        expected = request.headers.get("x-content-sha256")
+        upload = functools.partial(self.registry.upload, expected_size=declared, expected_sha256=expected)
+        stored = await stream_upload(request.stream(), upload)
+        return json_response(_dump(stored), 201)
+
+    async def list_aliases(self, request: Request) -> Response:
+        return json_response(_dump(await self._call(self.registry.list_aliases, request.path_params["name"])))
+
+    async def get_alias(self, request: Request) -> Response:
+        params = request.path_params
+        return json_response(
+            _dump(await self._call(self.registry.get_alias, params["name"], params["alias"]))
+        )
+
+    async def set_alias(self, request: Request) -> Response:
+        body = await _body(request, AliasMove)
+        params = request.path_params
+        alias = await self._call(
+            self.registry.set_alias,
+            params["name"],
+            params["alias"],
+            body.version,
+            user=body.user,
+            expected_revision=body.expected_revision,
+        )
+        return json_response(_dump(alias))
+
+    async def delete_alias(self, request: Request) -> Response:
+        params = request.path_params
+        await self._call(
+            self.registry.delete_alias,
+            params["name"],
+            params["alias"],
+            user=request.query_params.get("user", ""),
+            expected_revision=_int_param(request, "expected_revision"),
+        )
+        return Response(status_code=204)
+
+    async def history(self, request: Request) -> Response:
+        params = request.query_params
+        page = await self._call(
+            self.registry.alias_history,
+            request.path_params["name"],
+            params.get("alias"),
+            _int_param(request, "page_size"),
+            params.get("page_token"),
+        )
+        return json_response(_dump(page))
+
+    async def resolve(self, request: Request) -> Response:
+        ref = request.query_params.get("ref")
+        if not ref:
+            raise InvalidInput("give the reference to resolve as ?ref=name@alias", field="ref")
+        return json_response(_dump(await self._call(self.registry.resolve, ref)))
+
+    async def list_usages(self, request: Request) -> Response:
+        name, number = request.path_params["name"], parse_version(request.path_params["version"])
+        return json_response(_dump(await self._call(self.registry.list_usages, name, number)))
+
+    async def mark_used(self, request: Request) -> Response:
+        params = request.path_params
+        number = parse_version(params["version"])
+        usage = await self._call(self.registry.mark_used, params["name"], number, params["consumer"])
+        return json_response(_dump(usage))
+
+    async def unmark_used(self, request: Request) -> Response:
+        params = request.path_params
+        number = parse_version(params["version"])
+        await self._call(self.registry.unmark_used, params["name"], number, params["consumer"])
+        return Response(status_code=204)
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if not (declared.isascii() and declared.isdigit()):
+        raise InvalidInput("invalid Content-Length", field="content-length")
+    return int(declared)
+
+
+def routes(endpoints: _Endpoints) -> list[Route]:
+    """Every route of the API; ``openapi.OPERATIONS`` documents exactly these (a test checks)."""
+    e, m, v = endpoints, f"{PREFIX}/models/{{name}}", f"{PREFIX}/models/{{name}}/versions/{{version}}"
+    table: list[tuple[str, str, Handler]] = [
+        ("GET", f"{PREFIX}/models", e.list_models),
+        ("POST", f"{PREFIX}/models", e.create_model),
+        ("GET", m, e.get_model),
+        ("PATCH", m, e.update_model),
+        ("DELETE", m, e.delete_model),
+        ("GET", f"{m}/versions", e.list_versions),
+        ("POST", f"{m}/versions", e.register),
+        ("GET", v, e.get_version),
+        ("DELETE", v, e.delete_version),
+        ("GET", f"{v}/artifact", e.download),
+        ("GET", f"{v}/usages", e.list_usages),
+        ("PUT", f"{v}/usages/{{consumer:path}}", e.mark_used),
+        ("DELETE", f"{v}/usages/{{consumer:path}}", e.unmark_used),
+        ("GET", f"{m}/aliases", e.list_aliases),
+        ("GET", f"{m}/aliases/{{alias}}", e.get_alias),
+        ("PUT", f"{m}/aliases/{{alias}}", e.set_alias),
+        ("DELETE", f"{m}/aliases/{{alias}}", e.delete_alias),
+        ("GET", f"{m}/history", e.history),
+        ("POST", f"{PREFIX}/artifacts", e.upload),
+        ("GET", f"{PREFIX}/resolve", e.resolve),
+    ]
+    return [Route(path, _handler(handler), methods=[method]) for method, path, handler in table]
+
+
+def build_registry_app(settings: RegistrySettings, registry: Registry | None = None) -> Starlette:
+    """The registry REST API as an ASGI app; it opens (and migrates) the registry unless given one."""
+    own = registry is None
+    core = registry if registry is not None else Registry(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if own:
+            core.close()
+
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_document())
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    all_routes = [
+        *routes(_Endpoints(core)),
+        Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
+        Route(f"{PREFIX}/health", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=all_routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
+    app.state.registry = core
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (404, 405) in the registry's JSON error body too."""
+    assert isinstance(exc, HTTPException)
+    error: ModelyardError
+    if exc.status_code == 404:
+        error = RouteNotFound(f"no route for {request.method} {request.url.path}", field="path")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(
+            f"method {request.method} is not allowed on {request.url.path}", field="method"
+        )
+    else:
+        error = InvalidInput(str(exc.detail))
+    response = error_response(error)
+    response.status_code = exc.status_code
+    return response

@@ -1,0 +1,1 @@
+"""Tests of model packages: build, verify, unpack, serve, isolate, Docker, MLflow import."""

@@ -1,0 +1,71 @@
+"""References, names, aliases and page tokens: parsing and refusing."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelyard.errors import InvalidInput
+from modelyard.registry import ModelRef, parse_ref
+from modelyard.registry.pages import decode_token, encode_token, page_size
+from modelyard.registry.refs import check_alias
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("iris", ModelRef("iris")),
+        ("iris/latest", ModelRef("iris")),
+        ("iris/3", ModelRef("iris", version=3)),
+        ("iris@production", ModelRef("iris", alias="production")),
+        ("my.model-v2_x@canary-eu", ModelRef("my.model-v2_x", alias="canary-eu")),
+    ],
+)
+def test_parse_ref(text: str, expected: ModelRef) -> None:
+    assert parse_ref(text) == expected
+    assert parse_ref(str(expected)) == expected  # str() round-trips
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("", "name"),
+        ("iris/0", "version"),
+        ("iris/-1", "version"),
+        ("iris/abc", "version"),
+        ("iris@", "alias"),
+        ("iris@Production", "alias"),
+        ("iris@latest", "alias"),
+        ("iris@1st", "alias"),
+        ("../etc@prod", "name"),
+        ("a b", "name"),
+    ],
+)
+def test_bad_refs_name_the_part_at_fault(text: str, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_ref(text)
+    assert caught.value.field == field
+
+
+def test_aliases_are_a_safe_pattern() -> None:
+    assert check_alias("staging") == "staging"
+    for bad in ("prod/eu", "a" * 64, "_x", "x y"):
+        with pytest.raises(InvalidInput):
+            check_alias(bad)
+
+
+def test_page_tokens_round_trip_and_are_bound_to_their_query() -> None:
+    query = {"list": "versions", "model": "iris", "search": ""}
+    token = encode_token(42, query)
+    assert decode_token(token, query) == 42
+    assert decode_token(None, query) is None
+    with pytest.raises(InvalidInput, match="different query"):
+        decode_token(token, {**query, "model": "other"})
+    with pytest.raises(InvalidInput, match="invalid page token"):
+        decode_token("not-a-token!", query)
+
+
+def test_page_size_is_clamped() -> None:
+    assert page_size(None, 50, 1000) == 50
+    assert page_size(5000, 50, 1000) == 1000
+    with pytest.raises(InvalidInput):
+        page_size(0, 50, 1000)

@@ -12,7 +12,7 @@ import numpy as np
 import uvicorn
 from starlette.types import ASGIApp
 
-from modelyard.serve import bind_socket
+from modelyard.protocols.listen import bind_socket
 
 
 @contextlib.contextmanager

@@ -8,15 +8,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from modelyard import __version__
-from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, RouteNotFound
 from modelyard.protocols import oip_routes, probe_routes, tfserving_routes
-from modelyard.protocols.http import error_response
+from modelyard.protocols.http import http_error
 from modelyard.protocols.oip_infer import InferEndpoint, match_infer_path
 from modelyard.runtimes.loader import spec_from_config
 from modelyard.sdk import ModelSpec
@@ -51,7 +48,7 @@ def build_app(settings: Settings, models: Iterable[ModelSpec] = ()) -> ModelServ
     app = ModelServerApp(
         InferEndpoint(plane),
         routes=[*probe_routes(plane), *oip_routes(plane), *tfserving_routes(plane)],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     # Clients never follow redirects (tritonclient): "/v2" and "/v2/" are both routed explicitly.
@@ -75,22 +72,3 @@ class ModelServerApp(Starlette):
                 await self._infer(scope, receive, send, *target)
                 return
         await super().__call__(scope, receive, send)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Routing errors (404, 405) in the same JSON error schema as everything else."""
-    assert isinstance(exc, HTTPException)
-    error: ModelyardError
-    if exc.status_code == 404:
-        error = RouteNotFound(f"no route for {request.method} {request.url.path}", field="path")
-    elif exc.status_code == 405:
-        error = MethodNotAllowed(
-            f"method {request.method} is not allowed on {request.url.path}", field="method"
-        )
-    else:
-        error = InvalidInput(str(exc.detail))
-    response = error_response(error)
-    response.status_code = exc.status_code
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response

@@ -7,57 +7,30 @@ keeps serving for ``drain_grace_s``, then stops accepting connections and waits 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import FrameType
 
 import uvicorn
 
 from modelyard.app import build_app
+from modelyard.protocols.listen import AnnouncingServer, bind_socket
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
 
-__all__ = ["bind_socket", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("modelyard.server")
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket; port 0 picks a free port (read it back with ``getsockname``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-class _DrainingServer(uvicorn.Server):
+class _DrainingServer(AnnouncingServer):
     def __init__(self, config: uvicorn.Config, plane: DataPlane, on_ready: Callable[[str], None]) -> None:
-        super().__init__(config)
+        super().__init__(config, on_ready)
         self._plane = plane
-        self._on_ready = on_ready
         self._drain_timer: threading.Timer | None = None
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if sockets and not self.should_exit:
-            host, port = sockets[0].getsockname()[:2]
-            self._on_ready(f"http://{host}:{port}")
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            yield
-            # uvicorn re-raises the stop signal on the way out, so the process would die "killed
-            # by SIGTERM". We drained gracefully: exit normally (code 0) instead.
-            self._captured_signals.clear()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         grace = self._plane.settings.drain_grace_s

@@ -9,14 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
+from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, PayloadTooLarge, RouteNotFound
 from modelyard.protocols.errors import error_body, error_headers, status_for
 from modelyard.server.metrics import ServerMetrics
 
-__all__ = ["Endpoint", "decompress", "endpoint", "error_response", "json_response", "read_body"]
+__all__ = ["Endpoint", "decompress", "endpoint", "error_response", "http_error", "json_response", "read_body"]
 
 log = logging.getLogger("modelyard.server")
 
@@ -97,3 +98,23 @@ def endpoint(metrics: ServerMetrics, protocol: str, handler: Endpoint, *, observ
         return response
 
     return wrapped
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (404, 405) in the one JSON error schema; install as the
+    ``HTTPException`` handler of every app."""
+    assert isinstance(exc, HTTPException)
+    error: ModelyardError
+    if exc.status_code == 404:
+        error = RouteNotFound(f"no route for {request.method} {request.url.path}", field="path")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(
+            f"method {request.method} is not allowed on {request.url.path}", field="method"
+        )
+    else:
+        error = InvalidInput(str(exc.detail))
+    response = error_response(error)
+    response.status_code = exc.status_code
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response

@@ -23,13 +23,11 @@ from starlette.routing import Route
 
 from modelyard.errors import (
     InvalidInput,
-    MethodNotAllowed,
     ModelyardError,
     NotFound,
     PayloadTooLarge,
-    RouteNotFound,
 )
-from modelyard.protocols.http import error_response, json_response
+from modelyard.protocols.http import error_response, http_error, json_response
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
@@ -305,23 +303,6 @@ def build_registry_app(settings: RegistrySettings, registry: Registry | None = N
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route(f"{PREFIX}/health", health, methods=["GET"]),
     ]
-    app = Starlette(routes=all_routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
+    app = Starlette(routes=all_routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.registry = core
     return app
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Routing errors (404, 405) in the registry's JSON error body too."""
-    assert isinstance(exc, HTTPException)
-    error: ModelyardError
-    if exc.status_code == 404:
-        error = RouteNotFound(f"no route for {request.method} {request.url.path}", field="path")
-    elif exc.status_code == 405:
-        error = MethodNotAllowed(
-            f"method {request.method} is not allowed on {request.url.path}", field="method"
-        )
-    else:
-        error = InvalidInput(str(exc.detail))
-    response = error_response(error)
-    response.status_code = exc.status_code
-    return response

@@ -6,8 +6,15 @@
 - ``protocols`` never imports ``app``, ``serve``, ``cli`` or ``runtimes``;
 - ``runtimes`` never imports ``protocols``, ``app``, ``serve`` or ``cli``;
 - the core (``errors``, ``dtypes``, ``sdk``, ``server``) never imports a web framework or server;
-- no module imports torch, scikit-learn, onnxruntime or joblib when it is imported: those are
-  imported inside the functions that need them (or under ``if TYPE_CHECKING:``).
+- ``package`` (the package plane) never imports ``protocols``, ``app``, ``serve``, ``cli`` or
+  ``registry``: the registry depends on packages, never the other way round;
+- ``registry`` never imports the OIP or TF-Serving protocols, ``app``, ``serve``, ``cli`` or the model
+  ``server`` (it may use the shared ``protocols.http`` and ``protocols.listen`` helpers);
+- the registry's transport-free core (everything but ``rest``, ``uploads``, ``server``, ``client``,
+  ``fetch`` and the package's ``__init__``, which re-exports the client) imports neither a web
+  framework nor an HTTP client;
+- no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported: those
+  are imported inside the functions that need them (or under ``if TYPE_CHECKING:``).
 
 For the layering rules every import counts, wherever it is written (a function-level import or a
 ``TYPE_CHECKING`` import is still a dependency of the design). Relative imports are resolved, and
@@ -30,8 +37,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = SRC / "modelyard"
-HEAVY = ("torch", "sklearn", "onnxruntime", "joblib")
+HEAVY = ("torch", "sklearn", "onnxruntime", "joblib", "mlflow")
 WEB = ("starlette", "uvicorn", "httptools", "uvloop", "fastapi", "h11", "websockets")
+HTTP_CLIENTS = ("httpx", "httpcore", "requests", "urllib3", "aiohttp")
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _DYNAMIC = {"import_module", "__import__"}  # importlib.import_module("x") and __import__("x")
 
@@ -52,6 +60,10 @@ class Source:
 
 
 def within(name: str, prefix: str) -> bool:
+    """``name`` is ``prefix`` or one of its submodules; a trailing ``*`` matches any module name suffix
+    (``modelyard.protocols.oip*`` covers ``oip_rest``, ``oip_codec``... and their submodules)."""
+    if prefix.endswith("*"):
+        return name.startswith(prefix[:-1])
     return name == prefix or name.startswith(prefix + ".")
 
 
@@ -174,6 +186,14 @@ def _m(*names: str) -> tuple[str, ...]:
     return tuple(f"modelyard.{name}" for name in names)
 
 
+# The registry modules that know nothing of HTTP: rest, uploads and server are the REST edge, client
+# talks HTTP, and fetch and the package's __init__ import client to offer both ways in.
+REGISTRY_CORE = _m(
+    "registry.core", "registry.db", "registry.schema", "registry.queries", "registry.aliases",
+    "registry.store", "registry.refs", "registry.types", "registry.pages", "registry.files",
+    "registry.packages", "registry.settings", "registry.api", "registry.openapi", "registry.migrations",
+)  # fmt: skip
+
 RULES = [
     Rule("errors-and-dtypes-import-nothing-of-ours", _m("errors", "dtypes"), allowed=()),
     Rule("sdk-imports-only-sdk-errors-dtypes", _m("sdk"), allowed=_m("sdk", "errors", "dtypes")),
@@ -185,6 +205,17 @@ RULES = [
     ),
     Rule("runtimes-never-import-the-edge", _m("runtimes"), forbidden=_m("protocols", "app", "serve", "cli")),
     Rule("the-core-has-no-web-framework", _m("errors", "dtypes", "sdk", "server"), forbidden=WEB),
+    Rule(
+        "package-never-imports-the-edge-or-the-registry",
+        _m("package"),
+        forbidden=_m("protocols", "app", "serve", "cli", "registry"),
+    ),
+    Rule(
+        "registry-never-imports-the-serving-edge",
+        _m("registry"),
+        forbidden=_m("protocols.oip*", "protocols.tfserving*", "app", "serve", "cli", "server"),
+    ),
+    Rule("the-registry-core-is-transport-free", REGISTRY_CORE, forbidden=WEB + HTTP_CLIENTS),
 ]
 
 
@@ -215,13 +246,14 @@ def test_the_lazy_imports_really_are_there() -> None:
         (source.module, found.name)
         for source in sources()
         for found in source.imports
-        if not found.eager and found.name in HEAVY
+        if not found.eager and any(within(found.name, heavy) for heavy in HEAVY)
     }
     assert {
         ("modelyard.runtimes.onnx", "onnxruntime"),
         ("modelyard.runtimes.sklearn", "sklearn"),
         ("modelyard.runtimes.sklearn", "joblib"),
         ("modelyard.runtimes.torch", "torch"),
+        ("modelyard.package.mlflow", "mlflow.pyfunc"),
     } <= lazy
 
 
@@ -232,7 +264,8 @@ def test_importing_every_module_loads_no_heavy_library() -> None:
         "import modelyard\n"
         "names = [m.name for m in pkgutil.walk_packages(modelyard.__path__, 'modelyard.')]\n"
         "for name in names:\n"
-        "    importlib.import_module(name)\n"
+        "    if not name.endswith('__main__'):  # importing it runs the CLI\n"
+        "        importlib.import_module(name)\n"
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "print(json.dumps({'imported': ['modelyard', *names], 'heavy': heavy}))\n"
     )
@@ -292,3 +325,25 @@ def test_the_checker_catches_violations() -> None:
         "src/modelyard/server/fake.py:11: `import joblib` imports joblib at import time",
     ]
     assert {i.name for i in found if not i.eager} == {"sklearn", "modelyard.cli.main", "onnxruntime"}
+
+
+def test_the_registry_rules_tell_similar_names_apart() -> None:
+    registry_rule = next(rule for rule in RULES if rule.id == "registry-never-imports-the-serving-edge")
+    # modelyard.registry.server is the registry's own module, not the model server modelyard.server.
+    assert not registry_rule.breaks("modelyard.registry.server")
+    assert registry_rule.breaks("modelyard.server.settings")
+    # The OIP and TF-Serving globs cover every such module; the shared HTTP helpers stay allowed.
+    assert registry_rule.breaks("modelyard.protocols.oip_rest")
+    assert registry_rule.breaks("modelyard.protocols.oip_new.sub")
+    assert registry_rule.breaks("modelyard.protocols.tfserving_rest")
+    assert not registry_rule.breaks("modelyard.protocols.http")
+    # A function-level import counts: the registry's server may not borrow the model server's helpers.
+    found = Import("modelyard.serve", 43, "from modelyard.serve import bind_socket", eager=False)
+    source = Source("src/modelyard/registry/server.py", "modelyard.registry.server", (found,))
+    assert list(registry_rule.violations(source)) == [
+        "src/modelyard/registry/server.py:43: `from modelyard.serve import bind_socket`"
+        " imports modelyard.serve"
+    ]
+    package_rule = next(rule for rule in RULES if rule.id == "package-never-imports-the-edge-or-the-registry")
+    assert package_rule.breaks("modelyard.registry.core")
+    assert not package_rule.breaks("modelyard.runtimes.loader")  # packages may load runtimes

@@ -70,6 +70,7 @@ def test_pushing_a_package_stores_its_manifest_and_uses_it_for_defaults(
     assert version.manifest is not None
     assert version.manifest["version"] == "1.2.0"
     assert registry.get_version("iris", 1).manifest == version.manifest
+    assert registry.get_model("iris").description == "packaged"  # the first push created the model
 
 
 def test_registering_uploaded_package_bytes_reads_the_manifest_from_the_store(registry: Registry) -> None:

@@ -159,9 +159,9 @@ class Registry:
         token = encode_token(page[-1].name, query) if len(rows) > limit else None
         return Page[RegisteredModel](items=items, next_page_token=token)
 
-    def _ensure_model(self, name: str) -> None:
+    def _ensure_model(self, name: str, description: str = "") -> None:
         with contextlib.suppress(Conflict):  # created meanwhile by someone else: just as good
-            self.create_model(name)
+            self.create_model(name, description)
 
     # -- versions ---------------------------------------------------------------------------------
 
@@ -227,7 +227,10 @@ class Registry:
         if manifest is None and is_package_name(spec.filename):
             manifest = self._manifest_from_store(stored)
         spec = _with_manifest_defaults(spec, manifest)
-        self._ensure_model(name)
+        # A model created by its first push takes the package's description (later pushes don't
+        # overwrite what someone may have edited since).
+        package_description = str(manifest.get("description") or "") if manifest else ""
+        self._ensure_model(name, package_description)
         number = self._insert_version(name, stored, spec, manifest)
         for alias in aliases:
             self.set_alias(name, alias, number, user=spec.user)

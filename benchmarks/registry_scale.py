@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
 from modelyard.registry import Registry, RegistrySettings
 from modelyard.registry import schema as t
@@ -36,9 +36,9 @@ PAGE = 50
 BATCH = 10_000
 
 
-def build(home: Path, count: int) -> Registry:
+def build(home: Path, count: int, database_url: str | None = None) -> Registry:
     """A registry whose model ``big`` has ``count`` versions and aliases on two of them."""
-    registry = Registry(RegistrySettings(home=home))
+    registry = Registry(RegistrySettings(home=home, database_url=database_url))
     registry.create_model(MODEL, "scale test")
     now = datetime.now(UTC)
     with registry.engine.begin() as conn:
@@ -90,17 +90,46 @@ def median_seconds(call: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples)
 
 
+def _admin(url: str) -> Engine:
+    return create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+def scratch_database(admin_url: str, count: int) -> str:
+    """Create an empty database for one size; returns its URL."""
+    name = f"modelyard_bench_{count}"
+    engine = _admin(admin_url)
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, count: int) -> None:
+    engine = _admin(admin_url)
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS modelyard_bench_{count} WITH (FORCE)"))
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="measure on PostgreSQL instead of SQLite, e.g. postgresql+psycopg://postgres@127.0.0.1/postgres"
+        " (a scratch database is created per size and dropped afterwards)",
+    )
     args = parser.parse_args()
     timings: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as folder:
         for count in (args.small, args.large):
             started = time.perf_counter()
-            registry = build(Path(folder) / str(count), count)
+            url = scratch_database(args.postgres, count) if args.postgres else None
+            registry = build(Path(folder) / str(count), count, url)
             print(f"built {count:>7} versions in {time.perf_counter() - started:.1f} s")
             try:
                 ops = operations(registry, count)
@@ -108,6 +137,8 @@ def main() -> None:
                 timings[count] = {name: median_seconds(call, args.repeat) for name, call in ops.items()}
             finally:
                 registry.close()
+                if args.postgres:
+                    drop_database(args.postgres, count)
     small, large = timings[args.small], timings[args.large]
     print(f"\n{'operation':<36} ratio t({args.large}) / t({args.small})")
     for name in small:

@@ -7,6 +7,7 @@ import json
 import pickle
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -138,21 +139,31 @@ def test_other_flavors_get_the_pyfunc_wrapper_which_needs_mlflow(
 
     spec = spec_from_path(str(package))
     assert [t.name for t in spec.metadata.inputs] == ["input"]
-    monkeypatch.setitem(sys.modules, "mlflow", None)  # mlflow missing: a clear message when it loads
+    for name in ("mlflow", "mlflow.pyfunc"):  # mlflow missing: a clear message when it loads
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r"modelyard\[mlflow\]"):
         spec.create().load()  # type: ignore[attr-defined]
 
 
-def test_the_pyfunc_wrapper_serves_through_mlflow_pyfunc(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def fake_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A stand-in ``mlflow.pyfunc`` for this test only; the real mlflow (if loaded) comes back after."""
     fake = tmp_path / "fake-mlflow" / "mlflow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     (fake / "pyfunc.py").write_text(FAKE_PYFUNC)
     monkeypatch.syspath_prepend(str(fake.parent))
-    for name in ("mlflow", "mlflow.pyfunc"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    real = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "mlflow"}
+    try:
+        yield
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == "mlflow"]:
+            del sys.modules[name]
+        sys.modules.update(real)
+
+
+@pytest.mark.usefixtures("fake_mlflow")
+def test_the_pyfunc_wrapper_serves_through_mlflow_pyfunc(tmp_path: Path) -> None:
     package = import_mlflow(pyfunc_dir(tmp_path / "custom"), tmp_path)
     rows = np.arange(6, dtype=np.float64).reshape(2, 3)
     with TestClient(build_app(Settings(models=[ModelConfig(path=str(package))]))) as client:

@@ -161,3 +161,15 @@ def test_the_manifest_is_canonical_json(tmp_path: Path) -> None:
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
     assert io.BytesIO(path.read_bytes()[:10]).read(2) == b"\x1f\x8b"  # gzip
     assert path.read_bytes()[4:8] == b"\x00\x00\x00\x00"  # gzip header mtime 0
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["numpy==1.26.4; python_version > '3' --global-option=--evil", "numpy==1.26.4; python_version > '3' #x"],
+    ids=["option-after-marker", "comment-after-marker"],
+)
+def test_pinning_refuses_what_a_manifest_would_refuse(line: str) -> None:
+    from modelyard.package.requirements import pin_requirements
+
+    with pytest.raises(PackageInvalid, match="not a pinned requirement"):
+        pin_requirements([line])

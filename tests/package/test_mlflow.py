@@ -192,8 +192,24 @@ def test_column_signatures_map_each_column_for_pyfunc(tmp_path: Path) -> None:
         ("flavors: [not, a, mapping]\n", "flavors"),
         ("flavors: {keras: {}}\n", "no flavor modelyard can serve"),
         ("flavors: {python_function: {}}\nsignature: {inputs: 'not json'}\n", "not JSON"),
+        ("flavors: {python_function: {}}\nsignature: oops\n", "signature must be a mapping"),
+        ("flavors: {python_function: {}}\nsignature: [1, 2]\n", "signature must be a mapping"),
+        (
+            "flavors: {python_function: {}}\nsignature: {inputs: [{type: tensor, tensor-spec: oops}]}\n",
+            "tensor-spec is not a mapping",
+        ),
+        ("flavors: {1: {}, keras: {}}\n", "no flavor modelyard can serve"),
     ],
-    ids=["missing", "bad-flavors", "unknown-flavor", "bad-signature"],
+    ids=[
+        "missing",
+        "bad-flavors",
+        "unknown-flavor",
+        "bad-signature",
+        "signature-string",
+        "signature-list",
+        "tensor-spec-string",
+        "flavor-not-a-string",
+    ],
 )
 def test_bad_mlflow_directories_are_refused_naming_mlmodel(
     tmp_path: Path, mlmodel: str | None, message: str

@@ -8,7 +8,10 @@ by their SHA-256).
 Reading streams the archive once (``r|gz``) and refuses, while reading and before anything is
 written: a first member other than ``manifest.json``, members outside ``files/``, absolute or
 ``..`` paths, anything but regular files (symlinks, hard links, devices, FIFOs), duplicates, and
-archives over the member-count or total-size limits.
+archives over the member-count or total-size limits. Extended headers (PAX, GNU long names) over
+1 MiB, or more than a few in a row, are refused before tarfile reads them into memory; global PAX
+and sparse headers, negative sizes and names over 4096 characters are refused; and the whole
+decompressed stream is capped (the limits plus a per-member allowance for headers).
 """
 
 from __future__ import annotations
@@ -97,22 +100,105 @@ def write_package(manifest: Manifest, sources: Mapping[str, Path], out: Path) ->
         except BaseException:
             Path(raw.name).unlink(missing_ok=True)
             raise
+    # mkstemp made it 0600; a package is meant to be shared (e.g. read by a container's non-root user).
+    Path(raw.name).chmod(0o666 & ~_umask())
     Path(raw.name).replace(out)
     return out
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _open(path: Path) -> tarfile.TarFile:
+# Extended headers (PAX records, GNU long names) are read whole into memory by tarfile before we
+# see the member they describe, so their size is checked on the raw header, before that read.
+_MAX_EXTENDED_HEADER = 1 << 20
+_MAX_EXTENDED_CHAIN = 4  # extended headers in a row before one member (each nests a call in tarfile)
+_MAX_NAME = 4096
+# Decompressed bytes allowed on top of the members' own sizes: headers and padding.
+_OVERHEAD_PER_MEMBER = 4 << 10
+_OVERHEAD_FIXED = 8 << 20
+
+
+class _SafeTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized or unusual extended headers before tarfile reads them."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        kind = self.type
+        if self.size < 0:  # base-256 sizes can be negative; they would undercount the size limit
+            raise PackageInvalid(f"member {self.name!r} has a negative size: refused", field=self.name)
+        if kind in (tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_SPARSE):
+            raise PackageInvalid(
+                f"member {self.name!r} uses an unsupported tar header type {kind!r}: refused", field=self.name
+            )
+        if kind not in (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            return super()._proc_member(tar)  # type: ignore[misc,no-any-return]
+        if self.size > _MAX_EXTENDED_HEADER:
+            raise PackageInvalid(
+                f"an extended tar header of {self.size} bytes is over the {_MAX_EXTENDED_HEADER}-byte limit:"
+                " refused",
+                field=self.name,
+            )
+        depth = getattr(tar, "_modelyard_depth", 0) + 1
+        if depth > _MAX_EXTENDED_CHAIN:
+            raise PackageInvalid(
+                f"more than {_MAX_EXTENDED_CHAIN} extended tar headers in a row: refused", field=self.name
+            )
+        tar._modelyard_depth = depth  # type: ignore[attr-defined]
+        try:
+            return super()._proc_member(tar)  # type: ignore[misc,no-any-return]
+        finally:
+            tar._modelyard_depth = depth - 1  # type: ignore[attr-defined]
+
+
+class _CappedReader(io.RawIOBase):
+    """The decompressed stream, refusing to yield more than ``cap`` bytes in all."""
+
+    def __init__(self, source: gzip.GzipFile, cap: int, path: Path) -> None:
+        super().__init__()
+        self._source, self._cap, self._path = source, cap, path
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > _CHUNK:
+            size = _CHUNK
+        data = self._source.read(size)
+        self.total += len(data)
+        if self.total > self._cap:
+            raise PackageInvalid(
+                f"{self._path} unpacks to more than {self._cap} bytes (headers included)",
+                field=str(self._path),
+            )
+        return data
+
+
+@contextlib.contextmanager
+def _opened(path: Path, limits: Limits) -> Iterator[tarfile.TarFile]:
+    """The package as a streamed tar, read through a gzip reader capped at the limits."""
     if not path.is_file():
         raise PackageInvalid(f"package not found: {path}", field=str(path))
-    try:
-        return tarfile.open(path, mode="r|gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise PackageInvalid(
-            f"{path} is not a modelyard package (gzip'd tar): {exc}", field=str(path)
-        ) from None
+    cap = limits.max_total_bytes + (limits.max_members + 1) * _OVERHEAD_PER_MEMBER + _OVERHEAD_FIXED
+    with path.open("rb") as raw, gzip.GzipFile(filename="", mode="rb", fileobj=raw) as gz:
+        try:
+            reader = _CappedReader(gz, cap, path)
+            tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=_SafeTarInfo)  # noqa: SIM115 (with tar below)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise PackageInvalid(
+                f"{path} is not a modelyard package (gzip'd tar): {exc}", field=str(path)
+            ) from None
+        with tar:
+            yield tar
 
 
 def _members(tar: tarfile.TarFile, path: Path, limits: Limits) -> Iterator[tarfile.TarInfo]:
@@ -123,6 +209,10 @@ def _members(tar: tarfile.TarFile, path: Path, limits: Limits) -> Iterator[tarfi
         for count, info in enumerate(tar, start=1):
             if count > limits.max_members:
                 raise PackageInvalid(f"{path} has more than {limits.max_members} members", field=info.name)
+            if len(info.name) > _MAX_NAME:
+                raise PackageInvalid(
+                    f"{path} has a member name over {_MAX_NAME} characters", field=info.name[:200]
+                )
             _check_member(info, seen)
             total += info.size
             if total > limits.max_total_bytes:
@@ -173,8 +263,9 @@ def _read_manifest_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Manife
 def read_manifest(path: Path, limits: Limits | None = None) -> Manifest:
     """The package's manifest, read from the archive's first member (nothing is unpacked or verified)."""
     path = Path(path)
-    with _open(path) as tar:
-        for info in _members(tar, path, limits or Limits()):
+    limits = limits or Limits()
+    with _opened(path, limits) as tar:
+        for info in _members(tar, path, limits):
             return _read_manifest_member(tar, info)
     raise PackageInvalid(f"{path} is empty: no {MANIFEST_NAME}", field=MANIFEST_NAME)
 
@@ -200,7 +291,7 @@ def _walk(path: Path, limits: Limits, write: Callable[[str], IO[bytes]] | None) 
     """Stream the archive once, hashing (and with ``write``, writing) every file; then compare."""
     manifest: Manifest | None = None
     found: dict[str, str] = {}
-    with _open(path) as tar, _corruption_is_invalid(path):
+    with _opened(path, limits) as tar, _corruption_is_invalid(path):
         for info in _members(tar, path, limits):
             if manifest is None:
                 manifest = _read_manifest_member(tar, info)
@@ -258,7 +349,14 @@ def unpack_package(path: Path, dest: Path, limits: Limits | None = None) -> Mani
             target.parent.mkdir(parents=True, exist_ok=True)
             return target.open("xb")
 
-        manifest = _walk(path, limits or Limits(), write)
+        try:
+            manifest = _walk(path, limits or Limits(), write)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            # Two paths that the file system sees as one (a file that is also a folder, or names
+            # equal but for case): a bad package, not "someone else unpacked it first".
+            raise PackageInvalid(
+                f"{path} has files that clash when unpacked: {exc}", field=str(path)
+            ) from None
         (staging / MANIFEST_NAME).write_bytes(manifest_bytes(manifest))
         try:
             staging.rename(dest)

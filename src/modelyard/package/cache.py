@@ -2,7 +2,9 @@
 
 The home is ``$MODELYARD_HOME``, else ``~/.modelyard``. A package is unpacked (and verified) into a
 temporary folder that is renamed into place, so a folder in the cache is always complete; it is
-re-checked file by file every time it is used, so a cached copy edited in place is refused too.
+re-checked file by file every time it is used, against a ``manifest.json`` that must be byte for
+byte the one inside the package file, so a cached copy edited in place (its manifest included) is
+refused too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelyard.package.archive import FILES_DIR, Limits, unpack_package, verify_tree
-from modelyard.package.manifest import Manifest
+from modelyard.errors import PackageInvalid
+from modelyard.package.archive import (
+    FILES_DIR,
+    Limits,
+    manifest_bytes,
+    read_manifest,
+    unpack_package,
+    verify_tree,
+)
+from modelyard.package.manifest import MANIFEST_NAME, Manifest
 
 __all__ = ["CachedPackage", "modelyard_home", "package_digest", "unpack_cached"]
 
@@ -51,9 +61,27 @@ def unpack_cached(path: Path, home: Path | None = None, limits: Limits | None = 
     digest = package_digest(path)
     root = (home or modelyard_home()) / "packages" / digest
     if root.is_dir():
-        return CachedPackage(root, verify_tree(root), digest)
+        return CachedPackage(root, _recheck(path, root, limits), digest)
     try:
         manifest = unpack_package(path, root, limits)
     except FileExistsError:  # another process unpacked the same package first
-        manifest = verify_tree(root)
+        if not root.is_dir():
+            raise
+        manifest = _recheck(path, root, limits)
     return CachedPackage(root, manifest, digest)
+
+
+def _recheck(path: Path, root: Path, limits: Limits | None) -> Manifest:
+    """The cached copy's files, checked against the manifest in the package itself.
+
+    The cached ``manifest.json`` can be edited as easily as the files, so it must be byte for byte
+    the one the package holds (reading it costs only the archive's first member).
+    """
+    expected = manifest_bytes(read_manifest(path, limits))
+    cached = root / MANIFEST_NAME
+    if not cached.is_file() or cached.is_symlink() or cached.read_bytes() != expected:
+        raise PackageInvalid(
+            f"the cached {MANIFEST_NAME} in {root} is not the package's own: the cached copy was altered",
+            field=MANIFEST_NAME,
+        )
+    return verify_tree(root)

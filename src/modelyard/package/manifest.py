@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Literal
 
@@ -17,6 +18,7 @@ __all__ = [
     "Signature",
     "TensorInfo",
     "check_member_path",
+    "check_requirement",
 ]
 
 FORMAT_VERSION = 1
@@ -25,6 +27,17 @@ MANIFEST_NAME = "manifest.json"
 RUNTIMES = ("onnx", "sklearn", "torchscript", "torch_export")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# ``name[extras]==version[; marker]``, as pin_requirements writes it. Requirements reach pip (argv and
+# requirements.txt), so nothing else gets through: no options ('-...', or ' -' anywhere: pip reads
+# the rest of a requirements.txt line as options), no URLs, no '#', '$', '\\' or line breaks.
+_REQUIREMENT = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+    r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
+    r"==[A-Za-z0-9][A-Za-z0-9.+!_-]*"
+    r"(?:; (?!-)(?:[A-Za-z0-9_.'\"<>=!~(),*+]|-|(?<! ) (?!-))+)?"
+)
+_FRAMEWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 _ENTRY = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*|modelyard(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*")
 
 
@@ -37,6 +50,13 @@ def check_member_path(path: str) -> str | None:
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return "has an empty, '.' or '..' component"
+    return None
+
+
+def check_requirement(requirement: str) -> str | None:
+    """Why ``requirement`` is not a pinned ``name[extras]==version[; marker]`` line (None when it is)."""
+    if len(requirement) > 1000 or not _REQUIREMENT.fullmatch(requirement):
+        return "is not a pinned requirement (name[extras]==version[; marker]; no options, URLs or spaces)"
     return None
 
 
@@ -94,15 +114,45 @@ class Manifest(BaseModel):
             raise ValueError(f"created_at must be an ISO 8601 time, got {value!r}") from None
         return value
 
+    @field_validator("requirements")
+    @classmethod
+    def _pinned_requirements(cls, requirements: list[str]) -> list[str]:
+        for requirement in requirements:
+            problem = check_requirement(requirement)
+            if problem:
+                raise ValueError(f"requirements: {requirement!r} {problem}")
+        return requirements
+
+    @field_validator("framework")
+    @classmethod
+    def _framework_versions(cls, framework: dict[str, str]) -> dict[str, str]:
+        for name, version in framework.items():
+            if len(name) > 100 or not _FRAMEWORK_NAME.fullmatch(name):
+                raise ValueError(f"framework: {name!r} is not a package name")
+            if len(version) > 100 or not _VERSION.fullmatch(version):
+                raise ValueError(f"framework: {name}={version!r} is not a version")
+        return framework
+
     @field_validator("files")
     @classmethod
     def _safe_files(cls, files: dict[str, str]) -> dict[str, str]:
+        folded: dict[str, str] = {}  # as a case-insensitive or normalising file system sees the paths
         for path, digest in files.items():
             problem = check_member_path(path)
             if problem:
                 raise ValueError(f"files: {path!r} {problem}")
             if not _SHA256.fullmatch(digest):
                 raise ValueError(f"files: {path!r} has no lower-case hex SHA-256 ({digest!r})")
+            key = unicodedata.normalize("NFC", path).casefold()
+            if key in folded:
+                raise ValueError(f"files: {path!r} and {folded[key]!r} differ only in case or Unicode form")
+            folded[key] = path
+        for key, path in folded.items():
+            parts = key.split("/")
+            for end in range(1, len(parts)):
+                parent = folded.get("/".join(parts[:end]))
+                if parent is not None:
+                    raise ValueError(f"files: {parent!r} is a file, so {path!r} cannot be inside it")
         return files
 
     @model_validator(mode="after")

@@ -81,6 +81,10 @@ def _tensor(spec: Mapping[str, Any], default_name: str) -> TensorInfo:
     name = str(spec.get("name") or default_name)
     if spec.get("type") == "tensor":
         tensor = spec.get("tensor-spec") or {}
+        if not isinstance(tensor, Mapping):
+            raise PackageInvalid(
+                f"MLmodel signature tensor {name!r}: tensor-spec is not a mapping", field="MLmodel"
+            )
         try:
             tensor_type = _numpy_datatype(str(tensor.get("dtype")))
             return TensorInfo(
@@ -105,6 +109,11 @@ def _numpy_datatype(dtype: str) -> str:
 def signature_from_mlmodel(mlmodel: Mapping[str, Any]) -> tuple[Signature, bool]:
     """``(signature, column_based)`` from ``MLmodel``'s ``signature`` (empty when there is none)."""
     raw = mlmodel.get("signature") or {}
+    if not isinstance(raw, Mapping):
+        raise PackageInvalid(
+            f"MLmodel signature must be a mapping of inputs and outputs, got {type(raw).__name__}",
+            field="MLmodel",
+        )
     inputs = _schema(raw.get("inputs"))
     outputs = _schema(raw.get("outputs"))
     column_based = any(spec.get("type") != "tensor" for spec in inputs)
@@ -157,7 +166,9 @@ def _served(directory: Path, flavors: Mapping[str, Any]) -> tuple[str, str]:
             return "model_file", pickled
     if "python_function" in flavors:
         return "entry", PYFUNC_ENTRY
-    raise PackageInvalid(f"MLmodel has no flavor modelyard can serve ({', '.join(flavors)})", field="MLmodel")
+    raise PackageInvalid(
+        f"MLmodel has no flavor modelyard can serve ({', '.join(map(str, flavors))})", field="MLmodel"
+    )
 
 
 def import_mlflow(

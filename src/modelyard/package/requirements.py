@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from modelyard.errors import PackageInvalid
+from modelyard.package.manifest import check_requirement
 
 __all__ = ["parse_requirements_file", "pin_requirements", "requirement_name"]
 
@@ -70,7 +71,11 @@ def _pin_one(line: str, source: str) -> str:
                 field=source,
             ) from None
     suffix = f"; {marker.strip()}" if marker.strip() else ""
-    return f"{name}{extras}=={version}{suffix}"
+    pinned_line = f"{name}{extras}=={version}{suffix}"
+    problem = check_requirement(pinned_line)
+    if problem:
+        raise PackageInvalid(f"{source}: requirement {line!r} {problem}", field=source)
+    return pinned_line
 
 
 def pin_requirements(lines: Iterable[str], source: str = "requirements.txt") -> list[str]:

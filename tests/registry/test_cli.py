@@ -108,3 +108,26 @@ def test_registry_serve_announces_its_url_and_serves(tmp_path: Path) -> None:
             process.kill()
             process.wait()
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+
+
+def test_an_unreachable_registry_is_one_line_not_a_traceback(env: dict[str, str]) -> None:
+    out = run(env, "list", "--registry", "http://127.0.0.1:1", code=1)
+    assert out.startswith("modelyard: cannot reach the registry at http://127.0.0.1:1: "), out
+    assert "Traceback" not in out
+    assert len(out.strip().splitlines()) == 1
+    database = {**env, "MODELYARD_REGISTRY_DB": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"}
+    out = run(database, "list", code=1)
+    assert out.startswith("modelyard: registry database error: "), out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_registry_errors_names_what_the_cli_catches() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from modelyard.cli.registry import REGISTRY_ERRORS, registry_error_message
+
+    assert issubclass(httpx.ConnectError, REGISTRY_ERRORS)
+    assert issubclass(OperationalError, REGISTRY_ERRORS)
+    assert issubclass(OSError, REGISTRY_ERRORS)
+    message = registry_error_message(httpx.ConnectError("refused\nmore"), "http://x")
+    assert message == "modelyard: cannot reach the registry at http://x: refused"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
@@ -68,3 +69,37 @@ def test_fetch_model_downloads_once_then_reuses_the_verified_copy(
     assert fetch_model("iris@production", settings=settings, registry_url=url).stat().st_mtime_ns == stamp
     local = fetch_model("iris/1", settings=registry.settings, dest_dir=tmp_path / "local")  # no server
     assert local.read_bytes() == data
+
+
+def test_consumers_cannot_escape_their_path_segment(server: tuple[str, Registry]) -> None:
+    url, registry = server
+    for data in (b"one", b"two"):
+        registry.register("m", registry.upload([data]).sha256)
+    with RegistryClient(url) as client:
+        for consumer in ("../../2", "../2", "a/../../2", "a?b", "a#b"):
+            with pytest.raises(InvalidInput):
+                client.unmark_used("m", 1, consumer)
+            with pytest.raises(InvalidInput):
+                client.mark_used("m", 1, consumer)
+        assert [v.version for v in client.list_versions("m").items] == [2, 1]  # nothing was deleted
+        assert client.mark_used("m", 1, "deployment/prod-eu").consumer == "deployment/prod-eu"
+        client.unmark_used("m", 1, "deployment/prod-eu")
+        assert client.list_usages("m", 1) == []
+    # The server refuses them too, however they are encoded.
+    for raw in ("..%2F..%2F2", "a%2F..%2F..%2F2", "a%00b"):
+        response = httpx.delete(f"{url}/api/v1/models/m/versions/1/usages/{raw}")
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "consumer"
+    assert registry.get_version("m", 2).version == 2
+
+
+def test_usage_paths_are_quoted() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"consumer": "x", "since": "2026-01-01T00:00:00Z"})
+
+    with RegistryClient("http://registry", transport=httpx.MockTransport(handler)) as client:
+        client.mark_used("m", 1, "deployment/prod-eu")
+    assert seen == ["/api/v1/models/m/versions/1/usages/deployment%2Fprod-eu"]

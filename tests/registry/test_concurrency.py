@@ -5,6 +5,7 @@ The database decides every race: one winner, and a Conflict for everybody else.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,3 +92,48 @@ def test_one_winner_creates_a_new_alias(clients: list[Registry]) -> None:
     outcomes = race(clients, lambda i, c: c.set_alias("iris", "canary", i + 1, expected_revision=0))
     assert sum(not isinstance(o, Conflict) for o in outcomes) == 1
     assert len(first.alias_history("iris").items) == 1
+
+
+def test_unconditional_alias_moves_all_succeed_and_are_all_recorded(clients: list[Registry]) -> None:
+    first = clients[0]
+    for index in range(3):
+        first.register("iris", first.upload([f"v{index}".encode()]).sha256)
+    first.set_alias("iris", "production", 1)
+    outcomes = race(clients, lambda i, c: c.set_alias("iris", "production", 2 + i % 2, user=f"u{i}"))
+    assert not [o for o in outcomes if isinstance(o, Conflict)], outcomes
+    now = first.get_alias("iris", "production")
+    assert now.revision == RACERS + 1
+    history = first.alias_history("iris", "production").items
+    assert len(history) == RACERS + 1
+    assert history[0].to_version == now.version
+    # Each move starts where the previous one left the alias: the history is one unbroken chain.
+    chain = list(reversed(history))
+    assert all(later.from_version == earlier.to_version for earlier, later in itertools.pairwise(chain))
+
+
+def test_unconditional_creations_of_a_new_alias_all_succeed(clients: list[Registry]) -> None:
+    first = clients[0]
+    first.register("iris", first.upload([b"v"]).sha256)
+    outcomes = race(clients, lambda i, c: c.set_alias("iris", "beta", 1, user=f"u{i}"))
+    assert not [o for o in outcomes if isinstance(o, Conflict)], outcomes
+    assert first.get_alias("iris", "beta").revision == RACERS
+    assert len(first.alias_history("iris", "beta").items) == RACERS
+
+
+def test_registrations_with_aliases_never_fail_after_creating_the_version(clients: list[Registry]) -> None:
+    first = clients[0]
+    digest = first.upload([b"same model"]).sha256
+    first.register("iris", digest, aliases=["production"])
+    outcomes = race(clients, lambda i, c: c.register("iris", digest, aliases=["staging", "production"]))
+    assert not [o for o in outcomes if isinstance(o, Conflict)], outcomes
+    versions = sorted(v.version for v in first.list_versions("iris").items)
+    assert versions == list(range(1, RACERS + 2))
+    assert first.get_alias("iris", "production").revision == RACERS + 1
+    assert first.get_alias("iris", "staging").revision == RACERS
+
+
+def test_racing_first_registrations_of_a_new_model_all_succeed(clients: list[Registry]) -> None:
+    digest = clients[0].upload([b"new"]).sha256
+    outcomes = race(clients, lambda i, c: c.register("fresh", digest, aliases=["canary"]))
+    assert not [o for o in outcomes if isinstance(o, Conflict)], outcomes
+    assert clients[0].get_model("fresh").latest_version == RACERS

@@ -223,7 +223,8 @@ def test_registering_bytes_collected_meanwhile_fails_and_creates_nothing(registr
     registry.store = _CollectedMeanwhile(registry)  # type: ignore[assignment]
     with pytest.raises(NotFound, match="deleted meanwhile"):
         registry.register("iris", digest)
-    assert registry.get_model("iris").latest_version is None
+    with pytest.raises(NotFound, match="model 'iris' not found"):  # no empty model left behind
+        registry.get_model("iris")
 
 
 def test_artifacts_on_any_fsspec_url(settings: RegistrySettings, tmp_path: Path) -> None:
@@ -235,3 +236,131 @@ def test_artifacts_on_any_fsspec_url(settings: RegistrySettings, tmp_path: Path)
         assert registry.fetch("iris", tmp_path / "dl").read_bytes() == b"in memory"
         registry.delete_version("iris", 1)
         assert registry.store.stat(version.sha256) is None
+
+
+# -- review fixes: refused values, atomic registration ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "consumer", ["../../2", "a/../b", "a/./b", "a//b", "a/", "/a", "a?b", "a#b", "a\x00b", "", "x" * 201]
+)
+def test_invalid_consumers_are_refused_as_invalid_input(registry: Registry, consumer: str) -> None:
+    add(registry, "iris", b"one")
+    with pytest.raises(InvalidInput) as raised:
+        registry.mark_used("iris", 1, consumer)
+    assert raised.value.field == "consumer"
+    with pytest.raises(InvalidInput):
+        registry.unmark_used("iris", 1, consumer)
+    assert registry.list_usages("iris", 1) == []
+    assert registry.mark_used("iris", 1, "deployment/prod-eu.v2").consumer == "deployment/prod-eu.v2"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"filename": "a" * 256},
+        {"user": "u" * 201},
+        {"source_run": "r" * 501},
+        {"metrics": {"auc": float("nan")}},
+        {"metrics": {"auc": float("inf")}},
+        {"version": 2**40},
+        {"version": 1_000_000_000},
+        {"description": "a\x00b"},
+        {"labels": {"team": "m\x00l"}},
+        {"params": {"k\x00": "v"}},
+        {"filename": ""},
+        {"filename": ".."},
+        {"filename": "dir/"},
+        {"filename": "a\\b.onnx"},
+        {"filename": "model.py:Model"},
+    ],
+)
+def test_values_the_database_would_refuse_are_invalid_specs(spec: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="validation error"):  # pydantic's ValidationError
+        VersionSpec.model_validate(spec)
+
+
+def test_the_largest_version_is_addressable(registry: Registry) -> None:
+    version = add(registry, "iris", b"one", version=999_999_999)
+    assert registry.resolve("iris/999999999").version == version.version
+    assert registry.set_alias("iris", "prod", 999_999_999).version == 999_999_999
+
+
+def test_a_refused_registration_leaves_no_empty_model(registry: Registry) -> None:
+    stored = registry.upload([b"one"])
+    bad = VersionSpec().model_copy(update={"user": "u" * 300, "description": "x\x00"})  # unvalidated
+    with pytest.raises(InvalidInput):
+        registry.register("iris", stored.sha256, bad)
+    with pytest.raises(NotFound):
+        registry.get_model("iris")
+    assert registry.list_models().items == []
+
+
+def test_database_refusals_become_invalid_input(registry: Registry) -> None:
+    add(registry, "iris", b"one")
+    with pytest.raises(InvalidInput):
+        registry.get_version("iris", 2**40)
+    with pytest.raises(InvalidInput):
+        registry.set_alias("iris", "prod", 2**70)
+    with pytest.raises(InvalidInput):
+        registry.set_alias("iris", "prod", 1, user="u" * 201)
+    for name in ("ir\x00is", "../iris"):
+        with pytest.raises(InvalidInput):
+            registry.get_model(name)
+        with pytest.raises(InvalidInput):
+            registry.list_versions(name)
+    with pytest.raises(InvalidInput):
+        registry.get_alias("iris", "pr\x00d")
+    with pytest.raises(InvalidInput):
+        registry.list_models(search="a\x00")
+    with pytest.raises(InvalidInput):
+        registry.list_versions("iris", search="a\x00")
+    with pytest.raises(InvalidInput):
+        registry.create_model("other", "a\x00")
+    with pytest.raises(InvalidInput):
+        registry.alias_history("iris", alias="pr\x00d")
+
+
+def test_page_tokens_with_a_wrong_key_type_are_invalid(registry: Registry) -> None:
+    from modelyard.registry.pages import encode_token
+
+    add(registry, "iris", b"one")
+    versions = {"list": "versions", "model": "iris", "search": ""}
+    for key in ([1], "abc", {"a": 1}, True, 2**40, -1):
+        with pytest.raises(InvalidInput) as raised:
+            registry.list_versions("iris", page_token=encode_token(key, versions))
+        assert raised.value.field == "page_token"
+    with pytest.raises(InvalidInput):
+        registry.list_models(page_token=encode_token(5, {"list": "models", "search": ""}))
+    with pytest.raises(InvalidInput):
+        registry.alias_history(
+            "iris", page_token=encode_token("x", {"list": "history", "model": "iris", "alias": ""})
+        )
+
+
+def test_register_with_aliases_is_one_transaction(registry: Registry) -> None:
+    add(registry, "iris", b"one")
+    registry.set_alias("iris", "prod", 1)
+    created = registry.register("iris", registry.upload([b"two"]).sha256, aliases=["staging", "prod", "prod"])
+    assert created.aliases == ["prod", "staging"]
+    assert registry.get_alias("iris", "prod").revision == 2
+    events = [(e.alias, e.from_version, e.to_version) for e in registry.alias_history("iris").items]
+    assert events == [("staging", None, 2), ("prod", 1, 2), ("prod", None, 1)]
+
+
+def test_register_accepts_a_register_request_as_its_spec(registry: Registry) -> None:
+    from modelyard.registry.types import RegisterRequest
+
+    stored = registry.upload([b"one"])
+    request = RegisterRequest(sha256=stored.sha256, filename="m.onnx", aliases=["prod"])
+    assert registry.register("iris", stored.sha256, request).filename == "m.onnx"
+
+
+def test_push_refuses_a_file_name_the_loader_would_misread(registry: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "model.py:Model"
+    path.write_bytes(b"weights")
+    with pytest.raises(InvalidInput) as raised:
+        registry.push(path, name="iris")
+    assert raised.value.field == "filename"
+    assert (tmp_path / "artifacts").is_dir()
+    assert artifact_files(tmp_path / "artifacts") == []  # the upload was collected

@@ -56,12 +56,12 @@ def test_aliases_are_a_safe_pattern() -> None:
 def test_page_tokens_round_trip_and_are_bound_to_their_query() -> None:
     query = {"list": "versions", "model": "iris", "search": ""}
     token = encode_token(42, query)
-    assert decode_token(token, query) == 42
-    assert decode_token(None, query) is None
+    assert decode_token(token, query, int) == 42
+    assert decode_token(None, query, int) is None
     with pytest.raises(InvalidInput, match="different query"):
-        decode_token(token, {**query, "model": "other"})
+        decode_token(token, {**query, "model": "other"}, int)
     with pytest.raises(InvalidInput, match="invalid page token"):
-        decode_token("not-a-token!", query)
+        decode_token("not-a-token!", query, int)
 
 
 def test_page_size_is_clamped() -> None:

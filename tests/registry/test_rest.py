@@ -6,6 +6,7 @@ import hashlib
 import re
 import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,118 @@ def test_the_openapi_document_covers_every_route(client: TestClient) -> None:
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.rsplit("/", 1)[1] in schemas, ref
     assert {"ModelVersion", "Alias", "AliasEvent", "RegisterRequest", "ErrorBody"} <= set(schemas)
+
+
+# -- review fixes: no 500 for values the database (or Python) refuses, on SQLite and PostgreSQL -----
+
+
+@pytest.fixture
+def backend_client(registry: Registry) -> Iterator[TestClient]:
+    """The REST API over the parametrized registry (SQLite and PostgreSQL); 500s come back as 500s."""
+    app = build_registry_app(registry.settings, registry)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"filename": "a" * 256}, "filename"),
+        ({"user": "u" * 201}, "user"),
+        ({"source_run": "r" * 501}, "source_run"),
+        ({"version": 2**40}, "version"),
+        ({"version": 1_000_000_000}, "version"),
+        ({"description": "a\x00b"}, "description"),
+        ({"labels": {"team": "m\x00l"}}, "labels.team"),
+        ({"filename": ""}, "filename"),
+        ({"filename": ".."}, "filename"),
+        ({"filename": "dir/"}, "filename"),
+        ({"filename": "model.py:Model"}, "filename"),
+        ({"aliases": ["pr\x00d"]}, "aliases.0"),
+    ],
+)
+def test_refused_registrations_are_400_and_create_nothing(
+    backend_client: TestClient, fields: dict[str, Any], field: str
+) -> None:
+    stored = upload(backend_client, b"weights")
+    response = backend_client.post(f"{API}/models/m/versions", json={"sha256": stored["sha256"], **fields})
+    assert_error(response, 400, "invalid_input", field)
+    assert_error(backend_client.get(f"{API}/models/m"), 404, "not_found", "model")
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_finite_metrics_are_400(backend_client: TestClient, value: bytes) -> None:
+    sha = upload(backend_client, b"weights")["sha256"].encode()
+    body = b'{"sha256": "%s", "metrics": {"auc": %s}}' % (sha, value)
+    response = backend_client.post(f"{API}/models/m/versions", content=body)
+    assert_error(response, 400, "invalid_input", "metrics.auc")
+
+
+def test_other_refused_values_are_400_not_500(backend_client: TestClient) -> None:
+    register(backend_client, "m", b"weights")
+    c = backend_client
+    cases = [
+        (c.put(f"{API}/models/m/aliases/prod", json={"version": 2**70}), "version"),
+        (c.put(f"{API}/models/m/aliases/prod", json={"version": 1, "user": "u" * 201}), "user"),
+        (c.put(f"{API}/models/m/aliases/prod", json={"version": 1, "user": "a\x00"}), "user"),
+        (c.post(f"{API}/models", json={"name": "n1", "description": "\x00"}), "description"),
+        (c.patch(f"{API}/models/m", json={"description": "\x00"}), "description"),
+        (c.get(f"{API}/models/m%00x"), "name"),
+        (c.get(f"{API}/models/m%00x/versions"), "name"),
+        (c.get(f"{API}/models/m/aliases/p%00"), "alias"),
+        (c.get(f"{API}/models?search=a%00"), "search"),
+        (c.get(f"{API}/models/m/versions?search=a%00"), "search"),
+        (c.get(f"{API}/models/m/history?alias=p%00"), "alias"),
+        (c.put(f"{API}/models/m/versions/1/usages/a%00b"), "consumer"),
+        (c.put(f"{API}/models/m/versions/1/usages/{'a' * 201}"), "consumer"),
+        (c.delete(f"{API}/models/m/versions/1/usages/a%00b"), "consumer"),
+        (c.get(f"{API}/models?page_size=--1"), "page_size"),
+        (c.get(f"{API}/models?page_size=%C2%B2"), "page_size"),
+        (c.get(f"{API}/models?page_size={'9' * 5000}"), "page_size"),
+        (c.delete(f"{API}/models/m/aliases/prod?expected_revision=--1"), "expected_revision"),
+    ]
+    for response, field in cases:
+        assert_error(response, 400, "invalid_input", field)
+    assert c.get(f"{API}/models/m").json()["aliases"] == {}
+
+
+def test_page_tokens_with_a_wrong_key_type_are_400(backend_client: TestClient) -> None:
+    from modelyard.registry.pages import encode_token
+
+    register(backend_client, "m", b"weights")
+    for key in ([1], "abc", 2**40):
+        token = encode_token(key, {"list": "versions", "model": "m", "search": ""})
+        response = backend_client.get(f"{API}/models/m/versions", params={"page_token": token})
+        assert_error(response, 400, "invalid_input", "page_token")
+    token = encode_token({"a": 1}, {"list": "models", "search": ""})
+    assert_error(
+        backend_client.get(f"{API}/models", params={"page_token": token}), 400, "invalid_input", "page_token"
+    )
+
+
+@pytest.mark.parametrize(
+    ("filename", "fallback"),
+    [("модель.onnx", "______.onnx"), ('a"b.onnx', "a_b.onnx"), ("plain.onnx", "plain.onnx")],
+)
+def test_downloads_of_any_file_name_carry_a_valid_content_disposition(
+    backend_client: TestClient, filename: str, fallback: str
+) -> None:
+    register(backend_client, "m", b"weights", filename=filename)
+    response = backend_client.get(f"{API}/models/m/versions/1/artifact")
+    assert response.status_code == 200, response.text
+    assert response.content == b"weights"
+    disposition = response.headers["content-disposition"]
+    assert disposition.isascii()
+    assert f'filename="{fallback}"' in disposition
+    encoded = disposition.split("filename*=UTF-8''", 1)[1]
+    assert urllib.parse.unquote(encoded) == filename
+
+
+def test_json_bodies_over_the_limit_are_413(backend_client: TestClient) -> None:
+    from modelyard.registry.rest import MAX_JSON_BODY
+
+    body = b'{"name": "m", "description": "' + b"x" * MAX_JSON_BODY + b'"}'
+    assert_error(backend_client.post(f"{API}/models", content=body), 413, "too_large", "body")
+    chunked = backend_client.post(f"{API}/models", content=iter([body[:100], body[100:]]))
+    assert_error(chunked, 413, "too_large", "body")
+    assert backend_client.get(f"{API}/models").json()["items"] == []

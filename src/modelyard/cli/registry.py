@@ -13,10 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.errors import ModelyardError
 from modelyard.registry.api import RegistryAPI
@@ -25,7 +27,24 @@ from modelyard.registry.refs import parse_ref
 from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.types import ModelVersion, VersionSpec
 
-__all__ = ["registry_app"]
+__all__ = ["REGISTRY_ERRORS", "registry_app", "registry_error_message"]
+
+# What talking to a registry can raise besides ModelyardError: the server is unreachable or
+# misbehaves (httpx), the database is (SQLAlchemy), or a file or socket fails (OSError).
+REGISTRY_ERRORS = (httpx.HTTPError, SQLAlchemyError, OSError)
+
+
+def registry_error_message(exc: BaseException, url: str | None = None) -> str:
+    """One line for a :data:`REGISTRY_ERRORS` error (or a ModelyardError), without the traceback."""
+    if isinstance(exc, ModelyardError):
+        return f"modelyard: {exc.message}"
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, httpx.HTTPError):
+        return f"modelyard: cannot reach the registry at {url or 'the server'}: {reason}"
+    if isinstance(exc, SQLAlchemyError):
+        return f"modelyard: registry database error: {reason}"
+    return f"modelyard: {reason}"
+
 
 registry_app = typer.Typer(help="The model registry: push, list, show, alias, download, delete.")
 
@@ -44,16 +63,16 @@ def _root() -> None:
 
 @contextlib.contextmanager
 def _registry(url: str | None) -> Iterator[RegistryAPI]:
-    """The registry to talk to; domain errors become one line on stderr and exit code 1."""
+    """The registry to talk to; its errors become one line on stderr and exit code 1."""
     try:
         registry = open_registry(RegistrySettings.from_env(), url)
-    except ModelyardError as exc:
-        typer.echo(f"modelyard: {exc.message}", err=True)
+    except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:  # REGISTRY_ERRORS
+        typer.echo(registry_error_message(exc, url), err=True)
         raise typer.Exit(1) from None
     try:
         yield registry
-    except ModelyardError as exc:
-        typer.echo(f"modelyard: {exc.message}", err=True)
+    except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:  # REGISTRY_ERRORS
+        typer.echo(registry_error_message(exc, url), err=True)
         raise typer.Exit(1) from None
     finally:
         registry.close()

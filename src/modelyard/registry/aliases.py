@@ -5,6 +5,11 @@ Each alias row has a ``revision`` that grows by one on every move. A caller that
 ``... WHERE revision = :expected`` and the INSERT relies on the primary key, so of two racing
 clients one changes the row and the other matches nothing, or hits the key, and gets ``Conflict``.
 This holds on SQLite and PostgreSQL alike because the database, not a prior read, decides.
+
+Without ``expected_revision`` a move is unconditional (last writer wins) and must never fail for
+losing a race: the current row is read ``FOR UPDATE`` (PostgreSQL; SQLite runs one writer at a
+time anyway), so concurrent movers queue on the row and each move is applied and recorded in turn;
+a racing creation of the same new alias falls back to moving the row the other client created.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import schema as t
@@ -22,8 +28,11 @@ __all__ = ["move_alias", "record_event", "remove_alias"]
 
 
 def _current(conn: Connection, model: int, alias: str) -> Row[Any] | None:
+    """The alias row, locked until commit (waiting for a concurrent mover, then reading its result)."""
     return conn.execute(
-        select(t.aliases).where(and_(t.aliases.c.model_id == model, t.aliases.c.alias == alias))
+        select(t.aliases)
+        .where(and_(t.aliases.c.model_id == model, t.aliases.c.alias == alias))
+        .with_for_update()
     ).first()
 
 
@@ -53,14 +62,22 @@ def move_alias(
     current = _current(conn, model, alias)
     _check_expected(current, expected, alias)
     if current is None:
-        # A concurrent creator makes this INSERT fail on the primary key: the caller maps it to Conflict.
-        conn.execute(
-            insert(t.aliases).values(
-                model_id=model, alias=alias, version=version, revision=1, updated_at=now, updated_by=user
-            )
-        )
-        record_event(conn, model, alias, (None, version), user, now)
-        return 1
+        values = {"model_id": model, "alias": alias, "version": version, "revision": 1}
+        if expected is not None:
+            # A concurrent creator makes this INSERT fail on the primary key: the caller maps it to Conflict.
+            conn.execute(insert(t.aliases).values(**values, updated_at=now, updated_by=user))
+            record_event(conn, model, alias, (None, version), user, now)
+            return 1
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(t.aliases).values(**values, updated_at=now, updated_by=user))
+        except IntegrityError:
+            current = _current(conn, model, alias)  # created meanwhile: move that one instead
+            if current is None:
+                raise
+        else:
+            record_event(conn, model, alias, (None, version), user, now)
+            return 1
     revision = int(current.revision)
     moved = conn.execute(
         update(t.aliases)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound
 from modelyard.registry.files import download_verified, file_chunks
 from modelyard.registry.packages import inspect_package
-from modelyard.registry.refs import ModelRef
+from modelyard.registry.refs import ModelRef, check_consumer
 from modelyard.registry.types import (
     Alias,
     AliasEvent,
@@ -57,6 +57,11 @@ def _error(response: httpx.Response) -> ModelyardError:
 
 def _q(part: str) -> str:
     return quote(part, safe="")
+
+
+def _usage_path(name: str, version: int, consumer: str) -> str:
+    # Checked here too: a "../.." consumer must never become a path that names something else.
+    return f"/models/{_q(name)}/versions/{int(version)}/usages/{_q(check_consumer(consumer))}"
 
 
 class RegistryClient:
@@ -215,10 +220,10 @@ class RegistryClient:
     # -- usages -----------------------------------------------------------------------------------
 
     def mark_used(self, name: str, version: int, consumer: str) -> VersionUsage:
-        return self._get(VersionUsage, "PUT", f"/models/{_q(name)}/versions/{version}/usages/{consumer}")
+        return self._get(VersionUsage, "PUT", _usage_path(name, version, consumer))
 
     def unmark_used(self, name: str, version: int, consumer: str) -> None:
-        self._send("DELETE", f"/models/{_q(name)}/versions/{version}/usages/{consumer}")
+        self._send("DELETE", _usage_path(name, version, consumer))
 
     def list_usages(self, name: str, version: int) -> list[VersionUsage]:
         return self._list(VersionUsage, f"/models/{_q(name)}/versions/{version}/usages")

@@ -14,11 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
-from modelyard.errors import Conflict, NotFound
+from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import queries as q
 from modelyard.registry import schema as t
 from modelyard.registry.aliases import move_alias, record_event, remove_alias
@@ -26,7 +27,14 @@ from modelyard.registry.db import WRITE, create_registry_engine, migrate
 from modelyard.registry.files import download_verified, file_chunks
 from modelyard.registry.packages import PACKAGE_SUFFIX, inspect_package, is_package_name
 from modelyard.registry.pages import decode_token, encode_token, page_size
-from modelyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
+from modelyard.registry.refs import (
+    ModelRef,
+    check_alias,
+    check_consumer,
+    check_name,
+    check_text,
+    parse_ref,
+)
 from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.store import ArtifactStore, FsspecArtifactStore, check_digest
 from modelyard.registry.types import (
@@ -82,8 +90,11 @@ class Registry:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            yield conn
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except DataError as exc:  # a value the database refuses (too long, out of range, NUL)
+            raise _invalid(exc) from None
 
     @contextlib.contextmanager
     def _write(self, conflict: str | None = None) -> Iterator[Connection]:
@@ -91,6 +102,8 @@ class Registry:
         try:
             with self._writer.begin() as conn:
                 yield conn
+        except DataError as exc:
+            raise _invalid(exc) from None
         except IntegrityError:
             if conflict is None:
                 raise
@@ -104,6 +117,7 @@ class Registry:
     def create_model(self, name: str, description: str = "") -> RegisteredModel:
         """Register a new model name; :class:`Conflict` if it exists."""
         now = _now()
+        check_text(description, "description")
         with self._write(f"model '{check_name(name)}' already exists") as conn:
             conn.execute(
                 insert(t.models).values(name=name, description=description, created_at=now, updated_at=now)
@@ -117,6 +131,8 @@ class Registry:
             return q.to_model(row, latest, q.aliases_by_model(conn, [row.id]).get(row.id, {}))
 
     def update_model(self, name: str, description: str) -> RegisteredModel:
+        check_name(name)
+        check_text(description, "description")
         with self._write() as conn:
             done = conn.execute(
                 update(t.models)
@@ -143,8 +159,8 @@ class Registry:
         self, search: str | None = None, page_size: int | None = None, page_token: str | None = None
     ) -> Page[RegisteredModel]:
         """Models by name; ``search`` matches name or description, case-insensitively."""
-        query = {"list": "models", "search": search or ""}
-        after, limit = decode_token(page_token, query), self._page_size(page_size)
+        query = {"list": "models", "search": check_text(search or "", "search")}
+        after, limit = decode_token(page_token, query, str), self._page_size(page_size)
         statement = select(t.models).order_by(t.models.c.name).limit(limit + 1)
         if search:
             statement = statement.where(q.contains([t.models.c.name, t.models.c.description], search))
@@ -158,10 +174,6 @@ class Registry:
         items = [q.to_model(row, latest.get(row.id), aliases.get(row.id, {})) for row in page]
         token = encode_token(page[-1].name, query) if len(rows) > limit else None
         return Page[RegisteredModel](items=items, next_page_token=token)
-
-    def _ensure_model(self, name: str, description: str = "") -> None:
-        with contextlib.suppress(Conflict):  # created meanwhile by someone else: just as good
-            self.create_model(name, description)
 
     # -- versions ---------------------------------------------------------------------------------
 
@@ -219,43 +231,56 @@ class Registry:
         """
         spec = spec or VersionSpec()
         check_name(name)
-        for alias in aliases:
-            check_alias(alias)
+        aliases = sorted({check_alias(alias) for alias in aliases})  # one order: no lock-order deadlocks
         stored = self.store.stat(check_digest(sha256))
         if stored is None:
             raise NotFound(f"no uploaded artifact has sha256 {sha256}: upload it first", field="sha256")
         if manifest is None and is_package_name(spec.filename):
             manifest = self._manifest_from_store(stored)
-        spec = _with_manifest_defaults(spec, manifest)
-        # A model created by its first push takes the package's description (later pushes don't
-        # overwrite what someone may have edited since).
-        package_description = str(manifest.get("description") or "") if manifest else ""
-        self._ensure_model(name, package_description)
-        number = self._insert_version(name, stored, spec, manifest)
-        for alias in aliases:
-            self.set_alias(name, alias, number, user=spec.user)
+        spec = _revalidated(_with_manifest_defaults(spec, manifest))
+        number = self._insert_version(name, stored, spec, manifest, aliases)
         return self.get_version(name, number)
 
     def _insert_version(
-        self, name: str, stored: StoredArtifact, spec: VersionSpec, manifest: dict[str, Any] | None
+        self,
+        name: str,
+        stored: StoredArtifact,
+        spec: VersionSpec,
+        manifest: dict[str, Any] | None,
+        aliases: Sequence[str],
     ) -> int:
+        """Create the model if new, insert the version and move ``aliases``: all in one transaction.
+
+        So a registration either leaves everything behind or nothing (no empty model, no version
+        whose aliases were not moved).
+        """
+        # A model created by its first push takes the package's description (later pushes don't
+        # overwrite what someone may have edited since).
+        package_description = str(manifest.get("description") or "") if manifest else ""
         for _ in range(_AUTO_VERSION_ATTEMPTS):
             try:
                 with self._write() as conn:
                     _lock_digest(conn, stored.sha256)
                     if self.store.stat(stored.sha256) is None:  # collected since we looked: push again
                         raise NotFound(f"artifact {stored.sha256} was deleted meanwhile", field="sha256")
-                    model = q.model_id(conn, name)
+                    model = _ensure_model(conn, name, check_text(package_description, "description"))
                     number = spec.version or 1 + (q.latest_versions(conn, [model]).get(model) or 0)
-                    conn.execute(
-                        insert(t.versions).values(_version_values(model, number, stored, spec, manifest))
-                    )
+                    try:
+                        with conn.begin_nested():
+                            values = _version_values(model, number, stored, spec, manifest)
+                            conn.execute(insert(t.versions).values(values))
+                    except IntegrityError:
+                        if spec.version is not None:
+                            raise Conflict(
+                                f"model '{name}' already has version {spec.version}", field="version"
+                            ) from None
+                        raise
+                    now = _now()
+                    for alias in aliases:
+                        move_alias(conn, model, alias, number, spec.user, None, now)
                 return number
             except IntegrityError:
-                if spec.version is not None:
-                    raise Conflict(
-                        f"model '{name}' already has version {spec.version}", field="version"
-                    ) from None
+                continue  # another registration took the number: try the next
         raise Conflict(f"could not allocate a version of '{name}': too many concurrent registrations")
 
     def _manifest_from_store(self, stored: StoredArtifact) -> dict[str, Any] | None:
@@ -280,8 +305,8 @@ class Registry:
         page_token: str | None = None,
     ) -> Page[ModelVersion]:
         """A model's versions, newest first; ``search`` matches description, user, source run, file name."""
-        query = {"list": "versions", "model": name, "search": search or ""}
-        before, limit = decode_token(page_token, query), self._page_size(page_size)
+        query = {"list": "versions", "model": name, "search": check_text(search or "", "search")}
+        before, limit = decode_token(page_token, query, int), self._page_size(page_size)
         with self._read() as conn:
             model = q.model_id(conn, name)
             statement = (
@@ -394,6 +419,7 @@ class Registry:
         "must not exist yet". If another client moved it first, :class:`Conflict`.
         """
         check_alias(alias)
+        check_text(user, "user", 200)
         with self._write(f"alias '{alias}' of '{name}' was changed by another client; read it again") as conn:
             model = q.model_id(conn, name)
             q.version_row(conn, model, name, version)
@@ -403,10 +429,13 @@ class Registry:
     def delete_alias(
         self, name: str, alias: str, *, user: str = "", expected_revision: int | None = None
     ) -> None:
+        check_alias(alias)
+        check_text(user, "user", 200)
         with self._write(f"alias '{alias}' of '{name}' was changed by another client") as conn:
             remove_alias(conn, q.model_id(conn, name), alias, user, expected_revision, _now())
 
     def get_alias(self, name: str, alias: str) -> Alias:
+        check_alias(alias)
         with self._read() as conn:
             model = q.model_id(conn, name)
             row = conn.execute(
@@ -428,8 +457,10 @@ class Registry:
         self, name: str, alias: str | None = None, page_size: int | None = None, page_token: str | None = None
     ) -> Page[AliasEvent]:
         """Every move of the model's aliases (or of one alias), newest first."""
+        if alias:
+            check_alias(alias)
         query = {"list": "history", "model": name, "alias": alias or ""}
-        before, limit = decode_token(page_token, query), self._page_size(page_size)
+        before, limit = decode_token(page_token, query, int), self._page_size(page_size)
         with self._read() as conn:
             model = q.model_id(conn, name)
             statement = select(t.alias_events).where(t.alias_events.c.model_id == model)
@@ -446,8 +477,7 @@ class Registry:
 
     def mark_used(self, name: str, version: int, consumer: str) -> VersionUsage:
         """Record that ``consumer`` (e.g. ``deployment/prod-eu``) uses the version; idempotent."""
-        if not consumer or len(consumer) > 200:
-            raise ValueError("consumer must be 1 to 200 characters")
+        check_consumer(consumer)
         with contextlib.suppress(IntegrityError), self._write() as conn:  # already marked: fine
             model = q.model_id(conn, name)
             row = q.version_row(conn, model, name, version)
@@ -459,6 +489,7 @@ class Registry:
 
     def unmark_used(self, name: str, version: int, consumer: str) -> None:
         """Forget one consumer of the version; forgetting one that is not recorded is not an error."""
+        check_consumer(consumer)
         with self._write() as conn:
             model = q.model_id(conn, name)
             row = q.version_row(conn, model, name, version)
@@ -477,6 +508,35 @@ class Registry:
                 .order_by(t.version_usages.c.consumer)
             )
             return [VersionUsage(consumer=r.consumer, since=q.as_utc(r.since)) for r in rows]
+
+
+def _invalid(exc: DataError) -> InvalidInput:
+    """A value the database refused: the caller's fault, so InvalidInput rather than a 500."""
+    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+    return InvalidInput(f"the registry database refused a value: {reason}")
+
+
+def _revalidated(spec: VersionSpec) -> VersionSpec:
+    """``spec`` checked again after defaults were filled in (model_copy does not validate)."""
+    try:
+        return VersionSpec.model_validate(spec.model_dump(include=set(VersionSpec.model_fields)))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidInput(f"invalid version metadata: {field}: {first['msg']}", field=field) from None
+
+
+def _ensure_model(conn: Connection, name: str, description: str) -> int:
+    """The id of model ``name``, created (in the caller's transaction) if it does not exist yet."""
+    found = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()
+    if found is not None:
+        return int(found)
+    now = _now()
+    with contextlib.suppress(IntegrityError), conn.begin_nested():  # created meanwhile: just as good
+        conn.execute(
+            insert(t.models).values(name=name, description=description, created_at=now, updated_at=now)
+        )
+    return q.model_id(conn, name)
 
 
 def _lock_digest(conn: Connection, sha256: str) -> None:

@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from modelyard import __version__
+from modelyard.registry.refs import MAX_VERSION
 from modelyard.registry.types import (
     Alias,
     AliasEvent,
@@ -19,6 +20,7 @@ from modelyard.registry.types import (
     RegisteredModel,
     RegisterRequest,
     StoredArtifact,
+    Text,
     VersionUsage,
 )
 
@@ -26,18 +28,18 @@ __all__ = ["OPERATIONS", "Operation", "openapi_document"]
 
 
 class ModelCreate(BaseModel):
-    name: str
-    description: str = ""
+    name: Text = Field(max_length=128)
+    description: Text = ""
 
 
 class ModelUpdate(BaseModel):
-    description: str
+    description: Text
 
 
 class AliasMove(BaseModel):
-    version: int
-    user: str = ""
-    expected_revision: int | None = None
+    version: int = Field(ge=1, le=MAX_VERSION)
+    user: Text = Field(default="", max_length=200)
+    expected_revision: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class ErrorBody(BaseModel):

@@ -16,6 +16,8 @@ from modelyard.errors import InvalidInput
 
 __all__ = ["decode_token", "encode_token", "page_size"]
 
+_MAX_KEY = 2**31 - 1  # keys are INTEGER ids and versions
+
 
 def _fingerprint(query: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(query, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
@@ -26,8 +28,11 @@ def encode_token(key: Any, query: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str | None, query: dict[str, Any]) -> Any:
-    """The sort key a token carries, or None for the first page; tokens of another query are refused."""
+def decode_token(token: str | None, query: dict[str, Any], key_type: type[int] | type[str]) -> Any:
+    """The sort key a token carries, or None for the first page; tokens of another query are refused.
+
+    ``key_type`` is the type the listing's key has: a token carrying anything else is refused too.
+    """
     if not token:
         return None
     try:
@@ -37,6 +42,13 @@ def decode_token(token: str | None, query: dict[str, Any]) -> Any:
         raise InvalidInput("invalid page token", field="page_token") from None
     if fingerprint != _fingerprint(query):
         raise InvalidInput("the page token belongs to a different query", field="page_token")
+    valid = isinstance(key, key_type) and not isinstance(key, bool)
+    if (
+        not valid
+        or (isinstance(key, int) and not 0 <= key <= _MAX_KEY)
+        or (isinstance(key, str) and "\x00" in key)
+    ):
+        raise InvalidInput("invalid page token", field="page_token")
     return key
 
 

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.engine import Connection
 
-from modelyard.errors import NotFound
+from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import schema as t
+from modelyard.registry.refs import MAX_VERSION, check_name
 from modelyard.registry.types import Alias, AliasEvent, ModelVersion, RegisteredModel
 
 __all__ = [
@@ -42,6 +43,7 @@ def contains(columns: Iterable[ColumnElement[Any]], text: str) -> ColumnElement[
 
 
 def model_row(conn: Connection, name: str) -> Row[Any]:
+    check_name(name)  # a name that cannot exist (or that the database would refuse, like a NUL)
     row = conn.execute(select(t.models).where(t.models.c.name == name)).first()
     if row is None:
         raise NotFound(f"model '{name}' not found", field="model")
@@ -49,6 +51,7 @@ def model_row(conn: Connection, name: str) -> Row[Any]:
 
 
 def model_id(conn: Connection, name: str) -> int:
+    check_name(name)
     found = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()
     if found is None:
         raise NotFound(f"model '{name}' not found", field="model")
@@ -56,6 +59,8 @@ def model_id(conn: Connection, name: str) -> int:
 
 
 def version_row(conn: Connection, model: int, name: str, version: int) -> Row[Any]:
+    if not 1 <= version <= MAX_VERSION:
+        raise InvalidInput(f"invalid version {version}: versions are 1 to {MAX_VERSION}", field="version")
     row = conn.execute(
         select(t.versions).where(and_(t.versions.c.model_id == model, t.versions.c.version == version))
     ).first()

@@ -7,13 +7,29 @@ from dataclasses import dataclass
 
 from modelyard.errors import InvalidInput
 
-__all__ = ["ALIAS_PATTERN", "NAME_PATTERN", "ModelRef", "check_alias", "check_name", "parse_ref"]
+__all__ = [
+    "ALIAS_PATTERN",
+    "CONSUMER_PATTERN",
+    "MAX_VERSION",
+    "NAME_PATTERN",
+    "ModelRef",
+    "check_alias",
+    "check_consumer",
+    "check_name",
+    "check_text",
+    "parse_ref",
+]
 
 # Names and aliases end up in URLs, file names and CLI arguments: keep them to a safe alphabet, and
 # keep "/" and "@" out of names so a reference always parses one way.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 RESERVED_ALIASES = frozenset({"latest"})
+# Consumers (``deployment/prod-eu``) may hold "/", but no "." or ".." segment and no empty one: they
+# are one URL path parameter, and such segments would be normalised away on the way to the server.
+CONSUMER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+# The largest version number: 9 digits, so every version can be addressed as name/<version>.
+MAX_VERSION = 999_999_999
 
 
 def check_name(name: str) -> str:
@@ -22,6 +38,26 @@ def check_name(name: str) -> str:
             f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)", field="name"
         )
     return name
+
+
+def check_consumer(consumer: str) -> str:
+    segments = consumer.split("/")
+    if not CONSUMER_PATTERN.match(consumer) or any(part in ("", ".", "..") for part in segments):
+        raise InvalidInput(
+            f"invalid consumer {consumer!r}: letters, digits, '.', '_', '-' and '/'-separated segments"
+            " (at most 200, no empty, '.' or '..' segment)",
+            field="consumer",
+        )
+    return consumer
+
+
+def check_text(value: str, field: str, max_length: int | None = None) -> str:
+    """Free text the database will store or compare: no NUL characters, and at most ``max_length``."""
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters", field=field)
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
+    return value
 
 
 def check_alias(alias: str) -> str:
@@ -62,6 +98,6 @@ def parse_ref(ref: str) -> ModelRef:
 
 
 def parse_version(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1 or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
         raise InvalidInput(f"invalid version {text!r}: versions are integers from 1", field="version")
     return int(text)

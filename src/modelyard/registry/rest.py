@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -27,7 +29,7 @@ from modelyard.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from modelyard.protocols.http import error_response, http_error, json_response
+from modelyard.protocols.http import error_response, http_error, json_response, read_body
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
@@ -35,12 +37,13 @@ from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.types import RegisterRequest, VersionSpec
 from modelyard.registry.uploads import stream_upload
 
-__all__ = ["build_registry_app", "routes"]
+__all__ = ["MAX_JSON_BODY", "build_registry_app", "content_disposition", "routes"]
 
 log = logging.getLogger("modelyard.registry")
 Handler = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/api/v1"
+MAX_JSON_BODY = 1024 * 1024  # JSON request bodies (metadata only: artifacts go to /artifacts)
 
 
 def _dump(value: BaseModel | list[Any]) -> Any:
@@ -68,7 +71,7 @@ def _handler(function: Handler) -> Handler:
 
 
 async def _body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
+    raw = await read_body(request, MAX_JSON_BODY)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -81,7 +84,7 @@ def _int_param(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
     if value is None or value == "":
         return None
-    if not value.lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]{1,18}", value):
         raise InvalidInput(f"query parameter {name} must be an integer", field=name)
     return int(value)
 
@@ -162,7 +165,7 @@ class _Endpoints:
         headers = {
             "content-length": str(version.size),
             "x-content-sha256": version.sha256,
-            "content-disposition": f'attachment; filename="{version.filename}"',
+            "content-disposition": content_disposition(version.filename),
         }
         chunks = self.registry.artifact_chunks(version)
         return StreamingResponse(chunks, headers=headers, media_type="application/octet-stream")
@@ -242,6 +245,12 @@ class _Endpoints:
         number = parse_version(params["version"])
         await self._call(self.registry.unmark_used, params["name"], number, params["consumer"])
         return Response(status_code=204)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact one as RFC 5987 ``filename*``."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _declared_length(request: Request) -> int | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from modelyard.registry.refs import MAX_VERSION
 
 __all__ = [
     "Alias",
@@ -20,6 +22,27 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _safe_filename(value: str) -> str:
+    """A bare file name: what a download writes and a package loader reads, so no path and no ':'."""
+    if value in ("", ".", "..") or any(c in value for c in "/\\:") or any(ord(c) < 32 for c in value):
+        raise ValueError(
+            "must be a plain file name: not empty, '.' or '..', no '/', '\\', ':' or control characters"
+        )
+    return value
+
+
+# Every string the registry stores: PostgreSQL text cannot hold NUL, and the limits match the schema.
+Text = Annotated[str, AfterValidator(_no_nul)]
+Key = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -46,21 +69,25 @@ class RegisteredModel(_Frozen):
 class VersionSpec(_Frozen):
     """What a caller says about a new version; everything but the bytes."""
 
-    version: int | None = Field(default=None, ge=1, description="explicit version; default: latest + 1")
-    filename: str = Field(default="artifact", description="the artifact's original file name")
-    description: str = ""
-    user: str = ""
-    source_run: str = ""
-    metrics: dict[str, float] = Field(default_factory=dict)
-    params: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_VERSION, description="explicit version; default: latest + 1"
+    )
+    filename: Annotated[str, AfterValidator(_safe_filename)] = Field(
+        default="artifact", max_length=255, description="the artifact's original file name"
+    )
+    description: Text = ""
+    user: Text = Field(default="", max_length=200)
+    source_run: Text = Field(default="", max_length=500)
+    metrics: dict[Key, Finite] = Field(default_factory=dict)
+    params: dict[Key, Text] = Field(default_factory=dict)
+    labels: dict[Key, Text] = Field(default_factory=dict)
 
 
 class RegisterRequest(VersionSpec):
     """REST body of ``POST /api/v1/models/{name}/versions``: an uploaded artifact plus its metadata."""
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    aliases: list[str] = Field(default_factory=list, description="aliases to point at the new version")
+    aliases: list[Text] = Field(default_factory=list, description="aliases to point at the new version")
 
 
 class ModelVersion(_Frozen):

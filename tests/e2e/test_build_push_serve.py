@@ -89,3 +89,14 @@ def test_an_unknown_reference_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nobody" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_registry_server_is_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [CLI, "serve", "ranker@production", "--registry", "http://127.0.0.1:1", "--port", "0"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot reach the registry at http://127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr

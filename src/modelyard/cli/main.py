@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from modelyard import __version__
 from modelyard.cli import package as package_commands
-from modelyard.cli.registry import registry_app
+from modelyard.cli.registry import REGISTRY_ERRORS, registry_app, registry_error_message
 from modelyard.errors import ModelyardError
 from modelyard.server.settings import ModelConfig, Settings
 
@@ -82,8 +82,13 @@ def serve(
         "max_queue": max_queue, "log_level": log_level,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
     }  # fmt: skip
+    settings = _settings(config, paths, name, model_version, overrides)
     try:
-        settings = _resolve_refs(_settings(config, paths, name, model_version, overrides), registry)
+        settings = _resolve_refs(settings, registry)
+    except (ModelyardError, *REGISTRY_ERRORS) as exc:  # a registry that is down: one line, no traceback
+        typer.echo(registry_error_message(exc, registry), err=True)
+        raise typer.Exit(2) from None
+    try:
         if not settings.models:
             raise typer.BadParameter(
                 "give at least one model path or a --config with models", param_hint="PATHS"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -125,3 +126,16 @@ def test_a_real_package_round_trips_through_the_registry(
     assert version.manifest["version"] == "0.3.0"
     fetched = registry.fetch("ident", tmp_path / "fetched")
     assert package_module.verify_package(fetched).name == "ident"
+
+
+def test_a_bad_uploaded_package_is_named_by_its_digest_not_a_server_path(
+    monkeypatch: pytest.MonkeyPatch, registry: Registry
+) -> None:
+    monkeypatch.delitem(sys.modules, "modelyard.package")  # the real verification
+    stored = registry.upload([b"not a tar at all"])
+    with pytest.raises(PackageInvalid) as caught:
+        registry.register("broken", stored.sha256, VersionSpec(filename="broken.modelyard"))
+    assert tempfile.gettempdir() not in caught.value.message, caught.value.message
+    assert stored.sha256[:12] in caught.value.message
+    assert caught.value.field == "sha256"
+    assert registry.list_models().items == []

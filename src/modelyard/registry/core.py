@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.errors import Conflict, InvalidInput, NotFound, PackageInvalid
 from modelyard.registry import queries as q
 from modelyard.registry import schema as t
 from modelyard.registry.aliases import move_alias, record_event, remove_alias
@@ -289,7 +289,12 @@ class Registry:
             with self.store.open(stored.sha256) as source, path.open("wb") as out:
                 for chunk in file_chunks(source):
                     out.write(chunk)
-            return inspect_package(path)
+            try:
+                return inspect_package(path)
+            except PackageInvalid as exc:  # name the upload, never this server's temporary path
+                where = f"the uploaded package {stored.sha256[:12]}"
+                field = "sha256" if exc.field in (None, str(path)) else exc.field
+                raise PackageInvalid(exc.message.replace(str(path), where), field=field) from None
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._read() as conn:

@@ -160,7 +160,8 @@ def nest(flat: list[Any], shape: list[int]) -> Any:
 
 def encode_binary(datatype: str, values: list[Any]) -> bytes:
     if datatype == "BYTES":
-        return b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+        raw = [str(v).encode() for v in values]  # values may be numbers: junk for a BYTES tensor
+        return b"".join(struct.pack("<I", len(r)) + r for r in raw)
     width = itemsize(datatype) or 4
     return bytes(width * len(values))
 

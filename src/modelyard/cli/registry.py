@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,7 +47,7 @@ def registry_error_message(exc: BaseException, url: str | None = None) -> str:
     return f"modelyard: {reason}"
 
 
-registry_app = typer.Typer(help="The model registry: push, list, show, alias, download, delete.")
+registry_app = typer.Typer(help="The model registry: push, list, show, alias, download, delete, gc.")
 
 RegistryUrl = Annotated[
     str | None,
@@ -315,6 +316,29 @@ def delete(
     with _registry(registry) as api:
         api.delete_version(parsed.name, parsed.version, force=force)
     typer.echo(f"deleted {parsed}")
+
+
+@registry_app.command()
+def gc(
+    older_than: Annotated[
+        int,
+        typer.Option("--older-than", min=0, max=10**10, help="only artifacts at least this many seconds old"),
+    ] = 3600,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would be deleted")] = False,
+    registry: RegistryUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete uploaded artifacts that no version references (unfinished or refused registrations)."""
+    with _registry(registry) as api:
+        removed = api.collect_garbage(timedelta(seconds=older_than), dry_run=dry_run)
+    if as_json:
+        _print_json(removed)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for artifact in removed:
+        typer.echo(f"{verb} {artifact.sha256} ({artifact.size} bytes)")
+    total = sum(artifact.size for artifact in removed)
+    typer.echo(f"{verb} {len(removed)} unreferenced artifact(s), {total} bytes")
 
 
 @registry_app.command()

@@ -17,6 +17,7 @@ from modelyard.registry.store import ArtifactStore, FsspecArtifactStore
 from modelyard.registry.types import (
     Alias,
     AliasEvent,
+    ListedArtifact,
     ModelVersion,
     Page,
     RegisteredModel,
@@ -30,6 +31,7 @@ __all__ = [
     "AliasEvent",
     "ArtifactStore",
     "FsspecArtifactStore",
+    "ListedArtifact",
     "ModelRef",
     "ModelVersion",
     "Page",

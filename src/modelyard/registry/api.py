@@ -6,11 +6,20 @@ The CLI and ``fetch_model`` are written against this Protocol, so they work the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from modelyard.registry.refs import ModelRef
-from modelyard.registry.types import Alias, AliasEvent, ModelVersion, Page, RegisteredModel, VersionSpec
+from modelyard.registry.types import (
+    Alias,
+    AliasEvent,
+    ModelVersion,
+    Page,
+    RegisteredModel,
+    StoredArtifact,
+    VersionSpec,
+)
 
 __all__ = ["RegistryAPI"]
 
@@ -59,3 +68,7 @@ class RegistryAPI(Protocol):
     def alias_history(
         self, name: str, alias: str | None = None, page_size: int | None = None, page_token: str | None = None
     ) -> Page[AliasEvent]: ...
+
+    def collect_garbage(
+        self, older_than: timedelta = timedelta(hours=1), dry_run: bool = False
+    ) -> list[StoredArtifact]: ...

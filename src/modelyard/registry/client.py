@@ -7,6 +7,7 @@ Errors come back as the same domain errors the core raises (:class:`NotFound`, :
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -187,6 +188,15 @@ class RegistryClient:
         """Download ``ref``'s artifact into ``dest_dir`` (verified; an intact copy there is reused)."""
         version = self.resolve(ref)
         return download_verified(version, dest_dir, lambda: self.artifact_chunks(version))
+
+    def collect_garbage(
+        self, older_than: timedelta = timedelta(hours=1), dry_run: bool = False
+    ) -> list[StoredArtifact]:
+        """Have the server delete unreferenced artifacts older than ``older_than`` (whole seconds)."""
+        params = {"older_than_s": int(older_than.total_seconds()), "dry_run": "true" if dry_run else "false"}
+        return [
+            StoredArtifact.model_validate(item) for item in self._send("POST", "/gc", params=params).json()
+        ]
 
     # -- aliases ----------------------------------------------------------------------------------
 

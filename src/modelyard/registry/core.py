@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -412,6 +412,36 @@ class Registry:
             used = conn.execute(select(t.versions.c.id).where(t.versions.c.sha256 == sha256).limit(1)).first()
             if used is None:
                 self.store.delete(sha256)
+
+    def collect_garbage(
+        self, older_than: timedelta = timedelta(hours=1), dry_run: bool = False
+    ) -> list[StoredArtifact]:
+        """Delete stored bytes that no version references and that are older than ``older_than``.
+
+        Such bytes are left by uploads never registered (a refused or abandoned registration). The
+        age threshold spares an upload whose registration is still on its way. Each blob is checked
+        and deleted under its digest's lock, as in :meth:`_collect`, so a racing registration either
+        keeps its bytes or fails cleanly with NotFound. Returns what was (with ``dry_run``: would be)
+        deleted.
+        """
+        if older_than < timedelta(0):
+            raise InvalidInput("older_than must not be negative", field="older_than")
+        cutoff = _now() - min(older_than, timedelta(days=365_000))  # no datetime underflow
+        removed: list[StoredArtifact] = []
+        for blob in list(self.store.list()):
+            if blob.modified_at > cutoff:
+                continue
+            with self._write() as conn:
+                _lock_digest(conn, blob.sha256)
+                used = conn.execute(
+                    select(t.versions.c.id).where(t.versions.c.sha256 == blob.sha256).limit(1)
+                ).first()
+                if used is not None:
+                    continue
+                if not dry_run:
+                    self.store.delete(blob.sha256)
+            removed.append(StoredArtifact(sha256=blob.sha256, size=blob.size, uri=blob.uri))
+        return removed
 
     # -- aliases ----------------------------------------------------------------------------------
 

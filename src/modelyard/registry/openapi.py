@@ -115,6 +115,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("POST", "/api/v1/artifacts", "Upload artifact bytes (raw body)", StoredArtifact, 201, raw=True),
     Operation("GET", "/api/v1/resolve", "Resolve name, name/3 or name@alias", ModelVersion, query=("ref",)),
+    Operation(
+        "POST",
+        "/api/v1/gc",
+        "Delete unreferenced artifacts older than older_than_s seconds (default 3600)",
+        StoredArtifact,
+        many=True,
+        query=("older_than_s", "dry_run"),
+    ),
     Operation("GET", "/api/v1/openapi.json", "This document"),
     Operation("GET", "/api/v1/health", "Liveness"),
 )

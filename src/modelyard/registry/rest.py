@@ -12,6 +12,7 @@ import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -180,6 +181,16 @@ class _Endpoints:
         stored = await stream_upload(request.stream(), upload)
         return json_response(_dump(stored), 201)
 
+    async def collect_garbage(self, request: Request) -> Response:
+        older_than = _int_param(request, "older_than_s")
+        seconds = 3600 if older_than is None else older_than
+        if not 0 <= seconds <= 10**10:  # about 300 years: a timedelta cannot hold every 18-digit value
+            raise InvalidInput("older_than_s must be between 0 and 10000000000", field="older_than_s")
+        removed = await self._call(
+            self.registry.collect_garbage, timedelta(seconds=seconds), dry_run=_flag(request, "dry_run")
+        )
+        return json_response(_dump(removed))
+
     async def list_aliases(self, request: Request) -> Response:
         return json_response(_dump(await self._call(self.registry.list_aliases, request.path_params["name"])))
 
@@ -286,6 +297,7 @@ def routes(endpoints: _Endpoints) -> list[Route]:
         ("GET", f"{m}/history", e.history),
         ("POST", f"{PREFIX}/artifacts", e.upload),
         ("GET", f"{PREFIX}/resolve", e.resolve),
+        ("POST", f"{PREFIX}/gc", e.collect_garbage),
     ]
     return [Route(path, _handler(handler), methods=[method]) for method, path, handler in table]
 

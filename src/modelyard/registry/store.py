@@ -1,23 +1,29 @@
-"""Artifact storage: content-addressed bytes behind a four-method Protocol (put, open, stat, delete).
+"""Artifact storage: content-addressed bytes behind a five-method Protocol (put, open, stat, delete, list).
 
 An upload streams into a temporary object while it is hashed, and only a complete, verified upload
 is moved to ``<root>/sha256/<ab>/<digest>``. Any failure on the way (the client went away, the body
 was too large or shorter than announced, the digest did not match) deletes the temporary object, so
-nothing half-written is ever addressable. The same bytes pushed twice are stored once.
+nothing half-written is ever addressable. The same bytes pushed twice are stored once (and the
+copy's modification time is refreshed where the filesystem allows, so garbage collection sees it as new).
+
+``list`` exists for garbage collection only: the registry has to see every stored blob, with its
+size and age, to find the ones no version references (see :meth:`Registry.collect_garbage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import IO, Protocol, runtime_checkable
 
 import fsspec  # type: ignore[import-untyped]  # fsspec ships no type information
 
 from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
-from modelyard.registry.types import StoredArtifact
+from modelyard.registry.types import ListedArtifact, StoredArtifact
 
 __all__ = ["ArtifactStore", "FsspecArtifactStore", "check_digest"]
 
@@ -57,6 +63,10 @@ class ArtifactStore(Protocol):
         """Remove the bytes; deleting what is not there is not an error."""
         ...
 
+    def list(self) -> Iterator[ListedArtifact]:
+        """Every stored blob with its size and modification time (temporary uploads excluded)."""
+        ...
+
 
 class FsspecArtifactStore:
     """An :class:`ArtifactStore` on any fsspec URL: a local folder, ``memory://``, ``s3://``, ..."""
@@ -84,6 +94,7 @@ class FsspecArtifactStore:
             final = self.path(digest)
             if self._fs.exists(final):  # the same bytes are here already: keep one copy
                 self._fs.rm(temporary)
+                self._refresh(final)
             else:
                 self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
                 self._fs.mv(temporary, final)
@@ -103,6 +114,11 @@ class FsspecArtifactStore:
                 hasher.update(chunk)
                 out.write(chunk)
         return hasher.hexdigest(), size
+
+    def _refresh(self, path: str) -> None:
+        """Mark a re-uploaded blob as new, so garbage collection leaves it to its imminent registration."""
+        with contextlib.suppress(NotImplementedError, OSError):  # memory:// cannot; best effort
+            self._fs.touch(path, truncate=False)
 
     def _discard(self, temporary: str) -> None:
         try:
@@ -131,6 +147,33 @@ class FsspecArtifactStore:
         path = self.path(check_digest(digest))
         if self._fs.exists(path):
             self._fs.rm(path)
+
+    def list(self) -> Iterator[ListedArtifact]:
+        try:
+            found = self._fs.find(f"{self._root}/sha256", detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in sorted(found.items()):
+            digest = str(path).rsplit("/", 1)[-1]
+            if info.get("type", "file") != "file" or not _DIGEST.match(digest):
+                continue
+            yield ListedArtifact(
+                sha256=digest,
+                size=int(info.get("size") or 0),
+                uri=self._fs.unstrip_protocol(path),
+                modified_at=self._modified(path, info),
+            )
+
+    def _modified(self, path: str, info: dict[str, object]) -> datetime:
+        """The blob's modification time from fsspec's info (local: mtime, memory: created, S3: ...)."""
+        for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
+            value = info.get(key)
+            if isinstance(value, int | float):
+                return datetime.fromtimestamp(value, UTC)
+            if isinstance(value, datetime):
+                return value if value.tzinfo else value.replace(tzinfo=UTC)
+        modified: datetime = self._fs.modified(path)
+        return modified if modified.tzinfo else modified.replace(tzinfo=UTC)
 
 
 def _verify(digest: str, size: int, expected_size: int | None, expected_sha256: str | None) -> None:

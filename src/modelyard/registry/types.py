@@ -12,6 +12,7 @@ from modelyard.registry.refs import MAX_VERSION
 __all__ = [
     "Alias",
     "AliasEvent",
+    "ListedArtifact",
     "ModelVersion",
     "Page",
     "RegisterRequest",
@@ -55,6 +56,12 @@ class StoredArtifact(_Frozen):
     sha256: str
     size: int
     uri: str
+
+
+class ListedArtifact(StoredArtifact):
+    """A stored blob as the store lists it: with its modification time, for garbage collection."""
+
+    modified_at: datetime
 
 
 class RegisteredModel(_Frozen):

@@ -104,14 +104,7 @@ class _Endpoints:
         return await run_in_threadpool(functools.partial(function, *args, **kwargs))
 
     async def list_models(self, request: Request) -> Response:
-        params = request.query_params
-        page = await self._call(
-            self.registry.list_models,
-            params.get("search"),
-            _int_param(request, "page_size"),
-            params.get("page_token"),
-        )
-        return json_response(_dump(page))
+        return await self._page(request, self.registry.list_models, request.query_params.get("search"))
 
     async def create_model(self, request: Request) -> Response:
         body = await _body(request, ModelCreate)
@@ -132,15 +125,8 @@ class _Endpoints:
         return Response(status_code=204)
 
     async def list_versions(self, request: Request) -> Response:
-        params = request.query_params
-        page = await self._call(
-            self.registry.list_versions,
-            request.path_params["name"],
-            params.get("search"),
-            _int_param(request, "page_size"),
-            params.get("page_token"),
-        )
-        return json_response(_dump(page))
+        name, search = request.path_params["name"], request.query_params.get("search")
+        return await self._page(request, self.registry.list_versions, name, search)
 
     async def register(self, request: Request) -> Response:
         body = await _body(request, RegisterRequest)
@@ -225,14 +211,13 @@ class _Endpoints:
         return Response(status_code=204)
 
     async def history(self, request: Request) -> Response:
-        params = request.query_params
-        page = await self._call(
-            self.registry.alias_history,
-            request.path_params["name"],
-            params.get("alias"),
-            _int_param(request, "page_size"),
-            params.get("page_token"),
-        )
+        name, alias = request.path_params["name"], request.query_params.get("alias")
+        return await self._page(request, self.registry.alias_history, name, alias)
+
+    async def _page(self, request: Request, listing: Callable[..., Any], *args: Any) -> Response:
+        """One page of a listing: ``listing(*args, page_size, page_token)`` from the query string."""
+        token = request.query_params.get("page_token")
+        page = await self._call(listing, *args, _int_param(request, "page_size"), token)
         return json_response(_dump(page))
 
     async def resolve(self, request: Request) -> Response:

@@ -24,13 +24,12 @@ from typing import Any
 import httpx
 import joblib
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from sklearn.linear_model import LinearRegression
 
 import modelyard
+from tests.support import linear_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -45,24 +44,6 @@ RNG = np.random.default_rng(7)
 
 
 # -- models ------------------------------------------------------------------------------------
-
-
-def linear_onnx(path: Path) -> Path:
-    """y = x @ W + b: FP32 [batch, 3] -> FP32 [batch, 2], with random W and b stored in the file."""
-    weights = numpy_helper.from_array(RNG.normal(size=(3, 2)).astype(np.float32), "W")
-    bias = numpy_helper.from_array(RNG.normal(size=(2,)).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
-        "linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[weights, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # readable by every onnxruntime this project supports
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def regressor_joblib(path: Path) -> Path:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from sklearn.linear_model import LinearRegression
+
+from tests.support import linear_onnx
 
 FIXED_TIME = "2026-01-02T03:04:05Z"
 
@@ -40,24 +40,6 @@ AUTHOR_MODEL = textwrap.dedent(
             return {"y": inputs["x"] * self.weights}
     """
 )
-
-
-def linear_onnx(path: Path, seed: int = 3) -> Path:
-    """y = x @ W + b: FP32 [batch, 3] -> FP32 [batch, 2]."""
-    rng = np.random.default_rng(seed)
-    weights = numpy_helper.from_array(rng.normal(size=(3, 2)).astype(np.float32), "W")
-    bias = numpy_helper.from_array(rng.normal(size=(2,)).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
-        "linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[weights, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 def regressor(seed: int = 5) -> LinearRegression:

@@ -16,7 +16,8 @@ own the one table that maps kinds to HTTP statuses and the one error-body schema
     ├── Unsupported         (kind UNSUPPORTED)       a protocol feature we do not implement
     ├── PackageInvalid      (kind INVALID_INPUT)     a package that is malformed, unsafe or altered
     ├── NotFound            (kind NOT_FOUND)         a registry object (model, version, alias, artifact)
-    └── Conflict            (kind CONFLICT)          lost a race, or the object exists / is in use
+    ├── Conflict            (kind CONFLICT)          lost a race, or the object exists / is in use
+    └── BadGateway          (kind BAD_GATEWAY)       no replica gave a usable answer (gateway)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "BadGateway",
     "Conflict",
     "DeadlineExceeded",
     "ErrorKind",
@@ -53,6 +55,7 @@ class ErrorKind(enum.Enum):
     UNSUPPORTED = "unsupported"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
+    BAD_GATEWAY = "bad_gateway"
     INTERNAL = "internal"
 
 
@@ -160,3 +163,9 @@ class Conflict(ModelyardError):
     """The object already exists, is still in use, or another client changed it first."""
 
     kind = ErrorKind.CONFLICT
+
+
+class BadGateway(ModelyardError):
+    """The gateway reached no replica, or the replicas it reached did not answer HTTP."""
+
+    kind = ErrorKind.BAD_GATEWAY

@@ -1,68 +1,23 @@
 """Registry fixtures: every storage-level test runs on SQLite and on the real PostgreSQL.
 
-PostgreSQL is the server at 127.0.0.1:5432 (user postgres, trust auth). Each pytest process (each
-xdist worker) creates its own uniquely named database and drops it at the end, so parallel
-workers never share tables; between tests the tables are emptied. When the server cannot be
-reached the PostgreSQL half is skipped, except with ``CI=true``, where that is a failure.
+The databases come from ``database_settings`` in tests/conftest.py, shared with the gateway's
+routing-table tests (one PostgreSQL database per test process, emptied between tests).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy import create_engine, text
 
 from modelyard.registry import Registry, RegistrySettings
-from modelyard.registry import schema as t
-
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test process, dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required with CI=true but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    name = f"modelyard_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:10]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _empty_postgres(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            exists = conn.execute(text("SELECT to_regclass('registered_models')")).scalar()
-            if exists is not None:
-                tables = ", ".join(table.name for table in t.metadata.sorted_tables)
-                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> RegistrySettings:
+@pytest.fixture
+def settings(database_settings: RegistrySettings) -> RegistrySettings:
     """Settings for an empty registry on SQLite (a file under tmp_path) or PostgreSQL."""
-    base = RegistrySettings(home=tmp_path / "home", artifact_url=str(tmp_path / "artifacts"))
-    if request.param == "sqlite":
-        return base
-    url = request.getfixturevalue("postgres_url")
-    _empty_postgres(url)
-    return base.model_copy(update={"database_url": url})
+    return database_settings
 
 
 @pytest.fixture

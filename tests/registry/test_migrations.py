@@ -6,11 +6,12 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
+from modelyard.gateway import schema as gateway_schema
 from modelyard.registry import Registry, RegistrySettings
 from modelyard.registry import schema as t
-from modelyard.registry.db import MIGRATIONS, create_registry_engine
+from modelyard.registry.db import MIGRATIONS, create_registry_engine, migrate
 
 
 def test_migrated_database_matches_the_table_definitions(settings: RegistrySettings) -> None:
@@ -19,12 +20,32 @@ def test_migrated_database_matches_the_table_definitions(settings: RegistrySetti
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0001"
+            assert context.get_current_revision() == "0002"
+            # The metadata holds the gateway's routing-table tables too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
     assert {table.name for table in t.metadata.sorted_tables} <= tables
+    assert {table.name for table in gateway_schema.metadata.sorted_tables} == {
+        *(table.name for table in t.metadata.sorted_tables)
+    }  # one metadata object
+    assert {"gateway_routes", "gateway_versions", "gateway_replicas", "gateway_state"} <= tables
+
+
+def test_the_routing_table_migration_starts_at_revision_0(tmp_path: Path) -> None:
+    # A fresh file: the PostgreSQL test database is migrated to head once per test process.
+    engine = create_registry_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        migrate(engine, "0001")
+        with engine.connect() as conn:
+            assert "gateway_state" not in inspect(conn).get_table_names()
+        migrate(engine)
+        with engine.connect() as conn:
+            state = conn.execute(select(gateway_schema.state)).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in state] == [(1, 0)]
 
 
 def test_the_migrations_live_inside_the_package() -> None:
@@ -33,4 +54,7 @@ def test_the_migrations_live_inside_the_package() -> None:
     package = Path(modelyard.registry.__file__).parent
     assert package / "migrations" == MIGRATIONS
     assert (MIGRATIONS / "env.py").is_file()
-    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("v*.py")) == ["v0001_initial.py"]
+    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("v*.py")) == [
+        "v0001_initial.py",
+        "v0002_gateway_routes.py",
+    ]

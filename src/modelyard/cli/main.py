@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from modelyard import __version__
 from modelyard.cli import package as package_commands
 from modelyard.cli.registry import REGISTRY_ERRORS, registry_app, registry_error_message
+from modelyard.cli.route import route_app
 from modelyard.errors import ModelyardError
 from modelyard.server.settings import ModelConfig, Settings
 
@@ -27,6 +28,7 @@ def _root() -> None:
 
 package_commands.register(app)
 app.add_typer(registry_app, name="registry")
+app.add_typer(route_app, name="route")
 
 
 @app.command()

@@ -346,7 +346,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port; 0 picks a free one (default 8090)")] = None,
 ) -> None:
-    """Serve the registry's REST API (and open its database, migrating it first)."""
-    from modelyard.registry.server import run_registry_server  # uvicorn only when serving
+    """Serve the control plane's REST API: the registry and the gateway's routing table."""
+    from modelyard.control import build_control_app  # the web stack only when serving
+    from modelyard.registry.server import run_registry_server
 
-    run_registry_server(RegistrySettings.from_env(host=host, port=port))
+    run_registry_server(RegistrySettings.from_env(host=host, port=port), build=build_control_app)

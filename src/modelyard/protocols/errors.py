@@ -26,6 +26,7 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.MODEL_ERROR: 500,
     ErrorKind.UNSUPPORTED: 501,
     ErrorKind.METHOD_NOT_ALLOWED: 405,
+    ErrorKind.BAD_GATEWAY: 502,
     ErrorKind.INTERNAL: 500,
 }
 

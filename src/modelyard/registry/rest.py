@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from modelyard.errors import (
     InvalidInput,
@@ -287,8 +287,17 @@ def routes(endpoints: _Endpoints) -> list[Route]:
     return [Route(path, _handler(handler), methods=[method]) for method, path, handler in table]
 
 
-def build_registry_app(settings: RegistrySettings, registry: Registry | None = None) -> Starlette:
-    """The registry REST API as an ASGI app; it opens (and migrates) the registry unless given one."""
+def build_registry_app(
+    settings: RegistrySettings,
+    registry: Registry | None = None,
+    *,
+    planes: Sequence[Callable[[Registry], Sequence[BaseRoute]]] = (),
+) -> Starlette:
+    """The registry REST API as an ASGI app; it opens (and migrates) the registry unless given one.
+
+    ``planes`` add routes built on the open registry: ``modelyard.control`` serves the gateway's
+    routing table this way, on the registry's engine, without the registry importing the gateway.
+    """
     own = registry is None
     core = registry if registry is not None else Registry(settings)
 
@@ -308,6 +317,7 @@ def build_registry_app(settings: RegistrySettings, registry: Registry | None = N
         *routes(_Endpoints(core)),
         Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
         Route(f"{PREFIX}/health", health, methods=["GET"]),
+        *(route for plane in planes for route in plane(core)),
     ]
     app = Starlette(routes=all_routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.registry = core

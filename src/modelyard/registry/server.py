@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import uvicorn
+from starlette.applications import Starlette
 
 from modelyard.protocols.listen import AnnouncingServer, bind_socket
 from modelyard.registry.rest import build_registry_app
@@ -18,9 +19,18 @@ def _announce(url: str) -> None:
     print(f"modelyard registry: serving on {url}", flush=True)
 
 
-def run_registry_server(settings: RegistrySettings, on_ready: Callable[[str], None] = _announce) -> None:
-    """Serve the registry on ``settings.host:settings.port`` (port 0 picks one) until a signal stops it."""
-    app = build_registry_app(settings)
+def run_registry_server(
+    settings: RegistrySettings,
+    on_ready: Callable[[str], None] = _announce,
+    *,
+    build: Callable[[RegistrySettings], Starlette] = build_registry_app,
+) -> None:
+    """Serve the registry on ``settings.host:settings.port`` (port 0 picks one) until a signal stops it.
+
+    ``build`` makes the app: ``modelyard registry serve`` passes ``modelyard.control.build_control_app``,
+    which adds the gateway's routing table to the registry's API.
+    """
+    app = build(settings)
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=False, lifespan="on")
     server = AnnouncingServer(config, on_ready)
     sock = bind_socket(settings.host, settings.port)

@@ -1,0 +1,274 @@
+"""``modelyard route ...``: the gateway's routing table from the command line.
+
+Every command changes the control-plane database directly (``$MODELYARD_HOME`` /
+``MODELYARD_REGISTRY_DB``) unless ``--control-plane URL`` or ``MODELYARD_CONTROL_URL`` names a
+control-plane server. Gateways pick a change up within a second, without a restart. Errors print
+one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Annotated, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from modelyard.errors import ModelyardError
+from modelyard.gateway.route_client import RouteClient
+from modelyard.gateway.routes_api import RoutesAPI
+from modelyard.gateway.store import RouteStore
+from modelyard.gateway.table import ModelRoute, route_to_dict
+from modelyard.registry.settings import RegistrySettings
+
+__all__ = ["route_app"]
+
+route_app = typer.Typer(
+    help="The gateway's routing table: weights, mirrors, replicas, options.", no_args_is_help=True
+)
+
+ControlUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--control-plane", envvar="MODELYARD_CONTROL_URL", help="control-plane server URL (default: local)"
+    ),
+]
+RouteName = Annotated[str, typer.Argument(metavar="PROJECT/MODEL", help="e.g. mail/spam")]
+Version = Annotated[str, typer.Argument(help="version name, e.g. v3")]
+_ERRORS = (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError)
+
+
+@route_app.callback()
+def _root() -> None:
+    """The gateway's routing table."""
+
+
+def _fail(exc: BaseException, url: str | None) -> NoReturn:
+    if isinstance(exc, ModelyardError):
+        message = exc.message
+    else:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, httpx.HTTPError):
+            message = f"cannot reach the control plane at {url}: {reason}"
+        elif isinstance(exc, SQLAlchemyError):
+            message = f"control-plane database error: {reason}"
+        else:
+            message = reason
+    typer.echo(f"modelyard: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _routes(url: str | None) -> Iterator[RoutesAPI]:
+    """The routing table to change; its errors become one line on stderr and exit code 2."""
+    try:
+        api: RoutesAPI = RouteClient(url) if url else RouteStore.open(RegistrySettings.from_env())
+    except _ERRORS as exc:
+        _fail(exc, url)
+    try:
+        yield api
+    except _ERRORS as exc:
+        _fail(exc, url)
+    finally:
+        api.close()
+
+
+def _split(name: str) -> tuple[str, str]:
+    project, sep, model = name.partition("/")
+    if not sep or not project or not model or "/" in model:
+        raise typer.BadParameter(f"expected PROJECT/MODEL, got {name!r}", param_hint="PROJECT/MODEL")
+    return project, model
+
+
+def _weights(pairs: Sequence[str]) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for pair in pairs:
+        version, sep, value = pair.partition("=")
+        if not sep or not version or not value.strip().isdigit() or version in weights:
+            raise typer.BadParameter(
+                f"expected VERSION=WEIGHT (a whole number, each version once), got {pair!r}",
+                param_hint="WEIGHTS",
+            )
+        weights[version] = int(value)
+    return weights
+
+
+def _share(weight: int, total: int) -> str:
+    return f"{100 * weight / total:.1f}%" if total else "-"
+
+
+def _summary(route: ModelRoute) -> str:
+    """One line: each version's weight and share, then the mirrors."""
+    total = sum(version.weight for version in route.versions)
+    parts = [f"{v.version}={v.weight} ({_share(v.weight, total)})" for v in route.versions]
+    text = f"{route.project}/{route.model}: {', '.join(parts) or 'no versions'}"
+    mirrors = [f"{v.version} ({v.mirror_fraction:.0%})" for v in route.versions if v.mirror]
+    return f"{text}; mirror {', '.join(mirrors)}" if mirrors else text
+
+
+def _print_route(console: Console, route: ModelRoute) -> None:
+    total = sum(version.weight for version in route.versions)
+    caption = (
+        f"timeout {route.timeout_s:g}s, log payload {route.log_payload}, log sample {route.log_sample:.0%}"
+    )
+    table = Table(title=f"{route.project}/{route.model}", caption=caption)
+    for column in ("version", "weight", "share", "mirror", "target", "replicas"):
+        table.add_column(column)
+    for v in route.versions:
+        mirror = f"{v.mirror_fraction:.0%}" if v.mirror else ""
+        share = _share(v.weight, total)
+        table.add_row(v.version, str(v.weight), share, mirror, v.target, "\n".join(v.replicas) or "-")
+    console.print(table)
+
+
+@route_app.command("set")
+def set_(
+    route: RouteName,
+    weights: Annotated[list[str], typer.Argument(metavar="VERSION=WEIGHT...", help="e.g. v1=90 v2=10")],
+    keep_others: Annotated[
+        bool, typer.Option("--keep-others", help="leave unnamed versions' weights as they are (default: 0)")
+    ] = False,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Split the model's traffic between versions by weight (creates the route if needed)."""
+    project, model = _split(route)
+    parsed = _weights(weights)
+    with _routes(control_plane) as api:
+        changed = api.set_weights(project, model, parsed, replace=not keep_others)
+    typer.echo(_summary(changed))
+
+
+@route_app.command()
+def mirror(
+    route: RouteName,
+    version: Version,
+    fraction: Annotated[float, typer.Option(help="share of requests copied, 0 < f <= 1")] = 1.0,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Copy requests to VERSION too; its answers are logged, never returned."""
+    names = _split(route)
+    with _routes(control_plane) as api:
+        changed = api.set_mirror(*names, version, fraction)
+    typer.echo(_summary(changed))
+
+
+@route_app.command()
+def unmirror(route: RouteName, version: Version, control_plane: ControlUrl = None) -> None:
+    """Stop mirroring requests to VERSION."""
+    names = _split(route)
+    with _routes(control_plane) as api:
+        changed = api.clear_mirror(*names, version)
+    typer.echo(_summary(changed))
+
+
+def _print_replicas(route: ModelRoute, version: str) -> None:
+    found = route.version(version)
+    urls = ", ".join(found.replicas) if found is not None and found.replicas else "none"
+    typer.echo(f"{route.project}/{route.model} {version}: replicas {urls}")
+
+
+@route_app.command()
+def replicas(
+    route: RouteName,
+    version: Version,
+    urls: Annotated[list[str] | None, typer.Argument(metavar="URL...", help="http://host:port")] = None,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Make URL... the replicas of VERSION (none given: remove them all)."""
+    names = _split(route)
+    with _routes(control_plane) as api:
+        changed = api.set_replicas(*names, version, urls or [])
+    _print_replicas(changed, version)
+
+
+@route_app.command("add-replica")
+def add_replica(route: RouteName, version: Version, url: str, control_plane: ControlUrl = None) -> None:
+    """Add one replica (http://host:port) to VERSION."""
+    names = _split(route)
+    with _routes(control_plane) as api:
+        changed = api.add_replica(*names, version, url)
+    _print_replicas(changed, version)
+
+
+@route_app.command("remove-replica")
+def remove_replica(route: RouteName, version: Version, url: str, control_plane: ControlUrl = None) -> None:
+    """Remove one replica from VERSION."""
+    names = _split(route)
+    with _routes(control_plane) as api:
+        changed = api.remove_replica(*names, version, url)
+    _print_replicas(changed, version)
+
+
+@route_app.command()
+def options(
+    route: RouteName,
+    timeout: Annotated[float | None, typer.Option(help="seconds a replica may take")] = None,
+    log_payload: Annotated[
+        str | None, typer.Option("--log-payload", help="full | hash | none: what inference logs keep")
+    ] = None,
+    log_sample: Annotated[
+        float | None, typer.Option("--log-sample", help="share of requests logged, 0..1")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option(help="VERSION=NAME: the model's name on that version's replicas")
+    ] = None,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Change the route's timeout, inference-log settings or per-version target names."""
+    project, model = _split(route)
+    targets = None
+    if target:
+        pairs = [item.partition("=") for item in target]
+        if any(not sep or not version for version, sep, _ in pairs):
+            raise typer.BadParameter("expected VERSION=NAME", param_hint="--target")
+        targets = {version: name for version, _, name in pairs}
+    with _routes(control_plane) as api:
+        changed = api.set_options(
+            project, model, timeout_s=timeout, log_payload=log_payload, log_sample=log_sample, target=targets
+        )
+    _print_route(Console(), changed)
+
+
+@route_app.command()
+def show(
+    route: Annotated[
+        str | None, typer.Argument(metavar="[PROJECT/MODEL]", help="one route (default: all)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Show one route, or every route: versions, weights and shares, mirrors, replicas."""
+    names = _split(route) if route is not None else None
+    with _routes(control_plane) as api:
+        found = [api.get(*names)] if names is not None else api.list()
+    if as_json:
+        data = route_to_dict(found[0]) if names is not None else [route_to_dict(r) for r in found]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if not found:
+        typer.echo("no routes")
+    console = Console()
+    for item in found:
+        _print_route(console, item)
+
+
+@route_app.command()
+def delete(
+    route: RouteName,
+    version: Annotated[str | None, typer.Option(help="remove only this version")] = None,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Delete the route, or with --version only one of its versions."""
+    project, model = _split(route)
+    with _routes(control_plane) as api:
+        if version is None:
+            api.delete(project, model)
+            typer.echo(f"deleted {project}/{model}")
+            return
+        changed = api.remove_version(project, model, version)
+    typer.echo(f"removed {version}: {_summary(changed)}")

@@ -1,0 +1,45 @@
+"""The inference client: ``modelyard.Client(url).predict("mail/spam", inputs)``.
+
+It speaks the Open Inference Protocol (KServe V2) JSON body to the gateway
+(``/projects/{p}/models/{m}[/versions/{v}]/infer``) or straight to a model server
+(``/v2/models/{m}[/versions/{v}]/infer``), over one pooled ``httpx`` client, retrying transient
+failures with jittered exponential back-off and raising typed errors (:mod:`modelyard.client.errors`).
+See docs/client.md.
+"""
+
+from __future__ import annotations
+
+from modelyard.client._clients import AsyncClient, Client
+from modelyard.client.errors import (
+    BadGatewayError,
+    ClientError,
+    ConnectionFailed,
+    InvalidArgument,
+    InvalidRequest,
+    ModelFailedError,
+    NotFoundError,
+    NotReadyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ServerError,
+    Timeout,
+    Unavailable,
+)
+
+__all__ = [
+    "AsyncClient",
+    "BadGatewayError",
+    "Client",
+    "ClientError",
+    "ConnectionFailed",
+    "InvalidArgument",
+    "InvalidRequest",
+    "ModelFailedError",
+    "NotFoundError",
+    "NotReadyError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "ServerError",
+    "Timeout",
+    "Unavailable",
+]

@@ -1,0 +1,254 @@
+"""The gateway's production front end: a raw HTTP/1.1 server on asyncio protocols and httptools.
+
+Measured on this project's 2-core machine (docs/performance.md): uvicorn's ASGI plumbing alone cost
+about four times the whole per-request budget of a proxy hop, so ``modelyard gateway serve`` runs
+this small server instead, feeding the same :class:`GatewayService` as the ASGI adapter. It speaks
+what a gateway needs: keep-alive, pipelining (answered in order), ``Expect: 100-continue``,
+Content-Length and chunked request bodies, a body limit enforced while reading, idle timeouts, and
+a graceful drain on SIGTERM (stop accepting, finish in-flight requests, close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import http
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from urllib.parse import unquote
+
+import httptools
+
+from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
+from modelyard.gateway.proxy import GatewayResponse, error_response
+from modelyard.gateway.service import Admitted, GatewayService, response_headers
+
+__all__ = ["Http1Server", "serve_forever"]
+
+log = logging.getLogger("modelyard.gateway")
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 64 * 1024
+_REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
+
+# A parsed request waiting to be answered: (admitted | ready-made answer | (method, path)), body, keep-alive
+_Pending = tuple[Admitted | GatewayResponse | tuple[str, str], bytes, bool]
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection; requests are answered one at a time, in the order they came."""
+
+    def __init__(self, server: Http1Server) -> None:
+        self.server = server
+        self.service = server.service
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: collections.deque[_Pending] = collections.deque()
+        self.busy = False
+        self.closed = False
+        self.last_active = time.monotonic()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.body: list[bytes] = []
+        self.size = 0
+        self.current: Admitted | GatewayResponse | tuple[str, str] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports duck-type
+        self.server.connections.add(self)
+        self.service.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self.service.connections -= 1
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(InvalidInput("protocol upgrades are not supported", field="upgrade"))
+        except httptools.HttpParserError as exc:
+            self._fail(InvalidInput(f"malformed HTTP request: {exc}", field="request"))
+
+    # httptools callbacks
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value))
+
+    def _count_head(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD_BYTES or len(self.headers) > MAX_HEADERS:
+            raise httptools.HttpParserError("request head too large")
+
+    def on_headers_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        raw_path = self.url.split(b"?", 1)[0].decode("latin-1")
+        path = unquote(raw_path) if "%" in raw_path else raw_path
+        admitted = self.service.admit(method, path, self.headers)
+        self.current = (method, path) if admitted is None else admitted
+        if isinstance(admitted, GatewayResponse) and admitted.status == 413:
+            self._fail_response(admitted)  # the body is not wanted: do not read it at all
+        elif isinstance(admitted, Admitted) and self._expects_continue():
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _expects_continue(self) -> bool:
+        return any(name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if not isinstance(self.current, Admitted):
+            return  # a body nobody will read (refused or our own endpoints): discard it
+        self.size += len(body)
+        limit = self.service.settings.max_body_bytes
+        if self.size > limit:
+            self._fail_response(self.service.refused(error_response(PayloadTooLarge(self.size, limit))))
+            raise httptools.HttpParserCallbackError("body too large")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.current is None or self.closed:
+            return
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.queue.append((self.current, body, self.parser.should_keep_alive()))
+        self._reset()
+        if not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._answer_queue())
+        elif len(self.queue) > 16 and self.transport is not None:
+            self.transport.pause_reading()  # a client pipelining far ahead waits its turn
+
+    # answering
+    async def _answer_queue(self) -> None:
+        try:
+            while self.queue and not self.closed:
+                current, body, keep_alive = self.queue.popleft()
+                await self._answer(current, body, keep_alive)
+                if self.transport is not None and not self.closed and len(self.queue) <= 16:
+                    self.transport.resume_reading()
+        finally:
+            self.busy = False
+            self.last_active = time.monotonic()
+
+    async def _answer(
+        self, current: Admitted | GatewayResponse | tuple[str, str], body: bytes, keep: bool
+    ) -> None:
+        if isinstance(current, tuple):
+            self._write(self.service.other(*current), "", keep)
+        elif isinstance(current, GatewayResponse):
+            self._write(current, "", keep)
+        else:
+            request = current.request(body)
+            response = await self.service.serve(request)
+            self._write(response, request.request_id, keep)
+            self.service.gateway.finish(request, response)
+
+    def _write(self, response: GatewayResponse, request_id: str, keep_alive: bool) -> None:
+        if self.closed or self.transport is None:
+            return
+        keep_alive = keep_alive and not self.server.draining
+        head = [b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, b"Unknown"))]
+        for name, value in response_headers(response, request_id):
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"content-length: %d\r\n" % len(response.body))
+        head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+        head.append(response.body)
+        self.transport.write(b"".join(head))
+        if not keep_alive:
+            self.close()
+
+    def _fail(self, error: ModelyardError) -> None:
+        self._fail_response(self.service.refused(error_response(error)))
+
+    def _fail_response(self, response: GatewayResponse) -> None:
+        """Answer at once and close: after a malformed request the stream cannot be trusted."""
+        self.queue.clear()
+        self._write(response, "", keep_alive=False)
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and not self.queue
+
+
+class Http1Server:
+    """Accepts connections on ``sock`` for one :class:`GatewayService`."""
+
+    def __init__(self, service: GatewayService, *, keepalive_timeout_s: float = 75.0) -> None:
+        self.service = service
+        self.connections: set[_Connection] = set()
+        self.draining = False
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=2048)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.keepalive_timeout_s / 2))
+            cutoff = time.monotonic() - self.keepalive_timeout_s
+            for connection in [c for c in self.connections if c.idle and c.last_active < cutoff]:
+                connection.close()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop accepting, let requests in flight finish (up to ``timeout_s``), close the rest."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for connection in [c for c in self.connections if c.idle]:
+                connection.close()
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            connection.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+def serve_forever(
+    service: GatewayService,
+    sock: socket.socket,
+    on_ready: Callable[[str], None],
+    drain_timeout_s: float = 30.0,
+) -> None:
+    """Run one worker on uvloop until SIGTERM/SIGINT, then drain and stop the service."""
+    import uvloop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await service.start()
+        server = Http1Server(service)
+        await server.start(sock)
+        host, port = sock.getsockname()[:2]
+        on_ready(f"http://{host}:{port}")
+        await stop.wait()
+        await server.drain(drain_timeout_s)
+        await service.stop()
+
+    uvloop.run(main())

@@ -1,0 +1,108 @@
+"""The gateway's Prometheus series, on a registry per app.
+
+With several worker processes (``gateway/workers.py``) the series live in prometheus_client's
+multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before any worker starts)
+and ``/metrics`` on any worker sums every worker's values, so a scrape sees the whole gateway.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_VERSION = ["project", "model", "version"]
+
+
+class GatewayMetrics:
+    """Every series the gateway exports (see docs/gateway.md for the list and the Grafana board)."""
+
+    def __init__(self, namespace: str = "modelyard_gateway") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        r, ns = self.registry, namespace
+        self.requests = Counter(
+            "requests", "Requests answered, by project, model, version and HTTP status code.",
+            [*_VERSION, "code"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.replica_requests = Counter(
+            "replica_requests", "Requests sent to each replica (mirrors and retries included), by status.",
+            [*_VERSION, "replica", "code"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "request_duration_seconds", "Latency as the caller saw it, gateway hop included.",
+            _VERSION, namespace=ns, registry=r, buckets=_BUCKETS,
+        )  # fmt: skip
+        self.upstream_duration = Histogram(
+            "upstream_duration_seconds", "Time a replica took to answer one attempt.",
+            [*_VERSION, "replica"], namespace=ns, registry=r, buckets=_BUCKETS,
+        )  # fmt: skip
+        self.in_flight = self._gauge("in_flight_requests", "Requests being handled now.")
+        self.connections = self._gauge("open_connections", "Client connections open now.")
+        self.retries = Counter(
+            "retries", "Attempts retried on another replica, by reason.",
+            [*_VERSION, "reason"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.ejections = Counter(
+            "ejections", "Times a replica was ejected after failing (passive health).",
+            [*_VERSION, "replica"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.mirrored = Counter(
+            "mirror_requests", "Mirrored copies by outcome: sent, failed, dropped (queue full).",
+            [*_VERSION, "outcome"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.log_records = Counter(
+            "log_records", "Inference-log records by outcome: shipped, dropped (buffer full), failed.",
+            ["sink", "outcome"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.revision = self._gauge("routing_revision", "Routing-table revision in use.", mode="max")
+        self.reloads = Counter("routing_reloads", "Routing-table reloads.", namespace=ns, registry=r)
+
+        # Labelled children looked up once: .labels() costs microseconds, and this is per request.
+        self._answered: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._attempted: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
+    def answered(self, project: str, model: str, version: str, code: int, seconds: float) -> None:
+        """One request answered to the caller."""
+        key = (project, model, version, str(code))
+        children = self._answered.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.duration.labels(*key[:3]))
+            self._answered[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def attempted(
+        self, project: str, model: str, version: str, replica: str, code: str, seconds: float
+    ) -> None:
+        """One attempt on a replica (code is the HTTP status, or "error" / "timeout")."""
+        key = (project, model, version, replica, code)
+        children = self._attempted.get(key)
+        if children is None:
+            children = (self.replica_requests.labels(*key), self.upstream_duration.labels(*key[:4]))
+            self._attempted[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _gauge(self, name: str, documentation: str, mode: str = "livesum") -> Gauge:
+        # In multiprocess mode a gauge needs to say how the workers' values combine.
+        return Gauge(
+            name, documentation, namespace="modelyard_gateway", registry=self.registry,
+            multiprocess_mode=mode,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def render(self) -> bytes:
+        """The exposition text: this process's registry, or every worker's when multiprocess."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)

@@ -1,0 +1,135 @@
+"""``RouteClient``: the routing-table REST API (``/api/v1/routes``) with :class:`RouteStore`'s methods.
+
+Errors come back as the domain errors the store raises (:class:`NotFound`, :class:`Conflict`,
+:class:`InvalidInput`), rebuilt from the ``{"error", "kind", "field"}`` body.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound
+from modelyard.gateway.table import ModelRoute, check_name, route_from_dict
+
+__all__ = ["RouteClient"]
+
+_ERRORS: dict[str, type[ModelyardError]] = {
+    ErrorKind.NOT_FOUND.value: NotFound,
+    ErrorKind.CONFLICT.value: Conflict,
+    ErrorKind.INVALID_INPUT.value: InvalidInput,
+}
+
+
+def _error(response: httpx.Response) -> ModelyardError:
+    try:
+        body = response.json()
+        message, kind, field = str(body["error"]), str(body["kind"]), body.get("field")
+    except (ValueError, KeyError, TypeError):
+        message, kind, field = f"HTTP {response.status_code}: {response.text[:200]}", "internal", None
+    error = _ERRORS.get(kind, ModelyardError)(message, field=field)
+    if type(error) is ModelyardError:
+        try:
+            error.kind = ErrorKind(kind)
+        except ValueError:
+            error.kind = ErrorKind.INTERNAL
+    return error
+
+
+def _path(project: str, model: str, version: str | None = None) -> str:
+    # Checked here too, so that a name like ".." can never become a path that means something else.
+    path = f"/routes/{_segment(project, 'project')}/{_segment(model, 'model')}"
+    return path if version is None else f"{path}/versions/{_segment(version, 'version')}"
+
+
+def _segment(name: str, field: str) -> str:
+    return quote(check_name(name, field), safe="")
+
+
+class RouteClient:
+    """The control plane at ``base_url`` (``http://host:port``); a context manager, or call close()."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        # httpx ends a base URL with "/", so the collection itself ("/routes") is named in each path.
+        self._http = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RouteClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    def _route(self, method: str, path: str, **kwargs: Any) -> ModelRoute:
+        return route_from_dict(self._send(method, path, **kwargs).json())
+
+    def revision(self) -> int:
+        """The routing table's revision on the server."""
+        return int(self._send("GET", "/routes/_revision").json()["revision"])
+
+    def get(self, project: str, model: str) -> ModelRoute:
+        return self._route("GET", _path(project, model))
+
+    def list(self) -> builtins.list[ModelRoute]:
+        return [route_from_dict(item) for item in self._send("GET", "/routes").json()]
+
+    def set_weights(
+        self, project: str, model: str, weights: Mapping[str, int], *, replace: bool = True
+    ) -> ModelRoute:
+        body = {"weights": dict(weights), "replace": replace}
+        return self._route("PUT", f"{_path(project, model)}/weights", json=body)
+
+    def set_mirror(self, project: str, model: str, version: str, fraction: float = 1.0) -> ModelRoute:
+        return self._route("PUT", f"{_path(project, model, version)}/mirror", json={"fraction": fraction})
+
+    def clear_mirror(self, project: str, model: str, version: str) -> ModelRoute:
+        return self._route("DELETE", f"{_path(project, model, version)}/mirror")
+
+    def add_replica(self, project: str, model: str, version: str, url: str) -> ModelRoute:
+        return self._route("POST", f"{_path(project, model, version)}/replicas", json={"url": url})
+
+    def remove_replica(self, project: str, model: str, version: str, url: str) -> ModelRoute:
+        path = f"{_path(project, model, version)}/replicas"
+        return self._route("DELETE", path, params={"url": url})
+
+    def set_replicas(self, project: str, model: str, version: str, urls: Sequence[str]) -> ModelRoute:
+        path = f"{_path(project, model, version)}/replicas"
+        return self._route("PUT", path, json={"urls": list(urls)})
+
+    def set_options(
+        self,
+        project: str,
+        model: str,
+        *,
+        timeout_s: float | None = None,
+        log_payload: str | None = None,
+        log_sample: float | None = None,
+        target: Mapping[str, str] | None = None,
+    ) -> ModelRoute:
+        body = {"timeout_s": timeout_s, "log_payload": log_payload, "log_sample": log_sample}
+        sent: dict[str, Any] = {key: value for key, value in body.items() if value is not None}
+        if target is not None:
+            sent["target"] = dict(target)
+        return self._route("PATCH", _path(project, model), json=sent)
+
+    def remove_version(self, project: str, model: str, version: str) -> ModelRoute:
+        return self._route("DELETE", _path(project, model, version))
+
+    def delete(self, project: str, model: str) -> None:
+        self._send("DELETE", _path(project, model))

@@ -1,0 +1,246 @@
+"""One gateway worker, independent of the HTTP front end that feeds it.
+
+:class:`GatewayService` owns the worker's :class:`Gateway` core, its log shipper and the task that
+keeps the routing table fresh. Both front ends — the ASGI app (``gateway/app.py``, for tests and
+any ASGI server) and the raw HTTP/1.1 server (``gateway/http1.py``, what ``modelyard gateway
+serve`` runs) — call the same three steps: :meth:`admit` once the head is read, :meth:`serve` once
+the body is, and :meth:`Gateway.finish` after the answer went out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+import orjson
+
+from modelyard.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    ModelyardError,
+    Overloaded,
+    PayloadTooLarge,
+    RouteNotFound,
+)
+from modelyard.gateway.logs import LogShipper, LogSink, open_sink
+from modelyard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from modelyard.gateway.proxy import Gateway, GatewayRequest, GatewayResponse, error_response
+from modelyard.gateway.settings import GatewaySettings
+from modelyard.gateway.table import RoutingTable, route_to_dict
+from modelyard.gateway.upstream import HOP_BY_HOP, Upstream
+
+__all__ = ["Admitted", "GatewayService", "TableSource", "parse_path", "response_headers"]
+
+log = logging.getLogger("modelyard.gateway")
+Headers = list[tuple[bytes, bytes]]
+
+
+class TableSource(Protocol):
+    """Where the routing table comes from: the control-plane database (``RouteStore``)."""
+
+    def revision(self) -> int: ...
+
+    def load(self) -> RoutingTable: ...
+
+
+def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
+    """``(protocol, project, model, version)`` for a gateway model path, else None."""
+    if not path.startswith("/projects/"):
+        return None
+    protocol = "metadata"
+    if path.endswith(":predict"):
+        protocol, path = "tfserving", path[: -len(":predict")]
+    elif path.endswith("/infer"):
+        protocol, path = "v2", path[: -len("/infer")]
+    parts = path.split("/")  # "", "projects", p, "models", m[, "versions", v]
+    if len(parts) == 5 and parts[3] == "models" and parts[2] and parts[4]:
+        return protocol, parts[2], parts[4], None
+    if (
+        len(parts) == 7
+        and parts[3] == "models"
+        and parts[5] == "versions"
+        and parts[2]
+        and parts[4]
+        and parts[6]
+    ):
+        return protocol, parts[2], parts[4], parts[6]
+    return None
+
+
+class Admitted:
+    """A request whose head passed the checks; the front end now reads its body (``expects_body``)."""
+
+    __slots__ = ("expects_body", "headers", "method", "request_id", "target")
+
+    def __init__(
+        self, method: str, target: tuple[str, str, str, str | None], headers: Headers, request_id: str
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.request_id = request_id
+        self.expects_body = target[0] != "metadata"
+
+    def request(self, body: bytes) -> GatewayRequest:
+        protocol, project, model, version = self.target
+        return GatewayRequest(
+            protocol, project, model, version, self.method, self.headers, body, self.request_id
+        )
+
+
+class GatewayService:
+    """A worker's gateway state and lifecycle; see the module docstring for the request steps."""
+
+    def __init__(self, settings: GatewaySettings, source: TableSource, sink: LogSink | None = None) -> None:
+        self.settings = settings
+        self.source = source
+        self.metrics = GatewayMetrics()
+        self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s)
+        sink = sink if sink is not None else open_sink(settings.resolved_log_sink())
+        self._sink_name = sink.name
+        self.shipper = LogShipper(sink, capacity=settings.log_buffer, count=self._count_log)
+        self.gateway = Gateway(settings, self.metrics, self.upstream, self.shipper)
+        self.in_flight = 0
+        self.connections = 0  # maintained by the front end when it can see connections
+        self._poller: asyncio.Task[None] | None = None
+
+    def _count_log(self, outcome: str, n: int) -> None:
+        self.metrics.log_records.labels(self._sink_name, outcome).inc(n)
+
+    def admit(self, method: str, path: str, headers: Headers) -> Admitted | GatewayResponse | None:
+        """Check a request's head: None when ``path`` is not a model path (see :meth:`other`)."""
+        target = parse_path(path)
+        if target is None:
+            return None
+        try:
+            wanted = "GET" if target[0] == "metadata" else "POST"
+            if method != wanted:
+                raise MethodNotAllowed(f"method {method} is not allowed on {path}", field="method")
+            if self.in_flight >= self.settings.max_in_flight:
+                raise Overloaded("gateway", self.settings.max_in_flight)
+            declared = content_length(headers)
+            if declared is not None and declared > self.settings.max_body_bytes:
+                raise PayloadTooLarge(declared, self.settings.max_body_bytes)
+        except ModelyardError as exc:
+            return self.refused(error_response(exc))
+        forwarded, request_id = _request_id(headers)
+        return Admitted(method, target, forwarded, request_id)
+
+    def refused(self, response: GatewayResponse) -> GatewayResponse:
+        """Count an answer given before routing (405, 413, 503) and return it."""
+        self.metrics.answered("", "", "", response.status, 0.0)
+        return response
+
+    async def serve(self, request: GatewayRequest) -> GatewayResponse:
+        """Route and forward; a bug costs one request (a 500), never the worker."""
+        self.in_flight += 1
+        try:
+            return await self.gateway.handle(request)
+        except Exception:
+            log.exception("unhandled error on %s/%s", request.project, request.model)
+            return error_response(ModelyardError("internal gateway error"))
+        finally:
+            self.in_flight -= 1
+
+    def other(self, method: str, path: str) -> GatewayResponse:
+        """The gateway's own endpoints: metrics, probes, the routing table in use."""
+        if method not in ("GET", "HEAD"):
+            error: ModelyardError = MethodNotAllowed(
+                f"method {method} is not allowed on {path}", field="method"
+            )
+            return error_response(error) if path in _OWN else _not_found(method, path)
+        if path == "/metrics":
+            return GatewayResponse(200, [(b"content-type", CONTENT_TYPE.encode())], self.metrics.render())
+        if path == "/health/live":
+            return _json(200, {"live": True})
+        if path == "/health/ready":
+            ready = self.gateway.loaded
+            return _json(200 if ready else 503, {"ready": ready})
+        if path == "/-/routing":
+            table = self.gateway.router.table
+            routes = [route_to_dict(route) for route in table.routes.values()]
+            return _json(200, {"revision": table.revision, "routes": routes})
+        return _not_found(method, path)
+
+    async def start(self) -> None:
+        """Open the log sink, start mirroring, read the routing table, start polling it."""
+        await self.shipper.start()
+        self.gateway.mirror.start()
+        await self.refresh()
+        self._poller = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self.gateway.mirror.stop()
+        await self.shipper.stop()
+        self.upstream.close()
+
+    async def refresh(self) -> bool:
+        """Reload the routing table if its revision moved; True when a new table is in use."""
+        revision = await asyncio.to_thread(self.source.revision)
+        if self.gateway.loaded and revision == self.gateway.router.revision:
+            return False
+        table = await asyncio.to_thread(self.source.load)
+        return self.gateway.update(table)
+
+    async def _poll(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.refresh_interval_s)
+            # Sampled here rather than moved per request: a gauge update takes a lock (or an mmap
+            # write with several workers), which is too dear for the hot path.
+            self.metrics.in_flight.set(self.in_flight)
+            self.metrics.connections.set(self.connections)
+            try:
+                await self.refresh()
+                failing = False
+            except Exception as exc:  # keep routing with the last table; say so once per outage
+                if not failing:
+                    log.warning("cannot read the routing table (keeping the last one): %s", exc)
+                failing = True
+
+
+_OWN = ("/metrics", "/health/live", "/health/ready", "/-/routing")
+
+
+def content_length(headers: Headers) -> int | None:
+    """The declared body size; InvalidInput when the header is not a plain number."""
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise InvalidInput("Content-Length must be a non-negative integer", field="content-length")
+            return int(value)
+    return None
+
+
+def response_headers(response: GatewayResponse, request_id: str) -> Headers:
+    """The headers to send: the replica's (less hop-by-hop ones), the request id, the version."""
+    headers = [(name, value) for name, value in response.headers if name not in HOP_BY_HOP]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    if response.version:
+        headers.append((b"x-modelyard-version", response.version.encode()))
+    return headers
+
+
+def _request_id(raw: Sequence[tuple[bytes, bytes]]) -> tuple[Headers, str]:
+    for name, value in raw:
+        if name == b"x-request-id" and 0 < len(value) <= 200:
+            return list(raw), value.decode("latin-1")
+    request_id = uuid.uuid4().hex
+    return [*(h for h in raw if h[0] != b"x-request-id"), (b"x-request-id", request_id.encode())], request_id
+
+
+def _json(status: int, content: object) -> GatewayResponse:
+    return GatewayResponse(status, [(b"content-type", b"application/json")], orjson.dumps(content))
+
+
+def _not_found(method: str, path: str) -> GatewayResponse:
+    return error_response(RouteNotFound(f"no route for {method} {path}", field="path"))

@@ -1,0 +1,59 @@
+"""The gateway's one settings object, built at start-up and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.registry.settings import RegistrySettings
+
+__all__ = ["GatewaySettings"]
+
+MIB = 1024 * 1024
+
+
+class GatewaySettings(BaseModel):
+    """Every knob of the gateway; each default works on a laptop.
+
+    The routing table is read from the control-plane database that ``control`` names (the
+    registry's: SQLite under ``$MODELYARD_HOME`` unless ``MODELYARD_REGISTRY_DB`` says otherwise).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    control: RegistrySettings = Field(default_factory=RegistrySettings)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=0, ge=0, le=256, description="worker processes; 0 = one per core")
+    refresh_interval_s: float = Field(default=0.25, gt=0, le=60, description="routing-table poll period")
+    max_body_bytes: int = Field(default=16 * MIB, ge=1, description="larger request bodies get 413")
+    max_in_flight: int = Field(default=4096, ge=1, description="per worker; beyond it requests get 503")
+    retries: int = Field(default=2, ge=0, le=10, description="other replicas tried after a failure")
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1, description="consecutive failures that eject")
+    eject_s: float = Field(default=5.0, gt=0, description="first ejection; doubles while it keeps failing")
+    max_eject_s: float = Field(default=60.0, gt=0)
+    mirror_queue: int = Field(default=1024, ge=1, description="mirrored copies waiting; beyond: dropped")
+    mirror_concurrency: int = Field(default=32, ge=1, description="mirrored copies in flight per worker")
+    log_sink: str = Field(default="", description="jsonl path/URL, redis://..., nats://..., or none")
+    log_buffer: int = Field(default=10_000, ge=1, description="records buffered before dropping")
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
+        """Settings from the environment (``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB``,
+        ``MODELYARD_GATEWAY_LOG_SINK``) plus explicit overrides (None means "not given")."""
+        env = os.environ if environ is None else environ
+        data: dict[str, object] = {"control": RegistrySettings.from_env(env)}
+        if env.get("MODELYARD_GATEWAY_LOG_SINK"):
+            data["log_sink"] = env["MODELYARD_GATEWAY_LOG_SINK"]
+        data.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(data)
+
+    def resolved_log_sink(self) -> str:
+        return self.log_sink or str(self.control.home / "logs" / "inference.jsonl")
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1

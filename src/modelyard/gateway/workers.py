@@ -1,0 +1,167 @@
+"""Run the gateway: several worker processes on one listening socket, supervised.
+
+A single Python process tops out at one core, and users of Python gateways report the front
+process as their bottleneck; so the supervisor binds the socket once and starts ``workers``
+processes that all accept on it (the kernel spreads connections). Each worker polls the routing
+table itself, so all of them converge within ``refresh_interval_s`` of a change. A worker that dies
+is restarted with back-off; SIGTERM/SIGINT drain every worker (in-flight requests finish) and exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from modelyard.gateway.settings import GatewaySettings
+from modelyard.protocols.listen import bind_socket
+
+__all__ = ["run_gateway"]
+
+log = logging.getLogger("modelyard.gateway")
+SETTINGS_ENV = "MODELYARD_GATEWAY_SETTINGS"
+SOCKET_ENV = "MODELYARD_GATEWAY_FD"
+READY_ENV = "MODELYARD_GATEWAY_READY_FD"
+
+
+def _announce(url: str) -> None:
+    # One machine-readable line on stdout, like the model server's and the registry's.
+    print(f"modelyard gateway: serving on {url}", flush=True)
+
+
+class _Supervisor:
+    def __init__(self, settings: GatewaySettings, on_ready: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.on_ready = on_ready
+        self.count = settings.resolved_workers()
+        self.stopping = False
+        self.metrics_dir = tempfile.mkdtemp(prefix="modelyard-gateway-metrics-")
+        self.sock = bind_socket(settings.host, settings.port)
+        self.ready_r, self.ready_w = os.pipe()
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env.update({
+            SETTINGS_ENV: self.settings.model_dump_json(),
+            SOCKET_ENV: str(self.sock.fileno()),
+            READY_ENV: str(self.ready_w),
+            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+        })  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "modelyard.gateway.workers"],
+            env=env,
+            pass_fds=(self.sock.fileno(), self.ready_w),
+        )
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        try:
+            self.workers = [self.spawn() for _ in range(self.count)]
+            if not self._await_ready(timeout_s=120.0):
+                return 2
+            host, port = self.sock.getsockname()[:2]
+            self.on_ready(f"http://{host}:{port}")
+            self._watch()
+            return 0
+        finally:
+            self._shutdown()
+
+    def _await_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        ready = 0
+        os.set_blocking(self.ready_r, False)
+        while ready < self.count and not self.stopping:
+            with contextlib.suppress(BlockingIOError):
+                ready += len(os.read(self.ready_r, 64))
+            if any(worker.poll() is not None for worker in self.workers) or time.monotonic() > deadline:
+                print("modelyard gateway: a worker failed to start", file=sys.stderr, flush=True)
+                return False
+            time.sleep(0.02)
+        return not self.stopping
+
+    def _watch(self) -> None:
+        backoff = 0.5
+        while not self.stopping:
+            time.sleep(0.1)
+            for index, worker in enumerate(self.workers):
+                if worker.poll() is None or self.stopping:
+                    continue
+                print(f"modelyard gateway: worker {worker.pid} exited ({worker.returncode}); restarting",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                self._mark_dead(worker.pid)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self.workers[index] = self.spawn()
+
+    def _mark_dead(self, pid: int) -> None:
+        from prometheus_client import multiprocess
+
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30.0
+        for worker in self.workers:
+            try:
+                worker.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        self.sock.close()
+        os.close(self.ready_r)
+        os.close(self.ready_w)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def run_gateway(settings: GatewaySettings, on_ready: Callable[[str], None] = _announce) -> int:
+    """Serve the gateway until SIGTERM/SIGINT; returns the exit code (0 after a clean drain).
+
+    With one worker everything runs in this process; with more, this process only supervises.
+    """
+    if settings.resolved_workers() == 1:
+        _serve_one(settings, bind_socket(settings.host, settings.port), on_ready)
+        return 0
+    return _Supervisor(settings, on_ready).run()
+
+
+def _serve_one(settings: GatewaySettings, sock: socket.socket, on_ready: Callable[[str], None]) -> None:
+    from modelyard.gateway.app import build_service
+    from modelyard.gateway.http1 import serve_forever
+
+    try:
+        serve_forever(build_service(settings), sock, on_ready)
+    finally:
+        sock.close()
+
+
+def _worker_main() -> None:
+    """Entry point of one worker process (started by the supervisor, never by hand)."""
+    settings = GatewaySettings.model_validate_json(os.environ[SETTINGS_ENV])
+    sock = socket.socket(fileno=int(os.environ[SOCKET_ENV]))
+    ready_fd = int(os.environ[READY_ENV])
+
+    def ready(url: str) -> None:
+        os.write(ready_fd, b"r")  # the supervisor announces once every worker said so
+
+    _serve_one(settings, sock, ready)
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -62,6 +62,7 @@ from tests.support import serve_in_thread
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
 FAST = 0.001  # back-off for tests: retries without waiting
+# Most gateway tests use "twin": it is unbatched, so it answers at once (doubler waits for batch-mates).
 
 
 @modelyard.model(name="twin", version="1", inputs=[TensorSpec("x", "FP32", [-1, 3])])
@@ -273,8 +274,8 @@ def test_version_pin_on_the_model_server(client: Client) -> None:
 
 def test_retry_then_success_reuses_the_request_id(via_gateway: Client, gateway: FakeGateway) -> None:
     gateway.fail(503, times=2, kind="overloaded", retry_after="0")
-    out = via_gateway.predict("mail/doubler", {"x": X}, request_id="req-42")
-    np.testing.assert_array_equal(out["y"], X * 2)
+    out = via_gateway.predict("mail/twin", {"x": X}, request_id="req-42")
+    np.testing.assert_array_equal(out["y"], X + 2)
     assert [s.request_id for s in gateway.seen] == ["req-42"] * 3
 
 
@@ -282,7 +283,7 @@ def test_a_generated_request_id_is_the_same_on_every_attempt(
     via_gateway: Client, gateway: FakeGateway
 ) -> None:
     gateway.fail(502)
-    via_gateway.predict("mail/doubler", {"x": X})
+    via_gateway.predict("mail/twin", {"x": X})
     first, second = (s.request_id for s in gateway.seen)
     assert first == second
     assert re.fullmatch(r"[0-9a-f]{32}", first)
@@ -291,7 +292,7 @@ def test_a_generated_request_id_is_the_same_on_every_attempt(
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_transient_statuses_are_retried(status: int, via_gateway: Client, gateway: FakeGateway) -> None:
     gateway.fail(status)
-    via_gateway.predict("mail/doubler", {"x": X})
+    via_gateway.predict("mail/twin", {"x": X})
     assert len(gateway.seen) == 2
 
 
@@ -310,7 +311,7 @@ def test_other_errors_are_not_retried(
 ) -> None:
     gateway.fail(status, times=5, kind=kind)
     with pytest.raises(error) as caught:
-        via_gateway.predict("mail/doubler", {"x": X})
+        via_gateway.predict("mail/twin", {"x": X})
     assert len(gateway.seen) == 1
     assert (caught.value.status, caught.value.kind.value, caught.value.attempts) == (status, kind, 1)
 
@@ -323,7 +324,7 @@ def test_retries_exhausted_raise_unavailable(
         Client(gateway_server[0], retries=2, backoff_s=FAST, trust_env=False) as client,
         pytest.raises(Unavailable) as caught,
     ):
-        client.predict("mail/doubler", {"x": X}, request_id="r1")
+        client.predict("mail/twin", {"x": X}, request_id="r1")
     assert len(gateway.seen) == 3
     error = caught.value
     assert isinstance(error, OverloadedError)
@@ -341,7 +342,7 @@ def test_retries_exhausted_raise_unavailable(
 def test_504_every_time_is_a_timeout(via_gateway: Client, gateway: FakeGateway) -> None:
     gateway.fail(504, times=10, kind="deadline_exceeded")
     with pytest.raises(Timeout) as caught:
-        via_gateway.predict("mail/doubler", {"x": X})
+        via_gateway.predict("mail/twin", {"x": X})
     assert isinstance(caught.value, DeadlineExceeded)
     assert (caught.value.status, caught.value.attempts, len(gateway.seen)) == (504, 4, 4)
 
@@ -350,7 +351,7 @@ def test_retry_after_is_honoured(gateway_server: tuple[str, FakeGateway], gatewa
     gateway.fail(503, kind="overloaded", retry_after="0.3")
     with Client(gateway_server[0], backoff_s=FAST, trust_env=False) as client:
         started = time.monotonic()
-        client.predict("mail/doubler", {"x": X})
+        client.predict("mail/twin", {"x": X})
     assert time.monotonic() - started >= 0.3
     assert len(gateway.seen) == 2
 
@@ -359,7 +360,7 @@ def test_retry_after_is_capped(gateway_server: tuple[str, FakeGateway], gateway:
     gateway.fail(503, kind="overloaded", retry_after="30")
     with Client(gateway_server[0], backoff_s=FAST, max_backoff_s=0.05, trust_env=False) as client:
         started = time.monotonic()
-        client.predict("mail/doubler", {"x": X})
+        client.predict("mail/twin", {"x": X})
     assert time.monotonic() - started < 5
     assert len(gateway.seen) == 2
 
@@ -383,7 +384,7 @@ def test_no_answer_within_the_timeout_is_a_timeout_and_not_retried(
     with Client(gateway_server[0], timeout=0.2, backoff_s=FAST, trust_env=False) as client:
         started = time.monotonic()
         with pytest.raises(Timeout) as caught:
-            client.predict("mail/doubler", {"x": X})
+            client.predict("mail/twin", {"x": X})
     assert time.monotonic() - started < 1.5
     assert (caught.value.status, caught.value.attempts, len(gateway.seen)) == (None, 1, 1)
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
@@ -392,7 +393,7 @@ def test_no_answer_within_the_timeout_is_a_timeout_and_not_retried(
 def test_one_connection_serves_many_requests(via_gateway: Client, gateway: FakeGateway) -> None:
     gateway.fail(503, kind="overloaded")  # a retry reuses the connection too
     for _ in range(5):
-        via_gateway.predict("mail/doubler", {"x": X})
+        via_gateway.predict("mail/twin", {"x": X})
     assert len(gateway.seen) == 6
     assert len({s.port for s in gateway.seen}) == 1
 
@@ -415,10 +416,10 @@ def test_a_400_from_the_model_server_is_an_invalid_input(client: Client) -> None
 def test_error_attributes_come_from_the_body_and_headers(via_gateway: Client, gateway: FakeGateway) -> None:
     gateway.fail(400, kind="invalid_input", field="inputs[0].datatype")
     with pytest.raises(InvalidRequest) as caught:
-        via_gateway.predict("mail/doubler", {"x": X}, request_id="abc")
+        via_gateway.predict("mail/twin", {"x": X}, request_id="abc")
     error = caught.value
     assert (error.message, error.field, error.request_id) == ("scripted 400", "inputs[0].datatype", "abc")
-    assert (error.target, error.version) == ("mail/doubler", None)
+    assert (error.target, error.version) == ("mail/twin", None)
 
 
 def test_a_model_that_raises_is_a_model_failed_error(via_gateway: Client, gateway: FakeGateway) -> None:
@@ -437,7 +438,7 @@ def test_a_model_that_raises_is_a_model_failed_error(via_gateway: Client, gatewa
 def test_an_error_without_a_json_body_keeps_its_status(via_gateway: Client, gateway: FakeGateway) -> None:
     gateway.fail(502, times=10)  # an HTML page from a proxy
     with pytest.raises(BadGatewayError) as caught:
-        via_gateway.predict("mail/doubler", {"x": X})
+        via_gateway.predict("mail/twin", {"x": X})
     assert isinstance(caught.value, ServerError)
     assert isinstance(caught.value, BadGateway)
     assert (caught.value.status, caught.value.kind, caught.value.attempts) == (502, ErrorKind.BAD_GATEWAY, 4)
@@ -503,6 +504,7 @@ def test_bad_arguments_are_refused_before_sending(
     [
         ({"url": "ftp://host"}, "url"),
         ({"url": "localhost:8080"}, "url"),
+        ({"url": "http://[::1"}, "url"),
         ({"url": "http://h", "retries": -1}, "retries"),
         ({"url": "http://h", "timeout": 0}, "timeout"),
         ({"url": "http://h", "backoff_s": "fast"}, "backoff_s"),
@@ -563,9 +565,9 @@ def test_async_retry_then_success(gateway_server: tuple[str, FakeGateway], gatew
 
     async def main() -> dict[str, np.ndarray]:
         async with AsyncClient(gateway_server[0], backoff_s=FAST, trust_env=False) as client:
-            return await client.predict("mail/doubler", {"x": X}, request_id="async-1")
+            return await client.predict("mail/twin", {"x": X}, request_id="async-1")
 
-    np.testing.assert_array_equal(asyncio.run(main())["y"], X * 2)
+    np.testing.assert_array_equal(asyncio.run(main())["y"], X + 2)
     assert [s.request_id for s in gateway.seen] == ["async-1"] * 3
     assert len({s.port for s in gateway.seen}) == 1
 
@@ -575,7 +577,7 @@ def test_async_retries_exhausted(gateway_server: tuple[str, FakeGateway], gatewa
 
     async def main() -> None:
         async with AsyncClient(gateway_server[0], retries=1, backoff_s=FAST, trust_env=False) as client:
-            await client.predict("mail/doubler", {"x": X})
+            await client.predict("mail/twin", {"x": X})
 
     with pytest.raises(Unavailable) as caught:
         asyncio.run(main())

@@ -13,6 +13,11 @@
 - the registry's transport-free core (everything but ``rest``, ``uploads``, ``server``, ``client``,
   ``fetch`` and the package's ``__init__``, which re-exports the client) imports neither a web
   framework nor an HTTP client;
+- the ``registry`` never imports the ``gateway`` or the control-plane composition root ``control``;
+  the ``gateway`` may use the registry's storage (``registry.db``, ``registry.settings``,
+  ``registry.schema``: the routing table lives in the same database) and nothing else of it;
+- the gateway's routing-table core (``table``, ``schema``, ``store``, ``routes_api``) imports neither
+  a web framework nor an HTTP client;
 - no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported: those
   are imported inside the functions that need them (or under ``if TYPE_CHECKING:``).
 
@@ -163,11 +168,14 @@ class Rule:
     layers: tuple[str, ...]  # the modules the rule governs (each with its submodules)
     forbidden: tuple[str, ...] = ()
     allowed: tuple[str, ...] | None = None  # when set: every modelyard import must be inside these
+    exempt: tuple[str, ...] = ()  # inside ``forbidden`` but allowed all the same
 
     def governs(self, module: str) -> bool:
         return any(within(module, layer) for layer in self.layers)
 
     def breaks(self, name: str) -> bool:
+        if any(within(name, prefix) for prefix in self.exempt):
+            return False
         if any(within(name, prefix) for prefix in self.forbidden):
             return True
         return (
@@ -194,6 +202,9 @@ REGISTRY_CORE = _m(
     "registry.packages", "registry.settings", "registry.api", "registry.openapi", "registry.migrations",
 )  # fmt: skip
 
+# The gateway modules that keep the routing table; rest, route_client and the proxy are its edges.
+ROUTING_CORE = _m("gateway.table", "gateway.schema", "gateway.store", "gateway.routes_api")
+
 RULES = [
     Rule("errors-and-dtypes-import-nothing-of-ours", _m("errors", "dtypes"), allowed=()),
     Rule("sdk-imports-only-sdk-errors-dtypes", _m("sdk"), allowed=_m("sdk", "errors", "dtypes")),
@@ -216,6 +227,15 @@ RULES = [
         forbidden=_m("protocols.oip*", "protocols.tfserving*", "app", "serve", "cli", "server"),
     ),
     Rule("the-registry-core-is-transport-free", REGISTRY_CORE, forbidden=WEB + HTTP_CLIENTS),
+    Rule("registry-never-imports-the-gateway", _m("registry"), forbidden=_m("gateway", "control")),
+    Rule(
+        "gateway-uses-only-the-registry-storage",
+        _m("gateway"),
+        forbidden=_m("registry", "control"),
+        # Not the package itself: `from modelyard.registry import X` goes through its __init__.
+        exempt=_m("registry.db", "registry.settings", "registry.schema"),
+    ),
+    Rule("the-routing-table-core-is-transport-free", ROUTING_CORE, forbidden=WEB + HTTP_CLIENTS),
 ]
 
 
@@ -347,3 +367,19 @@ def test_the_registry_rules_tell_similar_names_apart() -> None:
     package_rule = next(rule for rule in RULES if rule.id == "package-never-imports-the-edge-or-the-registry")
     assert package_rule.breaks("modelyard.registry.core")
     assert not package_rule.breaks("modelyard.runtimes.loader")  # packages may load runtimes
+
+
+def test_the_gateway_rules_allow_only_the_registry_storage() -> None:
+    registry_rule = next(rule for rule in RULES if rule.id == "registry-never-imports-the-gateway")
+    assert registry_rule.breaks("modelyard.gateway.store")
+    assert registry_rule.breaks("modelyard.control")
+    assert not registry_rule.breaks("modelyard.registry.db")
+    gateway_rule = next(rule for rule in RULES if rule.id == "gateway-uses-only-the-registry-storage")
+    for allowed in ("modelyard.registry.db", "modelyard.registry.settings", "modelyard.registry.schema"):
+        assert not gateway_rule.breaks(allowed)
+    assert gateway_rule.breaks("modelyard.registry")  # the package __init__ pulls in the client and core
+    assert gateway_rule.breaks("modelyard.registry.core")
+    assert gateway_rule.breaks("modelyard.registry.rest")
+    assert gateway_rule.breaks("modelyard.control")
+    assert not gateway_rule.breaks("modelyard.gateway.table")
+    assert not gateway_rule.breaks("modelyard.protocols.http")

@@ -57,7 +57,8 @@ def walkthrough(env: dict[str, str]) -> None:
     out = run(env, "options", "mail/spam", "--timeout", "2.5", "--log-payload", "full", "--log-sample", "0.5")
     assert "timeout 2.5s, log payload full, log sample 50%" in out
     table = run(env, "show", "mail/spam")
-    assert "75.0%" in table and "http://h:1" in table and "mail/spam" in table
+    for cell in ("mail/spam", "75.0%", "http://h:1", "v3"):
+        assert cell in table
     shown = json.loads(run(env, "show", "mail/spam", "--json"))
     assert (shown["timeout_s"], shown["log_payload"], shown["log_sample"]) == (2.5, "full", 0.5)
     assert [(v["version"], v["weight"]) for v in shown["versions"]] == [("v1", 90), ("v2", 30), ("v3", 0)]
@@ -75,7 +76,7 @@ def test_the_cli_on_the_local_database(env: dict[str, str], tmp_path: Path) -> N
     walkthrough(env)
     with RouteStore.open(RegistrySettings(home=tmp_path / "home")) as store:
         assert [(r.project, r.model) for r in store.list()] == [("search", "rank")]
-        assert store.revision() == 13
+        assert store.revision() == 11  # one per write
 
 
 def test_the_cli_against_a_control_plane_server(
@@ -142,4 +143,4 @@ def test_the_client_raises_what_the_store_raises(server: tuple[str, Registry]) -
         client.remove_version("mail", "spam", "v3")
         client.delete("mail", "spam")
         assert client.list() == []
-        assert client.revision() == 9
+        assert client.revision() == 8  # the refused writes changed nothing

@@ -53,8 +53,22 @@ def test_a_route_from_start_to_finish(client: TestClient) -> None:
         "log_payload": "hash",
         "log_sample": 1.0,
         "versions": [
-            {"version": "v1", "weight": 90, "mirror": False, "mirror_fraction": 1.0, "target": "", "replicas": []},
-            {"version": "v2", "weight": 10, "mirror": False, "mirror_fraction": 1.0, "target": "", "replicas": []},
+            {
+                "version": "v1",
+                "weight": 90,
+                "mirror": False,
+                "mirror_fraction": 1.0,
+                "target": "",
+                "replicas": [],
+            },
+            {
+                "version": "v2",
+                "weight": 10,
+                "mirror": False,
+                "mirror_fraction": 1.0,
+                "target": "",
+                "replicas": [],
+            },
         ],
     }
     ok(client.put(f"{SPAM}/versions/v1/replicas", json={"urls": [B]}))
@@ -70,7 +84,11 @@ def test_a_route_from_start_to_finish(client: TestClient) -> None:
     route = ok(client.put(f"{SPAM}/weights", json={"weights": {"v3": 5}, "replace": False}))
     assert [v["weight"] for v in route["versions"]] == [90, 10, 5]
     route = ok(client.patch(SPAM, json={"timeout_s": 2, "log_payload": "none", "target": {"v1": "spam2"}}))
-    assert (route["timeout_s"], route["log_payload"], route["versions"][0]["target"]) == (2.0, "none", "spam2")
+    assert (route["timeout_s"], route["log_payload"], route["versions"][0]["target"]) == (
+        2.0,
+        "none",
+        "spam2",
+    )
     assert [v["version"] for v in ok(client.delete(f"{SPAM}/versions/v3"))["versions"]] == ["v1", "v2"]
     assert ok(client.get(SPAM)) == ok(client.get(API))[0]
     assert revision(client) == 9  # one per write

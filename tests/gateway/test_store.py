@@ -109,7 +109,11 @@ def test_weights_replace_or_keep_the_others(store: RouteStore) -> None:
         "v3": 100,
     }
     # Zero for a named version is fine while another keeps a weight.
-    assert weights(store.set_weights("mail", "spam", {"v3": 0}, replace=False)) == {"v1": 50, "v2": 0, "v3": 0}
+    assert weights(store.set_weights("mail", "spam", {"v3": 0}, replace=False)) == {
+        "v1": 50,
+        "v2": 0,
+        "v3": 0,
+    }
     error = raises(InvalidInput, "weights", lambda: store.set_weights("mail", "spam", {"v1": 0}))
     assert "above 0" in error.message
     raises(InvalidInput, "weights", lambda: store.set_weights("mail", "spam", {"v1": 0}, replace=False))

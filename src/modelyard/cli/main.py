@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from modelyard import __version__
 from modelyard.cli import package as package_commands
+from modelyard.cli.gateway import gateway_app
 from modelyard.cli.registry import REGISTRY_ERRORS, registry_app, registry_error_message
 from modelyard.cli.route import route_app
 from modelyard.errors import ModelyardError
@@ -29,6 +30,7 @@ def _root() -> None:
 package_commands.register(app)
 app.add_typer(registry_app, name="registry")
 app.add_typer(route_app, name="route")
+app.add_typer(gateway_app, name="gateway")
 
 
 @app.command()

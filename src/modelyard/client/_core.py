@@ -201,7 +201,10 @@ def _check_request_id(request_id: str | None) -> str:
 
 
 def _check_settings(url: Any, timeout: Any, retries: Any, backoff_s: Any, max_backoff_s: Any) -> str:
-    parsed = httpx.URL(url) if isinstance(url, str) else None
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else None
+    except httpx.InvalidURL:
+        parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidArgument(f"url must be an http:// or https:// URL, got {url!r}", field="url")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

@@ -1,0 +1,62 @@
+"""``modelyard gateway serve``: run the gateway (several worker processes on one port)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from modelyard.errors import ModelyardError
+
+__all__ = ["gateway_app"]
+
+gateway_app = typer.Typer(help="The gateway: /projects/{p}/models/{m}[/versions/{v}] routing to replicas.")
+
+
+@gateway_app.callback()
+def _root() -> None:
+    """The gateway."""
+
+
+@gateway_app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port; 0 picks a free one (default 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: one per core)")] = None,
+    log_sink: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELYARD_GATEWAY_LOG_SINK",
+            help="inference logs: a .jsonl path, redis://h:p?stream=S, nats://h:p?subject=S, or none",
+        ),
+    ] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="larger request bodies get 413")] = None,
+    retries: Annotated[int | None, typer.Option(help="other replicas tried after a failure")] = None,
+    refresh_interval: Annotated[
+        float | None, typer.Option("--refresh-interval", help="seconds between routing-table checks")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+) -> None:
+    """Serve the gateway; routes come from the control-plane database (see `modelyard route`)."""
+    from modelyard.gateway.logs import open_sink
+    from modelyard.gateway.settings import GatewaySettings
+    from modelyard.gateway.workers import run_gateway
+
+    overrides: dict[str, object] = {
+        "host": host, "port": port, "workers": workers, "log_sink": log_sink,
+        "max_body_bytes": max_body_bytes, "retries": retries, "refresh_interval_s": refresh_interval,
+        "log_level": log_level,
+    }  # fmt: skip
+    try:
+        settings = GatewaySettings.from_env(None, **overrides)
+        open_sink(settings.resolved_log_sink())  # a malformed sink URL: one line now, not per worker
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        typer.echo(f"modelyard: invalid setting {field}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
+    except ModelyardError as exc:
+        typer.echo(f"modelyard: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_gateway(settings))

@@ -1,0 +1,243 @@
+"""Real HTTP servers for gateway tests, each on its own event-loop thread and port 0.
+
+``StubReplica`` is a trivial but real HTTP/1.1 backend standing in for a model server (the
+end-to-end tests use real ``modelyard serve`` replicas): it answers every request with JSON naming
+itself, the path and a hash of the body, and can be told to be slow, to answer 503, or to die.
+``GatewayThread`` runs the production front end (``Http1Server`` + ``GatewayService``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import httptools
+import httpx
+import orjson
+import xxhash
+
+from modelyard.gateway.app import build_service
+from modelyard.gateway.http1 import Http1Server
+from modelyard.gateway.logs import LogSink
+from modelyard.gateway.service import GatewayService, TableSource
+from modelyard.gateway.settings import GatewaySettings
+from modelyard.gateway.store import RouteStore
+from modelyard.protocols.listen import bind_socket
+from modelyard.registry.settings import RegistrySettings
+
+
+class _LoopThread:
+    """An event loop on a daemon thread; ``call`` runs a coroutine there and waits for it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.call(cancel_all(), timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class _ReplicaProtocol(asyncio.Protocol):
+    def __init__(self, replica: StubReplica) -> None:
+        self.replica = replica
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.replica.transports.add(transport)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.replica.transports.discard(self.transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = (self.url.decode(), self.headers, b"".join(self.body))
+        self.url, self.headers, self.body = b"", {}, []
+        asyncio.get_running_loop().create_task(self.replica.answer(self, *request))
+
+
+class StubReplica:
+    """A real HTTP server answering like a replica; see the module docstring."""
+
+    def __init__(self, name: str, loop: _LoopThread) -> None:
+        self.name = name
+        self._loop = loop
+        self.status = 200
+        self.delay_s = 0.0
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.transports: set[asyncio.Transport] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        sock = bind_socket("127.0.0.1", self.port)
+        self.port = sock.getsockname()[1]
+
+        async def serve() -> asyncio.Server:
+            return await asyncio.get_running_loop().create_server(lambda: _ReplicaProtocol(self), sock=sock)
+
+        self._server = self._loop.call(serve())
+
+    def kill(self) -> None:
+        """Die abruptly: stop listening and reset every open connection."""
+
+        async def die() -> None:
+            assert self._server is not None
+            self._server.close()
+            for transport in list(self.transports):
+                transport.abort()
+
+        self._loop.call(die())
+
+    async def answer(
+        self, protocol: _ReplicaProtocol, path: str, headers: dict[str, str], body: bytes
+    ) -> None:
+        self.requests.append((path, headers, body))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        content = {
+            "replica": self.name, "path": path, "body_hash": xxhash.xxh3_64_hexdigest(body),
+            "request_id": headers.get("x-request-id"), "mirror": headers.get("x-modelyard-mirror"),
+        }  # fmt: skip
+        payload = orjson.dumps(content)
+        reason = b"OK" if self.status == 200 else b"Service Unavailable"
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % (
+            self.status, reason, len(payload),
+        )  # fmt: skip
+        if protocol.transport is not None and not protocol.transport.is_closing():
+            protocol.transport.write(head + payload)
+
+
+class GatewayThread:
+    """The gateway's production front end on its own loop thread, port 0."""
+
+    def __init__(self, service: GatewayService, loop: _LoopThread) -> None:
+        self.service = service
+        self._loop = loop
+        self.server = Http1Server(service)
+        sock = bind_socket("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+        async def start() -> None:
+            await service.start()
+            await self.server.start(sock)
+
+        loop.call(start())
+
+    def refresh(self) -> None:
+        """Reload the routing table now (tests need not wait for the poller)."""
+        self._loop.call(self.service.refresh())
+
+    def stop(self) -> None:
+        async def stop() -> None:
+            await self.server.drain(5.0)
+            await self.service.stop()
+
+        self._loop.call(stop())
+
+
+class GatewayWorld:
+    """A routing store (SQLite under tmp), stub replicas and a gateway, torn down together."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.loop = _LoopThread()
+        self.control = RegistrySettings(home=tmp_path / "home")
+        self.store = RouteStore.open(self.control)
+        self.replicas: list[StubReplica] = []
+        self.gateways: list[GatewayThread] = []
+        self.log_path = tmp_path / "logs" / "inference.jsonl"
+
+    def replica(self, name: str) -> StubReplica:
+        replica = StubReplica(name, self.loop)
+        self.replicas.append(replica)
+        return replica
+
+    def gateway(
+        self, source: TableSource | None = None, sink: LogSink | None = None, **overrides: Any
+    ) -> GatewayThread:
+        data: dict[str, Any] = {
+            "control": self.control,
+            "refresh_interval_s": 0.05,
+            "log_sink": str(self.log_path),
+        }
+        data.update(overrides)
+        service = build_service(GatewaySettings(**data), source or self.store, sink)
+        gateway = GatewayThread(service, self.loop)
+        self.gateways.append(gateway)
+        return gateway
+
+    def close(self) -> None:
+        for gateway in self.gateways:
+            with contextlib.suppress(Exception):
+                gateway.stop()
+        for replica in self.replicas:
+            with contextlib.suppress(Exception):
+                replica.kill()
+        self.loop.close()
+        self.store.close()
+
+
+@contextlib.contextmanager
+def world(tmp_path: Path) -> Iterator[GatewayWorld]:
+    created = GatewayWorld(tmp_path)
+    try:
+        yield created
+    finally:
+        created.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def predict(
+    client: httpx.Client,
+    url: str,
+    body: bytes = b'{"instances": [[1.0]]}',
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    return client.post(url, content=body, headers={"content-type": "application/json", **(headers or {})})

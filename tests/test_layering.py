@@ -18,6 +18,12 @@
   ``registry.schema``: the routing table lives in the same database) and nothing else of it;
 - the gateway's routing-table core (``table``, ``schema``, ``store``, ``routes_api``) imports neither
   a web framework nor an HTTP client;
+- the ``gateway`` never imports the model server, the SDK, runtimes, packages or the OIP/TF-Serving
+  adapters (it passes bodies through; it only shares ``protocols.errors`` and ``protocols.listen``),
+  and its proxy core (``balance``, ``router``, ``proxy``, ``mirror``, ``logs``, ``service``) imports
+  no web framework: the ASGI adapter ``app`` and the HTTP/1.1 server ``http1`` are its edges;
+- the client SDK (``client``) imports only itself, ``errors`` and ``dtypes`` (and the package root,
+  for its version): nothing of the server, registry or gateway;
 - no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported: those
   are imported inside the functions that need them (or under ``if TYPE_CHECKING:``).
 
@@ -169,11 +175,14 @@ class Rule:
     forbidden: tuple[str, ...] = ()
     allowed: tuple[str, ...] | None = None  # when set: every modelyard import must be inside these
     exempt: tuple[str, ...] = ()  # inside ``forbidden`` but allowed all the same
+    root_ok: bool = False  # the package root itself (``from modelyard import __version__``) is fine
 
     def governs(self, module: str) -> bool:
         return any(within(module, layer) for layer in self.layers)
 
     def breaks(self, name: str) -> bool:
+        if self.root_ok and name == "modelyard":
+            return False
         if any(within(name, prefix) for prefix in self.exempt):
             return False
         if any(within(name, prefix) for prefix in self.forbidden):
@@ -204,6 +213,10 @@ REGISTRY_CORE = _m(
 
 # The gateway modules that keep the routing table; rest, route_client and the proxy are its edges.
 ROUTING_CORE = _m("gateway.table", "gateway.schema", "gateway.store", "gateway.routes_api")
+# The gateway's request path without its front ends (app: ASGI, http1: raw HTTP/1.1).
+PROXY_CORE = _m(
+    "gateway.balance", "gateway.router", "gateway.proxy", "gateway.mirror", "gateway.logs", "gateway.service"
+)
 
 RULES = [
     Rule("errors-and-dtypes-import-nothing-of-ours", _m("errors", "dtypes"), allowed=()),
@@ -236,6 +249,28 @@ RULES = [
         exempt=_m("registry.db", "registry.settings", "registry.schema"),
     ),
     Rule("the-routing-table-core-is-transport-free", ROUTING_CORE, forbidden=WEB + HTTP_CLIENTS),
+    Rule(
+        "gateway-never-imports-the-serving-plane",
+        _m("gateway"),
+        forbidden=_m(
+            "server",
+            "sdk",
+            "runtimes",
+            "package",
+            "app",
+            "serve",
+            "cli",
+            "protocols.oip*",
+            "protocols.tfserving*",
+        ),
+    ),
+    Rule("the-proxy-core-has-no-web-framework", PROXY_CORE, forbidden=WEB + HTTP_CLIENTS),
+    Rule(
+        "client-imports-only-errors-and-dtypes",
+        _m("client"),
+        allowed=_m("client", "errors", "dtypes"),
+        root_ok=True,
+    ),
 ]
 
 

@@ -94,11 +94,11 @@ def build_service(
 ) -> GatewayService:
     """One worker's :class:`GatewayService`; the routing table comes from ``settings.control``'s
     database unless ``source`` is given."""
-    if source is None:
-        from modelyard.gateway.store import RouteStore
+    if source is not None:
+        return GatewayService(settings, source, sink)
+    from modelyard.gateway.store import RouteStore
 
-        source = RouteStore.open(settings.control)
-    return GatewayService(settings, source, sink)
+    return GatewayService(settings, RouteStore.open(settings.control), sink, owns_source=True)
 
 
 async def _body(receive: Receive, limit: int) -> bytes:

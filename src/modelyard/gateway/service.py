@@ -95,9 +95,17 @@ class Admitted:
 class GatewayService:
     """A worker's gateway state and lifecycle; see the module docstring for the request steps."""
 
-    def __init__(self, settings: GatewaySettings, source: TableSource, sink: LogSink | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        source: TableSource,
+        sink: LogSink | None = None,
+        *,
+        owns_source: bool = False,
+    ) -> None:
         self.settings = settings
         self.source = source
+        self.owns_source = owns_source  # close it on stop (it was opened for this service)
         self.metrics = GatewayMetrics()
         self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s)
         sink = sink if sink is not None else open_sink(settings.resolved_log_sink())
@@ -181,6 +189,9 @@ class GatewayService:
         await self.gateway.mirror.stop()
         await self.shipper.stop()
         self.upstream.close()
+        close = getattr(self.source, "close", None)
+        if self.owns_source and callable(close):
+            close()
 
     async def refresh(self) -> bool:
         """Reload the routing table if its revision moved; True when a new table is in use."""

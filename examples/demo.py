@@ -1,21 +1,31 @@
 """The 60-second tour: build example models, serve them with `modelyard serve`, send requests.
 
-Run it with `make demo`. Two acts, each printed as the commands it runs and what they answer:
+Run it with `make demo`. Three acts, each printed as the commands it runs and what they answer:
 
 1. one server process holding three models (an ONNX network, a scikit-learn classifier and an
    author-written class), called over the Open Inference Protocol (plain JSON and Triton's own
    client) and the TF-Serving API, then shut down gracefully;
 2. the same ONNX network as a versioned package: `modelyard build`, `verify` (and a tampered copy
    refused), `registry push` twice (versions 1 and 2, the bytes stored once), `registry alias`,
-   `list` and `show`, then `modelyard serve tiny_mlp@production` and one inference request. Every
-   step is the real CLI in a subprocess, with `MODELYARD_HOME` set to a temporary folder that is
-   deleted at the end, so nothing under your own home is touched.
+   `list` and `show`, then `modelyard serve tiny_mlp@production` and one inference request;
+3. the gateway: two model servers (the ONNX network and the scikit-learn classifier, both named
+   `spam`) as versions v1 and v2 of `mail/spam`; `modelyard route set mail/spam v1=90 v2=10`,
+   `route replicas` and `route show`; `modelyard gateway serve` (one worker per core); 200 requests
+   through it, split 90/10 as counted from each answer's `x-modelyard-version` header; one request
+   pinned to v2 with the SDK (`modelyard.Client(url).predict(..., version="v2")`); then, while it
+   runs, `route mirror mail/spam v2` and `route set mail/spam v1=100`: within a second and without a
+   restart, requests are answered by v1 and copied to v2, one primary and one mirror record per
+   request id in the inference log (`$MODELYARD_HOME/logs/inference.jsonl`); and an excerpt of the
+   gateway's `/metrics`.
 
-Any step that fails makes the demo exit non-zero.
+Acts 2 and 3 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
+temporary folder that is deleted at the end, so nothing under your own home is touched. Every server
+and gateway is stopped with SIGTERM and must exit 0; any step that fails makes the demo exit non-zero.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -28,11 +38,16 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import tritonclient.http as triton
+
+from modelyard import Client  # the SDK; `modelyard(...)` below runs the CLI
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,37 +60,67 @@ MODELYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mode
 START_TIMEOUT_S = 120  # a server that has not announced its URL by then is killed
 
 
-def start_server(
-    paths: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+def abort(proc: subprocess.Popen[str]) -> None:
+    """Kill a process started by :func:`launch` and everything it started (the gateway's workers)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group holds its children too
+    proc.wait()
+
+
+def launch(
+    args: list[str], shown_args: str, ready: str, *, env: dict[str, str] | None, cwd: Path | None
 ) -> tuple[subprocess.Popen[str], str]:
-    command = [*MODELYARD, "serve", *paths, "--port", "0", "--log-level", "warning"]
-    print("$ modelyard serve", " ".join(Path(p).name if "/" in p else p for p in paths), "--port 0")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
-    watchdog = threading.Timer(START_TIMEOUT_S, proc.kill)  # never wait forever for the URL line
+    """Start ``modelyard ARGS``, print its output until the line starting with ``ready``; return its URL."""
+    print("$ modelyard", shown_args)
+    proc = subprocess.Popen(
+        [*MODELYARD, *args], stdout=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True
+    )
+    watchdog = threading.Timer(START_TIMEOUT_S, abort, [proc])  # never wait forever for the URL line
     watchdog.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             print("  " + line.rstrip())
-            if line.startswith("modelyard: serving on "):
+            if line.startswith(ready):
                 return proc, line.split()[-1]
+    except BaseException:
+        abort(proc)
+        raise
     finally:
         watchdog.cancel()
-    sys.exit(f"the server exited with code {proc.wait()} before serving")
+    sys.exit(f"`modelyard {shown_args}` exited with code {proc.wait()} before serving")
 
 
-def stop_server(proc: subprocess.Popen[str]) -> None:
+def start_server(
+    paths: list[str],
+    *,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[str], str]:
+    """``modelyard serve PATHS... OPTIONS... --port 0``; returns the process and the URL it serves on."""
+    names = [Path(p).name if "/" in p else p for p in paths]
+    return launch(
+        ["serve", *paths, *options, "--port", "0", "--log-level", "warning"],
+        shlex.join(["serve", *names, *options, "--port", "0"]),
+        "modelyard: serving on ",
+        env=env,
+        cwd=cwd,
+    )
+
+
+def stop_server(proc: subprocess.Popen[str], what: str = "server") -> None:
     """SIGTERM drains and stops the server; anything but exit code 0 fails the demo."""
     proc.send_signal(signal.SIGTERM)
     try:
         code = proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        sys.exit("the server did not stop within 30 s of SIGTERM")
-    print(f"\n== server stopped gracefully (exit code {code})")
+        abort(proc)
+        sys.exit(f"the {what} did not stop within 30 s of SIGTERM")
+    print(f"\n== {what} stopped gracefully (exit code {code})")
     if code != 0:
-        sys.exit(f"the server exited with code {code}")
+        sys.exit(f"the {what} exited with code {code}")
 
 
 def ok(response: httpx.Response) -> object:
@@ -273,10 +318,207 @@ def registry_act(model_file: Path) -> None:
                     ok(http.post(f"/v2/models/{name}/versions/1/infer", json=body)),
                 )
         except BaseException:
-            proc.kill()
-            proc.wait()
+            abort(proc)
             raise
         stop_server(proc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"\n== removed {scratch}")
+
+
+ROW = [5.1, 3.5, 1.4, 0.2]  # one iris flower: both models of act 3 take four numbers
+PREDICT = "/projects/mail/models/spam:predict"  # a TF-Serving body names no input: it fits either version
+
+
+def predict_many(http: httpx.Client, count: int) -> tuple[Counter[str], dict[str, object], list[str]]:
+    """Send ``count`` requests for mail/spam; return how many each version answered (its
+    ``x-modelyard-version`` header), each version's first answer, and the request ids."""
+    split: Counter[str] = Counter()
+    answers: dict[str, object] = {}
+    request_ids: list[str] = []
+    for _ in range(count):
+        response = http.post(PREDICT, json={"instances": [ROW]})
+        body = ok(response)
+        version = response.headers.get("x-modelyard-version", "(no header)")
+        split[version] += 1
+        answers.setdefault(version, body)
+        request_ids.append(response.headers.get("x-request-id", ""))
+    return split, answers, request_ids
+
+
+def show_split(split: Counter[str], count: int) -> None:
+    print("  " + "  ".join(f"{v}: {n} ({100 * n / count:.1f}%)" for v, n in sorted(split.items())))
+
+
+def routed(http: httpx.Client) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The revision of the routing table the gateway uses now (``GET /-/routing``), and mail/spam's
+    versions in it."""
+    table = ok(http.get("/-/routing"))
+    assert isinstance(table, dict)
+    route = next((r for r in table["routes"] if (r["project"], r["model"]) == ("mail", "spam")), None)
+    return table["revision"], {v["version"]: v for v in route["versions"]} if route else {}
+
+
+def log_pairs(path: Path, request_ids: list[str], timeout_s: float = 10.0) -> dict[str, dict[str, Any]]:
+    """Each request id's inference-log records by role, once every id has a primary and a mirror one.
+
+    Mirrored copies go out after the answer, and each worker writes its records in the background:
+    read the file again (for at most ``timeout_s``) until they are all there.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pairs: dict[str, dict[str, Any]] = {request_id: {} for request_id in request_ids}
+        for line in path.read_text().splitlines() if path.exists() else []:
+            with contextlib.suppress(ValueError):  # the last line may be half written
+                record = json.loads(line)
+                if record.get("request_id") in pairs:
+                    pairs[record["request_id"]][record["role"]] = record
+        missing = [rid for rid, roles in pairs.items() if not {"primary", "mirror"} <= roles.keys()]
+        if not missing:
+            return pairs
+        if time.monotonic() > deadline:
+            sys.exit(
+                f"{path}: {len(missing)} requests lack a primary or a mirror record after {timeout_s:g} s"
+            )
+        time.sleep(0.1)
+
+
+def live_change(http: httpx.Client, gateway: subprocess.Popen[str], env: dict[str, str], cwd: Path) -> None:
+    """Mirror mail/spam to v2 and send it all to v1; the running gateway follows within a second."""
+    print("\n== a live change: copy every request to v2, answer every one from v1")
+    before, _ = routed(http)
+    modelyard("route", "mirror", "mail/spam", "v2", env=env, cwd=cwd)
+    modelyard("route", "set", "mail/spam", "v1=100", env=env, cwd=cwd)
+    time.sleep(0.5)
+    deadline = time.monotonic() + 5  # the gateway reads the table every 0.25 s: 0.5 s is plenty
+    while True:
+        revision, versions = routed(http)
+        v1, v2 = versions.get("v1", {}), versions.get("v2", {})
+        if v1.get("weight") == 100 and v2.get("weight") == 0 and v2.get("mirror"):
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"5.5 s after the change the gateway still routes by {versions}")
+        time.sleep(0.1)
+    if gateway.poll() is not None:
+        sys.exit(f"the gateway exited with code {gateway.returncode}")
+    print(f"# 0.5 s later the gateway routes by revision {revision} of the table (it was {before}):")
+    print(f"# no restart, the same process (pid {gateway.pid}) on the same port")
+
+
+def show_mirror_log(log: Path, home: Path, request_ids: list[str]) -> None:
+    """Each request's primary (v1) and mirror (v2) records in the inference log, a few side by side."""
+    pairs = log_pairs(log, request_ids)
+    expected = {"primary": ("v1", 200), "mirror": ("v2", 200)}
+    wrong = [
+        record
+        for roles in pairs.values()
+        for role, record in roles.items()
+        if (record["version"], record["status"]) != expected[role]
+    ]
+    if wrong:
+        sys.exit(f"unexpected inference-log records: {wrong}")
+    print(f"\n== $MODELYARD_HOME/{log.relative_to(home)}: a primary and a mirror record per request")
+    print(f"  {'request_id':<32}  {'role':<7}  {'version':<7}  {'status':<6}  latency_ms")
+    for request_id in request_ids[:3]:
+        for role in ("primary", "mirror"):
+            record = pairs[request_id][role]
+            version, status, latency = record["version"], record["status"], record["latency_ms"]
+            print(f"  {request_id:<32}  {role:<7}  {version:<7}  {status:<6}  {latency:.1f}")
+    differ = sum(
+        roles["primary"]["response_hash"] != roles["mirror"]["response_hash"] for roles in pairs.values()
+    )
+    print(f"  ... {len(pairs)} of {len(pairs)} requests: primary v1 and mirror v2 with the same request_id,")
+    print(f"  both 200; the two versions' answers differ for {differ} of them (response_hash)")
+
+
+def gateway_act(v1_file: Path, v2_file: Path) -> None:
+    """Two model servers behind the gateway: a weighted split, a pinned call, a live change, a mirror."""
+    print("\n\n== act 3: the gateway: a 90/10 split, a pinned version, a live change and a mirror")
+    scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
+    home = scratch / "home"
+    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
+    for name in ("MODELYARD_REGISTRY_DB", "MODELYARD_CONTROL_URL", "MODELYARD_GATEWAY_LOG_SINK"):
+        env.pop(name, None)  # the routing table and the inference log under MODELYARD_HOME, nowhere else
+    running: list[tuple[subprocess.Popen[str], str]] = []  # stopped last first
+    try:
+        print(f"$ export MODELYARD_HOME={home}    # a throw-away home, deleted at the end")
+        print(f"$ cd {scratch}")
+
+        print("\n== two model servers, two different models as versions v1 and v2 of mail/spam")
+        urls: dict[str, str] = {}
+        for version, model_file in (("v1", v1_file), ("v2", v2_file)):
+            proc, urls[version] = start_server(
+                [str(model_file)], options=("--name", "spam"), env=env, cwd=scratch
+            )
+            running.append((proc, f"model server {version} ({model_file.name})"))
+
+        print("\n== route mail/spam: 90% of its requests to v1, 10% to v2")
+        modelyard("route", "set", "mail/spam", "v1=90", "v2=10", env=env, cwd=scratch)
+        for version, url in urls.items():
+            modelyard("route", "replicas", "mail/spam", version, url, env=env, cwd=scratch)
+        modelyard("route", "show", "mail/spam", env=env, cwd=scratch)
+
+        print(f"\n== the gateway: one worker process per core ({os.cpu_count()} here), the routing table")
+        print("   above, and its inference log in $MODELYARD_HOME/logs/inference.jsonl (the default)")
+        gateway, url = launch(
+            ["gateway", "serve", "--port", "0"],
+            "gateway serve --port 0",
+            "modelyard gateway: serving on ",
+            env=env,
+            cwd=scratch,
+        )
+        running.append((gateway, "gateway"))
+
+        with httpx.Client(base_url=url, timeout=10, trust_env=False) as http:  # one keep-alive connection
+            count = 200
+            print(f"\n== {count} requests: POST {PREDICT} {json.dumps({'instances': [ROW]})}")
+            split, answers, _ = predict_many(http, count)
+            show_split(split, count)
+            print("  (counted from each answer's x-modelyard-version header)")
+            for version, body in sorted(answers.items()):
+                print(f"  {version} answers {json.dumps(body)}")
+            if set(split) != {"v1", "v2"} or abs(split["v2"] / count - 0.1) > 0.05:
+                sys.exit(f"expected about 90% v1 and 10% v2, got {dict(split)}")
+
+            print("\n== one request pinned to v2, with the Python SDK")
+            inputs = {"input": [[6.7, 3.0, 5.2, 2.3]]}  # v2's input name: the pin makes that safe
+            print(">>> import modelyard")
+            print(f'>>> client = modelyard.Client("{url}")')
+            print(f'>>> client.predict("mail/spam", {json.dumps(inputs)}, version="v2")')
+            with Client(url, timeout=10, trust_env=False) as client:
+                outputs = client.predict("mail/spam", inputs, version="v2")
+            with np.printoptions(precision=4, suppress=True):
+                print(outputs)
+            if "predict_proba" not in outputs:
+                sys.exit(f"the request pinned to v2 was not answered by {v2_file.name}: {outputs}")
+
+            live_change(http, gateway, env, scratch)
+            count = 10
+            print(f"\n== {count} requests: each answered by v1 and copied to v2, whose answer is only logged")
+            split, _, request_ids = predict_many(http, count)
+            show_split(split, count)
+            if split != {"v1": count}:
+                sys.exit(f"expected every answer from v1, got {dict(split)}")
+            show_mirror_log(home / "logs" / "inference.jsonl", home, request_ids)
+
+            metrics = [
+                line
+                for line in http.get("/metrics").raise_for_status().text.splitlines()
+                if line.startswith("modelyard_gateway_requests_total{")
+            ]
+            print("\n== GET /metrics (excerpt: every worker's counts added up)")
+            for line in metrics:
+                print("  " + line)
+            if not metrics:
+                sys.exit("the gateway's /metrics has no modelyard_gateway_requests_total line")
+
+        while running:
+            proc, what = running.pop()
+            stop_server(proc, what)
+    except BaseException:
+        for proc, _ in running:
+            abort(proc)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         print(f"\n== removed {scratch}")
@@ -290,11 +532,12 @@ def main() -> None:
     try:
         tour(url)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        abort(proc)
         raise
     stop_server(proc)
-    registry_act(next(p for p in model_files if p.suffix == ".onnx"))
+    onnx_file = next(p for p in model_files if p.suffix == ".onnx")
+    registry_act(onnx_file)
+    gateway_act(onnx_file, next(p for p in model_files if p.suffix == ".joblib"))
 
 
 if __name__ == "__main__":

@@ -315,18 +315,14 @@ async def test_submit_never_blocks_and_drops_and_counts_when_the_buffer_is_full(
     )
     await shipper.start()
 
-    started = time.perf_counter()
+    # submit() is synchronous: with the sink stalled, blocking would hang here (pytest-timeout).
     accepted = [shipper.submit(record(i)) for i in range(20_000)]
-    elapsed = time.perf_counter() - started
-
-    assert elapsed < 0.5  # 20 000 submits, synchronous: microseconds each, no waiting on the sink
     assert accepted.count(True) == 100
     assert accepted[:100] == [True] * 100
     assert shipper.dropped == counts["dropped"] == 19_900
 
-    started = time.perf_counter()
-    await shipper.stop(timeout_s=0.2)  # the sink never answers: stop() gives up on time
-    assert time.perf_counter() - started < 1.5
+    async with asyncio.timeout(5):  # the sink never answers: stop() gives up after its own 0.2 s
+        await shipper.stop(timeout_s=0.2)
     # Everything is accounted for: the stalled batch and the rest of the buffer count as dropped.
     assert shipper.shipped == shipper.failed == 0
     assert shipper.dropped == counts["dropped"] == 20_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import http
 import logging
 import signal
@@ -23,7 +24,7 @@ from urllib.parse import unquote
 import httptools
 
 from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
-from modelyard.gateway.proxy import GatewayResponse, error_response
+from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.service import Admitted, GatewayService, response_headers
 
 __all__ = ["Http1Server", "serve_forever"]
@@ -33,8 +34,9 @@ MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
-# A parsed request waiting to be answered: (admitted | ready-made answer | (method, path)), body, keep-alive
-_Pending = tuple[Admitted | GatewayResponse | tuple[str, str], bytes, bool]
+# A parsed request waiting to be answered: (admitted | ready-made answer | (method, path)), body,
+# keep-alive, HEAD (answered without a body)
+_Pending = tuple[Admitted | GatewayResponse | tuple[str, str], bytes, bool, bool]
 
 
 class _Connection(asyncio.Protocol):
@@ -47,7 +49,9 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[_Pending] = collections.deque()
         self.busy = False
+        self.paused = False
         self.closed = False
+        self.failed = False  # an error answer is queued: nothing after it is read or answered
         self.last_active = time.monotonic()
         self._reset()
 
@@ -72,6 +76,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self.failed:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -91,9 +97,16 @@ class _Connection(asyncio.Protocol):
     def _count_head(self, size: int) -> None:
         self.head_bytes += size
         if self.head_bytes > MAX_HEAD_BYTES or len(self.headers) > MAX_HEADERS:
-            raise httptools.HttpParserError("request head too large")
+            limits = f"{MAX_HEAD_BYTES} bytes, {MAX_HEADERS} headers"
+            self._fail(InvalidInput(f"request head too large (limit {limits})", field="headers"))
+            raise httptools.HttpParserCallbackError("request head too large")  # stop parsing
 
     def on_headers_complete(self) -> None:
+        if self.failed:
+            return
+        if self.parser.should_upgrade():
+            self._fail(InvalidInput("protocol upgrades are not supported", field="upgrade"))
+            return
         method = self.parser.get_method().decode()
         raw_path = self.url.split(b"?", 1)[0].decode("latin-1")
         path = unquote(raw_path) if "%" in raw_path else raw_path
@@ -102,6 +115,9 @@ class _Connection(asyncio.Protocol):
         if isinstance(admitted, GatewayResponse) and admitted.status == 413:
             self._fail_response(admitted)  # the body is not wanted: do not read it at all
         elif isinstance(admitted, Admitted) and self._expects_continue():
+            # Answered here, and the body is read whole before forwarding: a replica must not see
+            # the expectation, or its own "100 Continue" would be taken for the final answer.
+            admitted.headers = [header for header in admitted.headers if header[0] != b"expect"]
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -109,7 +125,7 @@ class _Connection(asyncio.Protocol):
         return any(name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers)
 
     def on_body(self, body: bytes) -> None:
-        if not isinstance(self.current, Admitted):
+        if self.failed or not isinstance(self.current, Admitted):
             return  # a body nobody will read (refused or our own endpoints): discard it
         self.size += len(body)
         limit = self.service.settings.max_body_bytes
@@ -119,43 +135,49 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.current is None or self.closed:
+        if self.current is None or self.closed or self.failed:
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self.queue.append((self.current, body, self.parser.should_keep_alive()))
+        head = self.parser.get_method() == b"HEAD"
+        self.queue.append((self.current, body, self.parser.should_keep_alive(), head))
         self._reset()
-        if not self.busy:
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._answer_queue())
-        elif len(self.queue) > 16 and self.transport is not None:
+        self._start_answering()
+        if len(self.queue) > 16 and self.transport is not None and not self.paused:
+            self.paused = True
             self.transport.pause_reading()  # a client pipelining far ahead waits its turn
 
+    def _start_answering(self) -> None:
+        if not self.busy:
+            self._answer_next()
+
     # answering
-    async def _answer_queue(self) -> None:
-        try:
-            while self.queue and not self.closed:
-                current, body, keep_alive = self.queue.popleft()
-                await self._answer(current, body, keep_alive)
-                if self.transport is not None and not self.closed and len(self.queue) <= 16:
-                    self.transport.resume_reading()
-        finally:
-            self.busy = False
-            self.last_active = time.monotonic()
+    def _answer_next(self) -> None:
+        """Answer queued requests in order; a proxied one resumes here from its completion callback."""
+        while self.queue and not self.closed:
+            current, body, keep_alive, head = self.queue.popleft()
+            if isinstance(current, Admitted):
+                self.busy = True
+                request = current.request(body)
+                self.service.dispatch(request, functools.partial(self._answered, request, keep_alive, head))
+                return
+            response = self.service.other(*current) if isinstance(current, tuple) else current
+            self._write(response, "", keep_alive, head)
+        self.busy = False
+        self.last_active = time.monotonic()
+        if self.paused and self.transport is not None and not (self.closed or self.failed):
+            self.paused = False
+            self.transport.resume_reading()
 
-    async def _answer(
-        self, current: Admitted | GatewayResponse | tuple[str, str], body: bytes, keep: bool
+    def _answered(
+        self, request: GatewayRequest, keep_alive: bool, head: bool, response: GatewayResponse
     ) -> None:
-        if isinstance(current, tuple):
-            self._write(self.service.other(*current), "", keep)
-        elif isinstance(current, GatewayResponse):
-            self._write(current, "", keep)
-        else:
-            request = current.request(body)
-            response = await self.service.serve(request)
-            self._write(response, request.request_id, keep)
-            self.service.gateway.finish(request, response)
+        self._write(response, request.request_id, keep_alive, head)
+        self.service.gateway.finish(request, response)
+        self._answer_next()
 
-    def _write(self, response: GatewayResponse, request_id: str, keep_alive: bool) -> None:
+    def _write(
+        self, response: GatewayResponse, request_id: str, keep_alive: bool, head_only: bool = False
+    ) -> None:
         if self.closed or self.transport is None:
             return
         keep_alive = keep_alive and not self.server.draining
@@ -164,18 +186,24 @@ class _Connection(asyncio.Protocol):
             head += (name, b": ", value, b"\r\n")
         head.append(b"content-length: %d\r\n" % len(response.body))
         head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
-        head.append(response.body)
+        if not head_only:  # a HEAD answer has the length of the body it would have, not the body
+            head.append(response.body)
         self.transport.write(b"".join(head))
         if not keep_alive:
             self.close()
 
     def _fail(self, error: ModelyardError) -> None:
-        self._fail_response(self.service.refused(error_response(error)))
+        if not self.failed:  # one answer per failure, counted once
+            self._fail_response(self.service.refused(error_response(error)))
 
     def _fail_response(self, response: GatewayResponse) -> None:
-        """Answer at once and close: after a malformed request the stream cannot be trusted."""
-        self.queue.clear()
-        self._write(response, "", keep_alive=False)
+        """Answer after the requests read before it (pipelined answers stay in order), then close:
+        after a bad request the stream cannot be trusted, so nothing more is read."""
+        self.failed = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.queue.append((response, b"", False, False))
+        self._start_answering()
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:

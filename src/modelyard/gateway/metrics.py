@@ -1,17 +1,23 @@
 """The gateway's Prometheus series, on a registry per app.
 
-With several worker processes (``gateway/workers.py``) the series live in prometheus_client's
-multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before any worker starts)
-and ``/metrics`` on any worker sums every worker's values, so a scrape sees the whole gateway.
+With several worker processes (``gateway/workers.py``) each worker still counts in its own
+registry and publishes snapshots to a shared folder; ``/metrics`` on any worker sums them
+(``metrics_share.py``), so a scrape sees the whole gateway.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modelyard.gateway import metrics_share
+
+if TYPE_CHECKING:
+    from modelyard.gateway.router import Choice
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -23,9 +29,9 @@ _VERSION = ["project", "model", "version"]
 class GatewayMetrics:
     """Every series the gateway exports (see docs/gateway.md for the list and the Grafana board)."""
 
-    def __init__(self, namespace: str = "modelyard_gateway") -> None:
+    def __init__(self, namespace: str = "modelyard_gateway", shared_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.shared_dir = shared_dir  # set when several workers share one /metrics
         r, ns = self.registry, namespace
         self.requests = Counter(
             "requests", "Requests answered, by project, model, version and HTTP status code.",
@@ -53,7 +59,7 @@ class GatewayMetrics:
             "ejections", "Times a replica was ejected after failing (passive health).",
             [*_VERSION, "replica"], namespace=ns, registry=r,
         )  # fmt: skip
-        self.mirrored = Counter(
+        self.mirror_requests = Counter(
             "mirror_requests", "Mirrored copies by outcome: sent, failed, dropped (queue full).",
             [*_VERSION, "outcome"], namespace=ns, registry=r,
         )  # fmt: skip
@@ -61,7 +67,7 @@ class GatewayMetrics:
             "log_records", "Inference-log records by outcome: shipped, dropped (buffer full), failed.",
             ["sink", "outcome"], namespace=ns, registry=r,
         )  # fmt: skip
-        self.revision = self._gauge("routing_revision", "Routing-table revision in use.", mode="max")
+        self.revision = self._gauge("routing_revision", "Routing-table revision in use (max over workers).")
         self.reloads = Counter("routing_reloads", "Routing-table reloads.", namespace=ns, registry=r)
 
         # Labelled children looked up once: .labels() costs microseconds, and this is per request.
@@ -78,11 +84,13 @@ class GatewayMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def attempted(
-        self, project: str, model: str, version: str, replica: str, code: str, seconds: float
-    ) -> None:
+    def answered_unrouted(self, code: int, seconds: float) -> None:
+        """A request refused before routing (unknown names, 405, 413, overload): empty labels."""
+        self.answered("", "", "", code, seconds)
+
+    def attempted(self, choice: Choice, replica: str, code: str, seconds: float) -> None:
         """One attempt on a replica (code is the HTTP status, or "error" / "timeout")."""
-        key = (project, model, version, replica, code)
+        key = (choice.route.project, choice.route.model, choice.version.version, replica, code)
         children = self._attempted.get(key)
         if children is None:
             children = (self.replica_requests.labels(*key), self.upstream_duration.labels(*key[:4]))
@@ -90,19 +98,25 @@ class GatewayMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def _gauge(self, name: str, documentation: str, mode: str = "livesum") -> Gauge:
-        # In multiprocess mode a gauge needs to say how the workers' values combine.
-        return Gauge(
-            name, documentation, namespace="modelyard_gateway", registry=self.registry,
-            multiprocess_mode=mode,  # type: ignore[arg-type]
-        )  # fmt: skip
+    def retried(self, choice: Choice, reason: str) -> None:
+        self.retries.labels(choice.route.project, choice.route.model, choice.version.version, reason).inc()
+
+    def mirrored(self, choice: Choice, outcome: str) -> None:
+        self.mirror_requests.labels(
+            choice.route.project, choice.route.model, choice.version.version, outcome
+        ).inc()
+
+    def _gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, namespace="modelyard_gateway", registry=self.registry)
+
+    def publish(self) -> None:
+        """Write this worker's snapshot for the others' scrapes (no-op with a single worker)."""
+        if self.shared_dir is not None:
+            metrics_share.publish(self.registry, self.shared_dir, os.getpid())
 
     def render(self) -> bytes:
-        """The exposition text: this process's registry, or every worker's when multiprocess."""
-        if not self.multiprocess:
-            return generate_latest(self.registry)
-        from prometheus_client import multiprocess
-
-        combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-        return generate_latest(combined)
+        """The exposition text: this worker's registry, plus every other worker's snapshot."""
+        own = generate_latest(self.registry)
+        if self.shared_dir is None:
+            return own
+        return metrics_share.merge(own, self.shared_dir, os.getpid())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +41,9 @@ class GatewaySettings(BaseModel):
     log_sink: str = Field(default="", description="jsonl path/URL, redis://..., nats://..., or none")
     log_buffer: int = Field(default=10_000, ge=1, description="records buffered before dropping")
     log_level: str = "warning"
+    metrics_dir: Path | None = Field(
+        default=None, description="set by the supervisor: where workers share metrics snapshots"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:

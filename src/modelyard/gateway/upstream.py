@@ -1,9 +1,11 @@
-"""The gateway's HTTP/1.1 client to replicas: keep-alive connection pools on raw asyncio protocols.
+"""The gateway's HTTP/1.1 client to replicas: keep-alive pools on raw asyncio protocols, callbacks.
 
-Measured before choosing (docs/architecture.md): a request through httpx's AsyncClient costs several
-times the event-loop time of this client, whose only work per request is one ``write`` of prebuilt
-bytes and httptools' C parser on the answer. It speaks just what the gateway needs: one request at
-a time per connection, bodies of known length, responses with Content-Length or chunked.
+Measured before choosing (docs/architecture.md, docs/performance.md): the hop's whole budget is a
+few tens of microseconds, so a request here is one ``write`` of prebuilt bytes and httptools' C
+parser on the answer, and completion is a plain callback — no task, no future, no timeout context
+manager per request (each of those cost more than the parsing). It speaks just what the gateway
+needs: one request at a time per connection, bodies of known length, answers with Content-Length
+or chunked.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httptools
 
-__all__ = ["Upstream", "UpstreamError", "UpstreamFailure", "UpstreamResponse"]
+__all__ = ["HOP_BY_HOP", "Done", "Upstream", "UpstreamError", "UpstreamFailure", "UpstreamResponse"]
+
+log = logging.getLogger("modelyard.gateway")
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
@@ -50,13 +55,19 @@ class UpstreamResponse:
         self.body = body
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; ``exchange`` sends a request and waits for the whole answer."""
+# Called exactly once per request: with the answer, or with the error.
+Done = Callable[[UpstreamResponse | None, UpstreamError | None], None]
 
-    def __init__(self) -> None:
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to a replica; at most one request on it at a time."""
+
+    def __init__(self, pool: _HostPool) -> None:
+        self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[UpstreamResponse] | None = None
+        self.done: Done | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.received = False  # any byte of the current answer
@@ -74,7 +85,6 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail(UpstreamFailure.PROTOCOL, f"malformed response: {exc}")
-            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -89,29 +99,38 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        done, self.done = self.done, None
+        if self.timer is not None:
+            self.timer.cancel()
         self.keep_alive = self.parser.should_keep_alive()
-        waiter, self.waiter = self.waiter, None
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         response = UpstreamResponse(self.parser.get_status_code(), self.headers, body)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(response)
+        self.pool.release(self)
+        if done is not None:
+            _call(done, response, None)
 
     # ours
-    def exchange(self, data: bytes) -> asyncio.Future[UpstreamResponse]:
+    def send(self, data: bytes, timeout_s: float, done: Done) -> None:
         assert self.transport is not None
         self.headers, self.body, self.received = [], [], False
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.done = done
+        self.timer = self.pool.loop.call_later(
+            timeout_s, self.fail, UpstreamFailure.TIMEOUT, f"no answer within {timeout_s:g} s"
+        )
         self.transport.write(data)
-        return self.waiter
 
     def fail(self, failure: UpstreamFailure, detail: str) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(UpstreamError(failure, "", detail))
+        """End the current request with an error; the connection is not reused after that."""
+        done, self.done = self.done, None
+        if self.timer is not None:
+            self.timer.cancel()
+        self.close()
+        if done is not None:
+            _call(done, None, UpstreamError(failure, self.pool.url, detail))
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self.keep_alive and self.waiter is None
+        return not self.closed and self.keep_alive and self.done is None
 
     def close(self) -> None:
         self.closed = True
@@ -119,10 +138,17 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _call(done: Done, response: UpstreamResponse | None, error: UpstreamError | None) -> None:
+    try:
+        done(response, error)
+    except Exception:  # a bug in a completion must not break the connection that delivered it
+        log.exception("upstream completion failed")
+
+
 class _HostPool:
     """Idle keep-alive connections to one replica (most recently used first: warm sockets)."""
 
-    def __init__(self, url: str, max_idle: int) -> None:
+    def __init__(self, url: str, max_idle: int, connect_timeout_s: float) -> None:
         host, _, port = url.removeprefix("http://").rpartition(":")
         self.url = url
         self.host = host.strip("[]")
@@ -130,6 +156,9 @@ class _HostPool:
         self.authority = url.removeprefix("http://").encode()
         self.idle: collections.deque[_Connection] = collections.deque()
         self.max_idle = max_idle
+        self.connect_timeout_s = connect_timeout_s
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
 
     def take_idle(self) -> _Connection | None:
         while self.idle:
@@ -138,22 +167,27 @@ class _HostPool:
                 return connection
         return None
 
-    async def connect(self, timeout_s: float) -> _Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout_s):
-                _, protocol = await loop.create_connection(_Connection, self.host, self.port)
-        except (OSError, TimeoutError) as exc:
-            raise UpstreamError(UpstreamFailure.CONNECT, self.url, str(exc) or type(exc).__name__) from None
-        return protocol
-
     def release(self, connection: _Connection) -> None:
-        if connection.reusable and len(self.idle) < self.max_idle:
+        if connection.reusable and len(self.idle) < self.max_idle and not self.closed:
             self.idle.append(connection)
         else:
             connection.close()
 
+    async def connect_and_send(self, data: bytes, timeout_s: float, done: Done) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, connection = await self.loop.create_connection(
+                    lambda: _Connection(self), self.host, self.port
+                )
+        except (OSError, TimeoutError) as exc:
+            _call(
+                done, None, UpstreamError(UpstreamFailure.CONNECT, self.url, str(exc) or type(exc).__name__)
+            )
+            return
+        connection.send(data, timeout_s, done)
+
     def close(self) -> None:
+        self.closed = True
         while self.idle:
             self.idle.pop().close()
 
@@ -165,12 +199,49 @@ class Upstream:
         self._pools: dict[str, _HostPool] = {}
         self._max_idle = max_idle_per_replica
         self._connect_timeout_s = connect_timeout_s
+        self._connecting: set[asyncio.Task[None]] = set()
 
     def _pool(self, url: str) -> _HostPool:
         pool = self._pools.get(url)
         if pool is None:
-            pool = self._pools[url] = _HostPool(url, self._max_idle)
+            pool = self._pools[url] = _HostPool(url, self._max_idle, self._connect_timeout_s)
         return pool
+
+    def send(
+        self,
+        url: str,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+        done: Done,
+    ) -> None:
+        """Send one request to the replica at ``url``; ``done`` gets its whole answer or the error.
+
+        A kept-alive connection that the replica closed while idle fails with RESET before any
+        answer: that is retried once on a fresh connection here, since nothing reached the model.
+        """
+        pool = self._pool(url)
+        data = _encode(method, path, pool.authority, headers, body)
+        connection = pool.take_idle()
+        if connection is None:
+            self._connect(pool, data, timeout_s, done)
+            return
+
+        def stale_retry(response: UpstreamResponse | None, error: UpstreamError | None) -> None:
+            if error is not None and error.failure is UpstreamFailure.RESET:
+                self._connect(pool, data, timeout_s, done)
+            else:
+                done(response, error)
+
+        connection.send(data, timeout_s, stale_retry)
+
+    def _connect(self, pool: _HostPool, data: bytes, timeout_s: float, done: Done) -> None:
+        # The slow path (a new connection) is the only one with a task; pools keep it rare.
+        task = pool.loop.create_task(pool.connect_and_send(data, timeout_s, done))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     async def request(
         self,
@@ -181,43 +252,19 @@ class Upstream:
         body: bytes,
         timeout_s: float,
     ) -> UpstreamResponse:
-        """Send one request to the replica at ``url`` and return its whole answer.
+        """:meth:`send` as a coroutine (for callers that are coroutines anyway); raises UpstreamError."""
+        waiter: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
 
-        A kept-alive connection that the replica closed while idle fails with RESET before any
-        answer; that is retried once on a fresh connection here, since nothing reached the model.
-        """
-        pool = self._pool(url)
-        data = _encode(method, path, pool.authority, headers, body)
-        connection = pool.take_idle()
-        if connection is not None:
-            try:
-                return await self._exchange(pool, connection, data, timeout_s)
-            except UpstreamError as exc:
-                if exc.failure is not UpstreamFailure.RESET:
-                    raise
-        connection = await pool.connect(self._connect_timeout_s)
-        return await self._exchange(pool, connection, data, timeout_s)
+        def done(response: UpstreamResponse | None, error: UpstreamError | None) -> None:
+            if waiter.done():
+                return
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(response)  # type: ignore[arg-type]
 
-    async def _exchange(
-        self, pool: _HostPool, connection: _Connection, data: bytes, timeout_s: float
-    ) -> UpstreamResponse:
-        waiter = connection.exchange(data)
-        # A timer that fails the waiter costs a fraction of asyncio.timeout()'s context manager.
-        timer = asyncio.get_running_loop().call_later(
-            timeout_s, connection.fail, UpstreamFailure.TIMEOUT, f"no answer within {timeout_s:g} s"
-        )
-        try:
-            response = await waiter
-        except UpstreamError as exc:
-            connection.close()
-            raise UpstreamError(exc.failure, pool.url, exc.detail) from None
-        except BaseException:
-            connection.close()  # cancelled mid-exchange: the connection's state is unknown
-            raise
-        finally:
-            timer.cancel()
-        pool.release(connection)
-        return response
+        self.send(url, method, path, headers, body, timeout_s, done)
+        return await waiter
 
     def forget(self, keep: Iterable[str]) -> None:
         """Close the pools of replicas no longer in the routing table."""
@@ -229,6 +276,8 @@ class Upstream:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        for task in self._connecting:
+            task.cancel()
 
 
 def _encode(

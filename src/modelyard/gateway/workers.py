@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from modelyard.gateway.settings import GatewaySettings
@@ -44,7 +45,8 @@ class _Supervisor:
         self.on_ready = on_ready
         self.count = settings.resolved_workers()
         self.stopping = False
-        self.metrics_dir = tempfile.mkdtemp(prefix="modelyard-gateway-metrics-")
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="modelyard-gateway-metrics-"))
+        self.worker_settings = settings.model_copy(update={"metrics_dir": self.metrics_dir}).model_dump_json()
         self.sock = bind_socket(settings.host, settings.port)
         self.ready_r, self.ready_w = os.pipe()
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -52,10 +54,9 @@ class _Supervisor:
     def spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update({
-            SETTINGS_ENV: self.settings.model_dump_json(),
+            SETTINGS_ENV: self.worker_settings,
             SOCKET_ENV: str(self.sock.fileno()),
             READY_ENV: str(self.ready_w),
-            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
         })  # fmt: skip
         return subprocess.Popen(
             [sys.executable, "-m", "modelyard.gateway.workers"],
@@ -99,16 +100,9 @@ class _Supervisor:
                     continue
                 print(f"modelyard gateway: worker {worker.pid} exited ({worker.returncode}); restarting",
                       file=sys.stderr, flush=True)  # fmt: skip
-                self._mark_dead(worker.pid)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self.workers[index] = self.spawn()
-
-    def _mark_dead(self, pid: int) -> None:
-        from prometheus_client import multiprocess
-
-        with contextlib.suppress(OSError):
-            multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

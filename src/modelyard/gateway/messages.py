@@ -1,0 +1,52 @@
+"""What crosses the gateway core: a request as the front end read it, an answer to send back."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+from modelyard.errors import ModelyardError
+from modelyard.protocols.errors import error_body, error_headers, status_for
+
+if TYPE_CHECKING:
+    from modelyard.gateway.router import Choice
+    from modelyard.gateway.table import ModelRoute
+
+__all__ = ["GatewayRequest", "GatewayResponse", "error_response"]
+
+JSON = (b"content-type", b"application/json")
+
+
+@dataclasses.dataclass(slots=True)
+class GatewayRequest:
+    protocol: str  # "v2", "tfserving" or "metadata" (keys of exchange.UPSTREAM_PATHS)
+    project: str
+    model: str
+    version: str | None  # None: pick by weight
+    method: str
+    headers: list[tuple[bytes, bytes]]  # lower-case names, forwarded as they are (less hop-by-hop)
+    body: bytes
+    request_id: str
+    received: float = dataclasses.field(default_factory=time.time)
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+
+@dataclasses.dataclass(slots=True)
+class GatewayResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    version: str = ""  # the version that answered
+    replica: str = ""
+    route: ModelRoute | None = None
+    error: str | None = None
+    mirrors: list[Choice] = dataclasses.field(default_factory=list)
+
+
+def error_response(
+    error: ModelyardError, version: str = "", route: ModelRoute | None = None
+) -> GatewayResponse:
+    """A domain error as an answer: the one status table and error body of every modelyard service."""
+    headers = [JSON, *((k.encode(), v.encode()) for k, v in error_headers(error).items())]
+    return GatewayResponse(status_for(error), headers, error_body(error), version, "", route, error.message)

@@ -11,7 +11,7 @@ from modelyard.errors import ModelyardError
 
 __all__ = ["gateway_app"]
 
-gateway_app = typer.Typer(help="The gateway: /projects/{p}/models/{m}[/versions/{v}] routing to replicas.")
+gateway_app = typer.Typer(help="The gateway: routes /projects/{p}/models/{m} and its versions to replicas.")
 
 
 @gateway_app.callback()

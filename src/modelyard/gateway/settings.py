@@ -60,4 +60,10 @@ class GatewaySettings(BaseModel):
         return self.log_sink or str(self.control.home / "logs" / "inference.jsonl")
 
     def resolved_workers(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        """``workers``, else the cores this process may run on (affinity and cpusets count)."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1

@@ -2,7 +2,7 @@
 
 prometheus_client's own multiprocess mode keeps every value in an mmap'd file and pays a lock and
 a file write on each increment — on the gateway's request path that measured as a sizeable share
-of the whole hop. Instead each worker counts in memory and, about once a second, writes its
+of the whole hop. Instead each worker counts in memory and, at every routing-table poll, writes its
 exposition text to ``<dir>/<pid>.prom``; a scrape on any worker adds its own fresh values to the
 others' latest snapshots. Counters and histograms of workers that died keep counting (they are
 cumulative, and dropping them would look like a counter reset); gauges count only live workers.

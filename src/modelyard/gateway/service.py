@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -226,16 +225,13 @@ class GatewayService:
 
     async def _poll(self) -> None:
         failing = False
-        next_publish = 0.0
         while True:
             await asyncio.sleep(self.settings.refresh_interval_s)
             # Sampled here rather than moved per request: a gauge update takes a lock (or an mmap
             # write with several workers), which is too dear for the hot path.
             self.metrics.in_flight.set(self.in_flight)
             self.metrics.connections.set(self.connections)
-            if time.monotonic() >= next_publish:
-                next_publish = time.monotonic() + 1.0
-                self.metrics.publish()
+            self.metrics.publish()
             try:
                 await self.refresh()
                 failing = False

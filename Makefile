@@ -1,4 +1,4 @@
-.PHONY: demo test bench lint
+.PHONY: demo test bench bench-gateway lint
 
 demo:  ## build the example models, serve them, send requests, print answers
 	scripts/demo
@@ -8,3 +8,6 @@ test:  ## format check, lint, mypy --strict, the whole test suite
 
 bench:  ## the adaptive-batching benchmark (see docs/performance.md)
 	scripts/bootstrap && .venv/bin/python benchmarks/serve_mlp.py
+
+bench-gateway:  ## one hop through the gateway against direct and nginx (needs nginx and wrk)
+	scripts/bootstrap && .venv/bin/python benchmarks/gateway_hop.py

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,9 @@ import orjson
 import pytest
 import redis
 
-from tests.gateway.support import GatewayWorld, predict, wait_for, world
+from tests.gateway.support import GatewayWorld, predict, wait_for
 
 PREDICT = "/projects/mail/models/spam:predict"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[GatewayWorld]:
-    with world(tmp_path) as created:
-        yield created
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as opened:
-        yield opened
 
 
 def routed(env: GatewayWorld, fraction: float = 1.0) -> tuple[Any, Any]:

@@ -5,29 +5,15 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 import xxhash
 
-from tests.gateway.support import GatewayWorld, predict, wait_for, world
+from tests.gateway.support import GatewayWorld, predict, wait_for
 
 PREDICT = "/projects/mail/models/spam:predict"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[GatewayWorld]:
-    with world(tmp_path) as created:
-        yield created
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as opened:
-        yield opened
 
 
 def test_split_90_10_over_2000_requests_is_within_2_percent_and_smooth(

@@ -4,11 +4,11 @@ The supervisor binds one socket and starts two worker processes that accept on i
 to it on fresh connections (so the kernel spreads them over the workers), route through stub
 replicas running in this process, change routes with ``RouteStore``, and signal the processes.
 
-Which worker answered is read from each worker's own prometheus_client multiprocess file
-(``counter_<pid>.db``): the supervisor makes that folder with ``tempfile.mkdtemp``, so the
-gateway runs with ``TMPDIR`` under the test's tmp_path. Workers are found as the supervisor's
-children in /proc. The gateway is started in its own session, and whatever happens the whole
-process group is killed at the end, so no worker outlives a test.
+Which worker answered is read from each worker's own metrics snapshot (``<pid>.prom``, written at
+every routing-table poll for the merged ``/metrics``): the supervisor makes that folder with
+``tempfile.mkdtemp``, so the gateway runs with ``TMPDIR`` under the test's tmp_path. Workers are
+found as the supervisor's children in /proc. The gateway is started in its own session, and
+whatever happens the whole process group is killed at the end, so no worker outlives a test.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import http.client
-import json
 import os
 import queue
 import re
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.support import GatewayWorld, StubReplica, wait_for, world
 
@@ -123,15 +122,15 @@ class GatewayProcess:
         return self.workers()
 
     def served(self, version: str | None = None) -> dict[int, float]:
-        """Requests to mail/spam each worker answered (by pid), from its own metrics file."""
+        """Requests to mail/spam each worker answered (by pid), from its latest metrics snapshot."""
         counts: dict[int, float] = {}
-        for path in self.tmp.glob("modelyard-gateway-metrics-*/counter_*.db"):
-            pid = int(path.stem.removeprefix("counter_"))
-            for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
-                _, sample, labels, _ = json.loads(key)
-                wanted = labels.get("project") == "mail" and version in (None, labels["version"])
-                if sample == "modelyard_gateway_requests_total" and wanted:
-                    counts[pid] = counts.get(pid, 0.0) + value
+        for path in self.tmp.glob("modelyard-gateway-metrics-*/*.prom"):
+            for family in text_string_to_metric_families(path.read_text()):
+                for sample in family.samples:
+                    labels = sample.labels
+                    wanted = labels.get("project") == "mail" and version in (None, labels["version"])
+                    if sample.name == "modelyard_gateway_requests_total" and wanted:
+                        counts[int(path.stem)] = counts.get(int(path.stem), 0.0) + sample.value
         return counts
 
     def scraped(self) -> float:
@@ -224,9 +223,10 @@ def test_connections_spread_over_both_workers_and_metrics_sum_them(
             answers = list(pool.map(lambda _: predict(gateway), range(20)))
             assert answers == [(200, "v1")] * 20
             sent += 20
-    # Each worker counts after it wrote the answer: wait for the last counts, then compare exactly.
+    # Counts are taken after the answer is written and published at each poll: wait for the last
+    # ones, then compare exactly.
     assert wait_for(lambda: gateway.scraped() == sent), (gateway.scraped(), sent)
-    assert sum(gateway.served().values()) == sent
+    assert wait_for(lambda: sum(gateway.served().values()) == sent), (gateway.served(), sent)
     assert set(gateway.served()) == set(workers)
 
 
@@ -261,7 +261,14 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0_leaving_no_worker(
     gateway = serve()
     workers = gateway.wait_workers()
     answers: list[tuple[int, str]] = []
-    thread = threading.Thread(target=lambda: answers.append(predict(gateway)))
+
+    def in_flight() -> None:
+        try:
+            answers.append(predict(gateway))
+        except (OSError, http.client.HTTPException) as exc:  # failed below, in the test's thread
+            answers.append((0, repr(exc)))
+
+    thread = threading.Thread(target=in_flight)
     thread.start()
     assert wait_for(lambda: len(replica.requests) == 1)
     gateway.proc.send_signal(signal.SIGTERM)
@@ -290,6 +297,17 @@ def test_a_killed_worker_is_restarted_and_the_gateway_keeps_answering(
     while not gateway.served().get(replacement):
         assert time.monotonic() < deadline, (gateway.served(), gateway.stderr())
         assert [predict(gateway) for _ in range(10)] == [(200, "v1")] * 10
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(
+    env: GatewayWorld, serve: Callable[..., GatewayProcess]
+) -> None:
+    routed(env, "v1")
+    gateway = serve()
+    workers = gateway.wait_workers()
+    os.kill(gateway.proc.pid, signal.SIGKILL)  # it cannot stop them: they must notice by themselves
+    gateway.proc.wait(timeout=5)
+    assert wait_for(lambda: not any(alive(pid, started) for pid, started in workers.items()), timeout=10)
 
 
 @pytest.mark.parametrize(

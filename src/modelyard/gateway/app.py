@@ -18,11 +18,12 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
+from modelyard.errors import ModelyardError
 from modelyard.gateway.logs import LogSink
 from modelyard.gateway.proxy import GatewayResponse, error_response
 from modelyard.gateway.service import GatewayService, TableSource, response_headers
 from modelyard.gateway.settings import GatewaySettings
+from modelyard.protocols.asgi import receive_raw
 
 __all__ = ["GatewayApp", "build_gateway_app"]
 
@@ -55,8 +56,9 @@ class GatewayApp:
         if isinstance(admitted, GatewayResponse):
             await _send(send, admitted, "")
             return
+        limit = service.settings.max_body_bytes
         try:
-            body = await _body(receive, service.settings.max_body_bytes) if admitted.expects_body else b""
+            body = await receive_raw(receive, limit) if admitted.expects_body else b""
         except ModelyardError as exc:
             await _send(send, service.refused(error_response(exc)), admitted.request_id)
             return
@@ -99,22 +101,6 @@ def build_service(
     from modelyard.gateway.store import RouteStore
 
     return GatewayService(settings, RouteStore.open(settings.control), sink, owns_source=True)
-
-
-async def _body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidInput("client disconnected before the body was read", field="body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(size, limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _send(send: Send, response: GatewayResponse, request_id: str) -> None:

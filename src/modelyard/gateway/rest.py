@@ -13,16 +13,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.errors import InvalidInput
 from modelyard.gateway.store import RouteStore
 from modelyard.gateway.table import route_to_dict
-from modelyard.protocols.http import error_response, json_response, read_body
+from modelyard.protocols.http import guarded, json_response, read_model
 
 __all__ = ["MAX_JSON_BODY", "PREFIX", "routes_endpoints"]
 
@@ -61,30 +61,8 @@ class OptionsBody(_Body):
     target: dict[str, StrictStr] | None = None
 
 
-def _handler(function: Handler) -> Handler:
-    """Map domain errors through the one table; anything else becomes a logged 500."""
-
-    @functools.wraps(function)
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await function(request)
-        except ModelyardError as exc:
-            return error_response(exc)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return error_response(ModelyardError("internal server error"))
-
-    return wrapped
-
-
 async def _body(request: Request, model: type[M]) -> M:
-    raw = await read_body(request, MAX_JSON_BODY)
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None
+    return await read_model(request, model, MAX_JSON_BODY)
 
 
 class _Endpoints:
@@ -169,4 +147,4 @@ def routes_endpoints(store: RouteStore) -> list[Route]:
         ("POST", f"{v}/replicas", e.add_replica),
         ("DELETE", f"{v}/replicas", e.remove_replica),
     ]
-    return [Route(path, _handler(handler), methods=[method]) for method, path, handler in table]
+    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]

@@ -243,29 +243,6 @@ class Upstream:
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def request(
-        self,
-        url: str,
-        method: str,
-        path: str,
-        headers: Iterable[tuple[bytes, bytes]],
-        body: bytes,
-        timeout_s: float,
-    ) -> UpstreamResponse:
-        """:meth:`send` as a coroutine (for callers that are coroutines anyway); raises UpstreamError."""
-        waiter: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
-
-        def done(response: UpstreamResponse | None, error: UpstreamError | None) -> None:
-            if waiter.done():
-                return
-            if error is not None:
-                waiter.set_exception(error)
-            else:
-                waiter.set_result(response)  # type: ignore[arg-type]
-
-        self.send(url, method, path, headers, body, timeout_s, done)
-        return await waiter
-
     def forget(self, keep: Iterable[str]) -> None:
         """Close the pools of replicas no longer in the routing table."""
         wanted = set(keep)

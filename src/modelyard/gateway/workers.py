@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ log = logging.getLogger("modelyard.gateway")
 SETTINGS_ENV = "MODELYARD_GATEWAY_SETTINGS"
 SOCKET_ENV = "MODELYARD_GATEWAY_FD"
 READY_ENV = "MODELYARD_GATEWAY_READY_FD"
+SUPERVISOR_ENV = "MODELYARD_GATEWAY_SUPERVISOR"
 
 
 def _announce(url: str) -> None:
@@ -57,6 +59,7 @@ class _Supervisor:
             SETTINGS_ENV: self.worker_settings,
             SOCKET_ENV: str(self.sock.fileno()),
             READY_ENV: str(self.ready_w),
+            SUPERVISOR_ENV: str(os.getpid()),
         })  # fmt: skip
         return subprocess.Popen(
             [sys.executable, "-m", "modelyard.gateway.workers"],
@@ -154,7 +157,20 @@ def _worker_main() -> None:
     def ready(url: str) -> None:
         os.write(ready_fd, b"r")  # the supervisor announces once every worker said so
 
+    _stop_with_supervisor(int(os.environ[SUPERVISOR_ENV]))
     _serve_one(settings, sock, ready)
+
+
+def _stop_with_supervisor(supervisor: int) -> None:
+    """Drain and exit, as on SIGTERM, once the supervisor is gone: killed by SIGKILL or the OOM
+    killer it cannot stop its workers, which would go on serving on its port with stale settings."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
 from modelyard.protocols.errors import error_body, error_headers, status_for
 from modelyard.protocols.http import decompress
 
-__all__ = ["header", "receive_body", "send_error", "send_response"]
+__all__ = ["header", "receive_body", "receive_raw", "send_error", "send_response"]
 
 _JSON = b"application/json"
 
@@ -27,11 +27,8 @@ def header(raw_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | Non
     return None
 
 
-async def receive_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
-    """Read the whole body, refusing more than ``limit`` bytes, decompressing gzip/deflate."""
-    declared = header(headers, b"content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(int(declared), limit)
+async def receive_raw(receive: Receive, limit: int) -> bytes:
+    """The body's bytes as sent (no decoding), refusing more than ``limit`` while reading."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -44,8 +41,15 @@ async def receive_body(receive: Receive, headers: list[tuple[bytes, bytes]], lim
             raise PayloadTooLarge(size, limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def receive_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
+    """Read the whole body, refusing more than ``limit`` bytes, decompressing gzip/deflate."""
+    declared = header(headers, b"content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(int(declared), limit)
+    body = await receive_raw(receive, limit)
     encoding = (header(headers, b"content-encoding") or "").strip().lower()
     if encoding in ("", "identity"):
         return body

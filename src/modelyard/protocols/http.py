@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, PayloadTooLarge, RouteNotFound
 from modelyard.protocols.errors import error_body, error_headers, status_for
 from modelyard.server.metrics import ServerMetrics
 
-__all__ = ["Endpoint", "decompress", "endpoint", "error_response", "http_error", "json_response", "read_body"]
+__all__ = [
+    "Endpoint",
+    "decompress",
+    "endpoint",
+    "error_response",
+    "guarded",
+    "http_error",
+    "json_response",
+    "read_body",
+    "read_model",
+]
 
 log = logging.getLogger("modelyard.server")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+M = TypeVar("M", bound=BaseModel)
 
 JSON = "application/json"
 
@@ -118,3 +131,33 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def guarded(function: Endpoint) -> Endpoint:
+    """A control-plane handler (registry, routes): domain errors through the one table, a client
+    gone mid-upload a bare 400, anything else a logged 500 — the server keeps serving."""
+
+    @functools.wraps(function)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await function(request)
+        except ModelyardError as exc:
+            return error_response(exc)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening; the upload was discarded
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error_response(ModelyardError("internal server error"))
+
+    return wrapped
+
+
+async def read_model(request: Request, model: type[M], limit: int) -> M:
+    """A JSON body validated as ``model``; the first validation error is a 400 naming its field."""
+    raw = await read_body(request, limit)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None

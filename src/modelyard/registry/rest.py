@@ -16,21 +16,20 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from modelyard.errors import (
     InvalidInput,
-    ModelyardError,
     NotFound,
     PayloadTooLarge,
 )
-from modelyard.protocols.http import error_response, http_error, json_response, read_body
+from modelyard.protocols.http import guarded, http_error, json_response, read_model
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
@@ -53,32 +52,8 @@ def _dump(value: BaseModel | list[Any]) -> Any:
     return value.model_dump(mode="json")
 
 
-def _handler(function: Handler) -> Handler:
-    """Map domain errors through the one table; anything else becomes a logged 500."""
-
-    @functools.wraps(function)
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await function(request)
-        except ModelyardError as exc:
-            return error_response(exc)
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody is listening; the upload was discarded
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return error_response(ModelyardError("internal server error"))
-
-    return wrapped
-
-
 async def _body(request: Request, model: type[M]) -> M:
-    raw = await read_body(request, MAX_JSON_BODY)
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None
+    return await read_model(request, model, MAX_JSON_BODY)
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -284,7 +259,7 @@ def routes(endpoints: _Endpoints) -> list[Route]:
         ("GET", f"{PREFIX}/resolve", e.resolve),
         ("POST", f"{PREFIX}/gc", e.collect_garbage),
     ]
-    return [Route(path, _handler(handler), methods=[method]) for method, path, handler in table]
+    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
 
 
 def build_registry_app(

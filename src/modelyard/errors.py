@@ -113,8 +113,10 @@ class Overloaded(ModelyardError):
 
     kind = ErrorKind.OVERLOADED
 
-    def __init__(self, name: str, queue_size: int, retry_after: float = 1.0) -> None:
-        super().__init__(f"model '{name}' is overloaded: {queue_size} requests already queued")
+    def __init__(
+        self, name: str, queue_size: int, retry_after: float = 1.0, message: str | None = None
+    ) -> None:
+        super().__init__(message or f"model '{name}' is overloaded: {queue_size} requests already queued")
         self.retry_after = retry_after
 
 

@@ -98,6 +98,7 @@ class StubReplica:
         self._loop = loop
         self.status = 200
         self.delay_s = 0.0
+        self.interim = False  # send "100 Continue" before each answer, as some servers do
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.transports: set[asyncio.Transport] = set()
         self._server: asyncio.Server | None = None
@@ -144,7 +145,8 @@ class StubReplica:
             self.status, reason, len(payload),
         )  # fmt: skip
         if protocol.transport is not None and not protocol.transport.is_closing():
-            protocol.transport.write(head + payload)
+            interim = b"HTTP/1.1 100 Continue\r\n\r\n" if self.interim else b""
+            protocol.transport.write(interim + head + payload)
 
 
 class GatewayThread:

@@ -412,8 +412,10 @@ def test_wrong_method_is_405_naming_it_and_keeps_the_connection(
     gateway = env.gateway()
     client = connect(gateway.url)
     client.send(request(method, path, b'{"ignored": true}'))  # a body nobody reads is skipped
-    content = assert_error(client.answer(), 405, "method_not_allowed", "method")
+    answer = client.answer()
+    content = assert_error(answer, 405, "method_not_allowed", "method")
     assert f"method {method} is not allowed on {path}" in content["error"]
+    assert answer.headers["allow"] in ("POST", "GET", "GET, HEAD")  # HTTP requires it on a 405
     client.send(request("GET", "/health/live"))  # the refused body did not desync the stream
     assert client.answer().json() == {"live": True}
     assert replica.requests == []
@@ -574,3 +576,39 @@ def test_beyond_max_in_flight_requests_get_503_with_retry_after(
     third.send(predict(headers=rid("d")))  # room again, and the refused connection is still usable
     assert third.answer().status == 200
     assert len(replica.requests) == 3
+
+
+def test_an_endless_header_line_is_cut_off_and_closed(
+    env: GatewayWorld, connect: Callable[[str], Raw]
+) -> None:
+    replica = routed(env)
+    gateway = env.gateway()
+    client = connect(gateway.url)
+    client.send(b"POST " + PREDICT.format(model="spam").encode() + b" HTTP/1.1\r\nx-long: ")
+    answer = None
+    try:
+        for _ in range(40):  # 40 x 16 KiB of one header value that never ends
+            client.send(b"a" * 16384)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed on us mid-send: that is the point
+    answer = client.answer()
+    content = assert_error(answer, 400, "invalid_input", "headers")
+    assert "request head too large" in content["error"]
+    assert replica.requests == []
+
+
+def test_a_replicas_interim_100_continue_is_not_taken_for_its_answer(
+    env: GatewayWorld, connect: Callable[[str], Raw]
+) -> None:
+    replica = routed(env)
+    replica.interim = True
+    gateway = env.gateway()
+    client = connect(gateway.url)
+    for i in range(3):
+        client.send(predict(headers={**rid(f"i{i}"), "expect": "100-continue"}))
+        first = client.answer()
+        if first.status == 100:  # the gateway's own interim answer to the caller's expectation
+            first = client.answer()
+        assert first.status == 200
+        assert first.json()["request_id"] == f"i{i}"
+    assert all("expect" not in headers for _, headers, _ in replica.requests)  # never forwarded

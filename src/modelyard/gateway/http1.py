@@ -32,6 +32,8 @@ __all__ = ["Http1Server", "serve_forever"]
 log = logging.getLogger("modelyard.gateway")
 MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
+# One read can end a request and start the next one's head, so raw counts may overshoot by a read.
+_READ_SLACK = 256 * 1024
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 # A parsed request waiting to be answered: (admitted | ready-made answer | (method, path)), body,
@@ -59,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        self.raw_head = 0  # bytes received while the head is incomplete (includes the body's start)
         self.body: list[bytes] = []
         self.size = 0
         self.current: Admitted | GatewayResponse | tuple[str, str] | None = None
@@ -78,12 +81,20 @@ class _Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         if self.failed:
             return
+        if self.current is None and self.raw_head > MAX_HEAD_BYTES + _READ_SLACK:
+            # httptools buffers a header until its line ends, so an endless header line is cut
+            # off here, by the bytes received while the head stayed incomplete.
+            limits = f"{MAX_HEAD_BYTES} bytes, {MAX_HEADERS} headers"
+            self._fail(InvalidInput(f"request head too large (limit {limits})", field="headers"))
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(InvalidInput("protocol upgrades are not supported", field="upgrade"))
         except httptools.HttpParserError as exc:
             self._fail(InvalidInput(f"malformed HTTP request: {exc}", field="request"))
+        if self.current is None:
+            self.raw_head += len(data)
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:

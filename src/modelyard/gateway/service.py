@@ -130,9 +130,19 @@ class GatewayService:
         try:
             wanted = "GET" if target[0] == "metadata" else "POST"
             if method != wanted:
-                raise MethodNotAllowed(f"method {method} is not allowed on {path}", field="method")
+                refused = error_response(
+                    MethodNotAllowed(
+                        f"method {method} is not allowed on {path} (use {wanted})", field="method"
+                    )
+                )
+                refused.headers.append((b"allow", wanted.encode()))
+                return self.refused(refused)
             if self.in_flight >= self.settings.max_in_flight:
-                raise Overloaded("gateway", self.settings.max_in_flight)
+                limit = self.settings.max_in_flight
+                message = (
+                    f"the gateway is at its limit of {limit} requests in flight per worker; retry shortly"
+                )
+                raise Overloaded("gateway", limit, message=message)
             declared = content_length(headers)
             if declared is not None and declared > self.settings.max_body_bytes:
                 raise PayloadTooLarge(declared, self.settings.max_body_bytes)
@@ -178,10 +188,13 @@ class GatewayService:
     def other(self, method: str, path: str) -> GatewayResponse:
         """The gateway's own endpoints: metrics, probes, the routing table in use."""
         if method not in ("GET", "HEAD"):
-            error: ModelyardError = MethodNotAllowed(
-                f"method {method} is not allowed on {path}", field="method"
+            if path not in _OWN:
+                return _not_found(method, path)
+            refused = error_response(
+                MethodNotAllowed(f"method {method} is not allowed on {path}", field="method")
             )
-            return error_response(error) if path in _OWN else _not_found(method, path)
+            refused.headers.append((b"allow", b"GET, HEAD"))
+            return refused
         if path == "/metrics":
             return GatewayResponse(200, [(b"content-type", CONTENT_TYPE.encode())], self.metrics.render())
         if path == "/health/live":

@@ -25,7 +25,8 @@ log = logging.getLogger("modelyard.gateway")
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
-     b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length"}
+     b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length",
+     b"expect"}
 )  # fmt: skip
 
 
@@ -99,6 +100,9 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self.parser.get_status_code() < 200:  # an interim answer (100 Continue): not ours
+            self.headers, self.body = [], []
+            return
         done, self.done = self.done, None
         if self.timer is not None:
             self.timer.cancel()

@@ -73,7 +73,7 @@ class _Supervisor:
         try:
             self.workers = [self.spawn() for _ in range(self.count)]
             if not self._await_ready(timeout_s=120.0):
-                return 2
+                return 0 if self.stopping else 2  # asked to stop while starting is not a failure
             host, port = self.sock.getsockname()[:2]
             self.on_ready(f"http://{host}:{port}")
             self._watch()
@@ -96,6 +96,7 @@ class _Supervisor:
 
     def _watch(self) -> None:
         backoff = 0.5
+        last_restart = 0.0
         while not self.stopping:
             time.sleep(0.1)
             for index, worker in enumerate(self.workers):
@@ -103,8 +104,11 @@ class _Supervisor:
                     continue
                 print(f"modelyard gateway: worker {worker.pid} exited ({worker.returncode}); restarting",
                       file=sys.stderr, flush=True)  # fmt: skip
+                if time.monotonic() - last_restart > 60.0:
+                    backoff = 0.5  # the last crash was long ago: this is not a crash loop
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+                last_restart = time.monotonic()
                 self.workers[index] = self.spawn()
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:

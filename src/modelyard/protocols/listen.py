@@ -11,13 +11,21 @@ import uvicorn
 __all__ = ["AnnouncingServer", "bind_socket"]
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket; port 0 picks a free port (read it back with ``getsockname``)."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A listening socket; port 0 picks a free port (read it back with ``getsockname``).
+
+    ``reuse_port``: several processes bind the same port and the kernel spreads new connections
+    evenly over their sockets (Linux SO_REUSEPORT); with ``listen=False`` the socket only holds the
+    port for the group and takes no connections itself.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 

@@ -2,8 +2,9 @@
 
 A single Python process tops out at one core, and users of Python gateways report the front
 process as their bottleneck; so the supervisor reserves the port and starts ``workers`` processes
-that each listen on it with SO_REUSEPORT (the kernel spreads connections evenly over them). Each worker polls the routing
-table itself, so all of them converge within ``refresh_interval_s`` of a change. A worker that dies
+that each listen on it with SO_REUSEPORT (the kernel spreads connections evenly over them). Each
+worker polls the routing table itself, so all of them converge within ``refresh_interval_s`` of a
+change. A worker that dies
 is restarted with back-off; SIGTERM/SIGINT drain every worker (in-flight requests finish) and exit 0.
 """
 

@@ -1,0 +1,209 @@
+"""The deploy file: what should run, per project / model / version (seed R9; docs/deploy.md).
+
+```yaml
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec: {uri: spam@production, replicas: 2, resources: {cpu: 1, memory: 1Gi}, weight: 80}
+  - version: v2
+    spec: {uri: spam/7, replicas: 1, weight: 20, batching: {max_batch_size: 32}}
+```
+
+Transport-free and I/O-free: these models validate a parsed document; ``deploy/file.py`` reads the
+YAML and turns validation errors into messages naming the line and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Autoscaling",
+    "Batching",
+    "DeployFile",
+    "Deployment",
+    "Probe",
+    "Probes",
+    "Resources",
+    "ServerSettings",
+    "VersionDeployment",
+    "VersionSpec",
+]
+
+# The gateway's rule for names in URL paths (gateway/table.py NAME_PATTERN), restated here so the
+# deploy plane does not import the gateway just to validate a file.
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+Name = Annotated[str, Field(pattern=_NAME)]
+# Kubernetes quantities: "500m", "1", "1.5" CPUs; "512Mi", "1Gi", "1G", "1000000" bytes.
+_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """Requests (and limits) per replica. ``cpu`` in cores or millicores, ``memory`` in bytes with
+    Kubernetes suffixes, ``gpu`` a whole number of devices."""
+
+    cpu: str | float | None = None
+    memory: str | None = None
+    gpu: int = Field(default=0, ge=0)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | float | None) -> str | float | None:
+        if value is not None and (not _CPU.match(str(value)) or float(str(value).rstrip("m")) <= 0):
+            raise ValueError(
+                f"cpu {value!r} must be a positive number of cores (1, 0.5) or millicores (500m)"
+            )
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"memory {value!r} must be bytes with an optional suffix (512Mi, 1Gi, 1G)")
+        return value
+
+
+class Autoscaling(_Strict):
+    """Replica bounds and the target the autoscaler keeps (CPU utilisation percent)."""
+
+    min_replicas: int = Field(ge=1)
+    max_replicas: int = Field(ge=1)
+    target_cpu_percent: int = Field(default=70, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class Batching(_Strict):
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_latency_ms: float | None = Field(default=None, ge=0)
+
+
+class ServerSettings(_Strict):
+    """What the replica's ``modelyard serve`` gets: threads, queue, environment variables."""
+
+    intra_op_threads: int | None = Field(default=None, ge=0)
+    max_queue: int | None = Field(default=None, ge=1)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Probe(_Strict):
+    period_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    initial_delay_s: float = Field(default=0.0, ge=0)
+
+
+class Probes(_Strict):
+    """Timings of the probes wired to the server's /health/{startup,ready,live}."""
+
+    startup: Probe = Field(default_factory=lambda: Probe(period_s=2.0, failure_threshold=60))
+    readiness: Probe = Field(default_factory=Probe)
+    liveness: Probe = Field(default_factory=lambda: Probe(period_s=10.0))
+
+
+class VersionSpec(_Strict):
+    """How one version runs. ``uri``: a registry alias (``spam@production``), a registry version
+    (``spam/7``) or a package path (``dist/spam-1.modelyard``)."""
+
+    uri: str = Field(min_length=1)
+    replicas: int | None = Field(default=None, ge=0)
+    autoscaling: Autoscaling | None = None
+    resources: Resources = Field(default_factory=Resources)
+    weight: int = Field(default=0, ge=0)
+    mirror: float | bool = False  # true: every request; a fraction in (0, 1]: that share
+    batching: Batching = Field(default_factory=Batching)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    probes: Probes = Field(default_factory=Probes)
+    image: str | None = None  # Kubernetes: the image to run (default: built from the package)
+
+    @model_validator(mode="after")
+    def _scaling(self) -> VersionSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("give either replicas or autoscaling, not both")
+        return self
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror(cls, value: float | bool) -> float | bool:
+        if not isinstance(value, bool) and not 0 < value <= 1:
+            raise ValueError(f"mirror {value!r} must be true, false or a fraction in (0, 1]")
+        return value
+
+    @property
+    def mirror_fraction(self) -> float | None:
+        """The share of requests mirrored to this version, None when it is not a mirror."""
+        if self.mirror is True:
+            return 1.0
+        if self.mirror is False:
+            return None
+        return float(self.mirror)
+
+    @property
+    def min_replicas(self) -> int:
+        if self.autoscaling is not None:
+            return self.autoscaling.min_replicas
+        return 1 if self.replicas is None else self.replicas
+
+
+class VersionDeployment(_Strict):
+    version: Name
+    spec: VersionSpec
+
+
+class Deployment(_Strict):
+    project: Name
+    model: Name
+    versions: list[VersionDeployment] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_versions(self) -> Deployment:
+        seen: set[str] = set()
+        for index, version in enumerate(self.versions):
+            if version.version in seen:
+                raise ValueError(f"version {version.version!r} is listed twice (versions[{index}])")
+            seen.add(version.version)
+        if not any(v.spec.weight > 0 for v in self.versions) and any(
+            v.spec.mirror_fraction is None for v in self.versions
+        ):
+            raise ValueError(f"{self.project}/{self.model}: no version has a weight above 0")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.project, self.model)
+
+
+class DeployFile(_Strict):
+    """The whole file: a list of deployments, each project/model at most once."""
+
+    api_version: Literal["modelyard/v1"] = Field(default="modelyard/v1", alias="apiVersion")
+    deployments: list[Deployment] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> DeployFile:
+        seen: set[tuple[str, str]] = set()
+        for index, deployment in enumerate(self.deployments):
+            if deployment.key in seen:
+                raise ValueError(
+                    f"{deployment.project}/{deployment.model} is listed twice (deployments[{index}])"
+                )
+            seen.add(deployment.key)
+        return self

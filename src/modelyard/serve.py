@@ -61,10 +61,16 @@ def _announce(url: str) -> None:
     print(f"modelyard: serving on {url}", flush=True)
 
 
+# Given the server's URL and its readiness check once it listens; returns what to call on the
+# way out (``modelyard serve --announce`` passes one that heart-beats into the routing table).
+OnListening = Callable[[str, Callable[[], bool]], Callable[[], None]]
+
+
 def run(
     settings: Settings,
     models: Iterable[ModelSpec] = (),
     on_ready: Callable[[str], None] = _announce,
+    on_listening: OnListening | None = None,
 ) -> None:
     """Build the app and serve it until a signal stops it."""
     if settings.gil_switch_interval_ms is not None:
@@ -84,12 +90,22 @@ def run(
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         lifespan="on",
     )
-    server = _DrainingServer(config, app.state.dataplane, on_ready)
+    plane: DataPlane = app.state.dataplane
+    on_exit: list[Callable[[], None]] = []
+
+    def ready(url: str) -> None:
+        on_ready(url)
+        if on_listening is not None:
+            on_exit.append(on_listening(url, plane.ready))
+
+    server = _DrainingServer(config, plane, ready)
     sock = bind_socket(settings.host, settings.port)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for leave in on_exit:
+            leave()
     if not server.started:
         error = app.state.dataplane.lifecycle.startup_error
         raise SystemExit(f"modelyard: the server did not start{': ' + error if error else ''}")

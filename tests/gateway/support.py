@@ -207,6 +207,15 @@ class GatewayWorld:
         self.gateways.append(gateway)
         return gateway
 
+    @classmethod
+    @contextlib.contextmanager
+    def context(cls, tmp_path: Path) -> Iterator[GatewayWorld]:
+        created = cls(tmp_path)
+        try:
+            yield created
+        finally:
+            created.close()
+
     def close(self) -> None:
         for gateway in self.gateways:
             with contextlib.suppress(Exception):
@@ -218,13 +227,8 @@ class GatewayWorld:
         self.store.close()
 
 
-@contextlib.contextmanager
-def world(tmp_path: Path) -> Iterator[GatewayWorld]:
-    created = GatewayWorld(tmp_path)
-    try:
-        yield created
-    finally:
-        created.close()
+def world(tmp_path: Path) -> contextlib.AbstractContextManager[GatewayWorld]:
+    return GatewayWorld.context(tmp_path)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:

@@ -20,7 +20,7 @@ def test_migrated_database_matches_the_table_definitions(settings: RegistrySetti
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0002"
+            assert context.get_current_revision() == "0003"
             # The metadata holds the gateway's routing-table tables too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
@@ -30,7 +30,13 @@ def test_migrated_database_matches_the_table_definitions(settings: RegistrySetti
     assert {table.name for table in gateway_schema.metadata.sorted_tables} == {
         *(table.name for table in t.metadata.sorted_tables)
     }  # one metadata object
-    assert {"gateway_routes", "gateway_versions", "gateway_replicas", "gateway_state"} <= tables
+    assert {
+        "gateway_routes",
+        "gateway_versions",
+        "gateway_replicas",
+        "gateway_state",
+        "gateway_endpoints",
+    } <= tables
 
 
 def test_the_routing_table_migration_starts_at_revision_0(tmp_path: Path) -> None:
@@ -57,4 +63,5 @@ def test_the_migrations_live_inside_the_package() -> None:
     assert sorted(p.name for p in (MIGRATIONS / "versions").glob("v*.py")) == [
         "v0001_initial.py",
         "v0002_gateway_routes.py",
+        "v0003_gateway_endpoints.py",
     ]

@@ -72,6 +72,17 @@ def serve(
         str | None,
         typer.Option(envvar="MODELYARD_REGISTRY_URL", help="registry server for refs (default: local)"),
     ] = None,
+    announce: Annotated[
+        str | None,
+        typer.Option(help="register this replica for the gateway as project/model/version (heartbeats)"),
+    ] = None,
+    announce_url: Annotated[
+        str | None, typer.Option(help="the URL gateways should use (default: the address served on)")
+    ] = None,
+    control_plane: Annotated[
+        str | None,
+        typer.Option(envvar="MODELYARD_CONTROL_URL", help="control plane for --announce (default: local)"),
+    ] = None,
 ) -> None:
     """Serve one or more models over the Open Inference Protocol and the TF-Serving REST API."""
     paths = paths or []
@@ -103,10 +114,42 @@ def serve(
             serve_isolated(settings)  # never returns: execs the server in the venv, or exits 2
         from modelyard.serve import run  # imported here so `modelyard version` stays instant
 
-        run(settings)
+        run(settings, on_listening=_announcing(announce, announce_url, control_plane, settings.host))
     except (ModelyardError, FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
         typer.echo(f"modelyard: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _announcing(target: str | None, url: str | None, control_plane: str | None, host: str) -> Any:
+    """The ``on_listening`` hook of ``--announce``: None without it; checked before serving starts."""
+    if target is None:
+        return None
+    from modelyard.deploy.discovery import Announcer, parse_target
+    from modelyard.gateway.table import check_replica_url
+
+    names = parse_target(target)
+    if url is not None:
+        check_replica_url(url, "announce_url")
+    elif host in ("0.0.0.0", "::"):
+        raise ValueError("serving on every address: say which one gateways should use with --announce-url")
+
+    def start(served: str, ready: Any) -> Any:
+        chosen = url or served
+        api: Any
+        if control_plane:
+            from modelyard.gateway.route_client import RouteClient
+
+            api = RouteClient(control_plane)
+        else:
+            from modelyard.gateway.store import RouteStore
+            from modelyard.registry.settings import RegistrySettings
+
+            api = RouteStore.open(RegistrySettings.from_env())
+        announcer = Announcer(api, names, chosen, ready)
+        announcer.start()
+        return announcer.stop
+
+    return start
 
 
 def _settings(

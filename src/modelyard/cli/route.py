@@ -272,3 +272,28 @@ def delete(
             return
         changed = api.remove_version(project, model, version)
     typer.echo(f"removed {version}: {_summary(changed)}")
+
+
+@route_app.command()
+def endpoints(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    control_plane: ControlUrl = None,
+) -> None:
+    """Replicas that announced themselves (`modelyard serve --announce`): readiness, last heartbeat."""
+    with _routes(control_plane) as api:
+        found = api.endpoints()
+    if as_json:
+        from modelyard.gateway.rest import endpoint_to_dict
+
+        typer.echo(json.dumps([endpoint_to_dict(endpoint) for endpoint in found], indent=2))
+        return
+    if not found:
+        typer.echo("no announced endpoints")
+        return
+    table = Table("route", "version", "url", "ready", "last heartbeat", "expires")
+    for item in found:
+        table.add_row(
+            f"{item.project}/{item.model}", item.version, item.url, "yes" if item.ready else "no",
+            item.heartbeat_at.strftime("%H:%M:%S"), item.expires_at.strftime("%H:%M:%S"),
+        )  # fmt: skip
+    Console().print(table)

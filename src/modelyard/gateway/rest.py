@@ -8,6 +8,7 @@ body is a 400 naming the field, and a body over :data:`MAX_JSON_BODY` is a 413.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,11 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.errors import InvalidInput
+from modelyard.gateway.endpoints import Endpoint
 from modelyard.gateway.store import RouteStore
 from modelyard.gateway.table import route_to_dict
 from modelyard.protocols.http import guarded, json_response, read_model
 
-__all__ = ["MAX_JSON_BODY", "PREFIX", "routes_endpoints"]
+__all__ = ["MAX_JSON_BODY", "PREFIX", "endpoint_to_dict", "routes_endpoints"]
 
 log = logging.getLogger("modelyard.gateway")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -52,6 +54,12 @@ class ReplicasBody(_Body):
 
 class ReplicaBody(_Body):
     url: StrictStr
+
+
+class HeartbeatBody(_Body):
+    url: StrictStr
+    ready: StrictBool = True
+    ttl_s: StrictFloat | StrictInt = 10.0
 
 
 class OptionsBody(_Body):
@@ -122,6 +130,31 @@ class _Endpoints:
             raise InvalidInput("name the replica to remove as ?url=http://host:port", field="url")
         return await self._route(self.store.remove_replica, *_names(request, version=True), url)
 
+    async def heartbeat(self, request: Request) -> Response:
+        body = await _body(request, HeartbeatBody)
+        names = _names(request, version=True)
+        changed = await self._call(self.store.heartbeat, *names, body.url, ready=body.ready, ttl_s=body.ttl_s)
+        return json_response({"changed": changed})
+
+    async def deregister(self, request: Request) -> Response:
+        url = request.query_params.get("url")
+        if not url:
+            raise InvalidInput("name the endpoint to remove as ?url=http://host:port", field="url")
+        await self._call(self.store.deregister, *_names(request, version=True), url)
+        return Response(status_code=204)
+
+    async def list_endpoints(self, request: Request) -> Response:
+        found = await self._call(self.store.endpoints)
+        return json_response([endpoint_to_dict(endpoint) for endpoint in found])
+
+
+def endpoint_to_dict(endpoint: Endpoint) -> dict[str, Any]:
+    """An announced replica as JSON (timestamps in ISO 8601, UTC)."""
+    data = dataclasses.asdict(endpoint)
+    data["heartbeat_at"] = endpoint.heartbeat_at.isoformat()
+    data["expires_at"] = endpoint.expires_at.isoformat()
+    return data
+
 
 def _names(request: Request, *, version: bool = False) -> tuple[str, ...]:
     params = request.path_params
@@ -146,5 +179,8 @@ def routes_endpoints(store: RouteStore) -> list[Route]:
         ("PUT", f"{v}/replicas", e.set_replicas),
         ("POST", f"{v}/replicas", e.add_replica),
         ("DELETE", f"{v}/replicas", e.remove_replica),
+        ("GET", f"{PREFIX}/_endpoints", e.list_endpoints),
+        ("PUT", f"{v}/endpoints", e.heartbeat),
+        ("DELETE", f"{v}/endpoints", e.deregister),
     ]
     return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound
+from modelyard.gateway.endpoints import Endpoint
 from modelyard.gateway.table import ModelRoute, check_name, route_from_dict
 
 __all__ = ["RouteClient"]
@@ -49,6 +51,13 @@ def _path(project: str, model: str, version: str | None = None) -> str:
 
 def _segment(name: str, field: str) -> str:
     return quote(check_name(name, field), safe="")
+
+
+def _endpoint(data: dict[str, Any]) -> Endpoint:
+    return Endpoint(
+        data["project"], data["model"], data["version"], data["url"], bool(data["ready"]),
+        datetime.fromisoformat(data["heartbeat_at"]), datetime.fromisoformat(data["expires_at"]),
+    )  # fmt: skip
 
 
 class RouteClient:
@@ -133,3 +142,17 @@ class RouteClient:
 
     def delete(self, project: str, model: str) -> None:
         self._send("DELETE", _path(project, model))
+
+    def heartbeat(
+        self, project: str, model: str, version: str, url: str, *, ready: bool = True, ttl_s: float = 10.0
+    ) -> bool:
+        body = {"url": url, "ready": ready, "ttl_s": ttl_s}
+        return bool(
+            self._send("PUT", f"{_path(project, model, version)}/endpoints", json=body).json()["changed"]
+        )
+
+    def deregister(self, project: str, model: str, version: str, url: str) -> None:
+        self._send("DELETE", f"{_path(project, model, version)}/endpoints", params={"url": url})
+
+    def endpoints(self) -> builtins.list[Endpoint]:
+        return [_endpoint(item) for item in self._send("GET", "/routes/_endpoints").json()]

@@ -10,6 +10,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from modelyard.gateway.endpoints import Endpoint
 from modelyard.gateway.table import ModelRoute
 
 __all__ = ["RoutesAPI"]
@@ -52,3 +53,12 @@ class RoutesAPI(Protocol):
     def remove_version(self, project: str, model: str, version: str) -> ModelRoute: ...
 
     def delete(self, project: str, model: str) -> None: ...
+
+    # Endpoint discovery: replicas announce themselves (gateway/endpoints.py).
+    def heartbeat(
+        self, project: str, model: str, version: str, url: str, *, ready: bool = True, ttl_s: float = 10.0
+    ) -> bool: ...
+
+    def deregister(self, project: str, model: str, version: str, url: str) -> None: ...
+
+    def endpoints(self) -> builtins.list[Endpoint]: ...

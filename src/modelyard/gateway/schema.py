@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Table,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 
 from modelyard.registry.schema import metadata
 
-__all__ = ["NAME_LENGTH", "STATE_ID", "URL_LENGTH", "replicas", "routes", "state", "versions"]
+__all__ = ["NAME_LENGTH", "STATE_ID", "URL_LENGTH", "endpoints", "replicas", "routes", "state", "versions"]
 
 NAME_LENGTH = 63  # table.NAME_PATTERN: at most 63 characters
 URL_LENGTH = 255
@@ -80,4 +81,20 @@ state = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("revision", BigInteger, nullable=False),
+)
+
+# Replicas that announce themselves (endpoint discovery, seed R10): each heartbeat pushes
+# ``expires_at`` forward; a ready, unexpired row counts as a replica of its version, next to the
+# static ``gateway_replicas``. No foreign key: a replica may announce itself before its route exists.
+endpoints = Table(
+    "gateway_endpoints",
+    metadata,
+    Column("project", String(NAME_LENGTH), primary_key=True),
+    Column("model", String(NAME_LENGTH), primary_key=True),
+    Column("version", String(NAME_LENGTH), primary_key=True),
+    Column("url", String(URL_LENGTH), primary_key=True),
+    Column("ready", Boolean, nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gateway_endpoints_expires_at", "expires_at"),
 )

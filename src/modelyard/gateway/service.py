@@ -230,6 +230,9 @@ class GatewayService:
 
     async def refresh(self) -> bool:
         """Reload the routing table if its revision moved; True when a new table is in use."""
+        expire = getattr(self.source, "expire", None)
+        if callable(expire):  # drop announced replicas whose heartbeats stopped (endpoints.py)
+            await asyncio.to_thread(expire)
         revision = await asyncio.to_thread(self.source.revision)
         if self.gateway.loaded and revision == self.gateway.router.revision:
             return False

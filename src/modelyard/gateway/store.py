@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.gateway import endpoints as discovery
 from modelyard.gateway import schema as s
 from modelyard.gateway.table import (
     PAYLOAD_MODES,
@@ -261,6 +262,50 @@ class RouteStore:
 
         return self._change(project, model, action)
 
+    # -- endpoint discovery (gateway/endpoints.py) -------------------------------------------------
+
+    def heartbeat(
+        self, project: str, model: str, version: str, url: str, *, ready: bool = True, ttl_s: float = 10.0
+    ) -> bool:
+        """A replica says it is alive (and whether it is ready) for the next ``ttl_s`` seconds.
+
+        Returns True when that changed the routing table (then its revision moved)."""
+        _check_version(project, model, version)
+        url = _check_url(url, "url")
+        if not _is_number(ttl_s) or not 0 < ttl_s <= MAX_TIMEOUT_S:
+            raise InvalidInput(
+                f"ttl_s {ttl_s!r} must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]", field="ttl_s"
+            )
+        with self._writer.begin() as conn:
+            changed = discovery.upsert(conn, project, model, version, url, bool(ready), _now(), float(ttl_s))
+            if changed:
+                _bump_revision(conn)
+        return changed
+
+    def deregister(self, project: str, model: str, version: str, url: str) -> None:
+        """A replica leaves (on a clean shutdown); the gateways stop routing to it at once."""
+        _check_version(project, model, version)
+        with self._writer.begin() as conn:
+            if discovery.remove(conn, project, model, version, _check_url(url, "url")):
+                _bump_revision(conn)
+
+    def expire(self) -> int:
+        """Drop endpoints whose heartbeats stopped; the number dropped (the revision moves if any)."""
+        now = _now()
+        with self._engine.connect() as conn:
+            if not discovery.expired(conn, now):
+                return 0
+        with self._writer.begin() as conn:
+            dropped = discovery.remove_expired(conn, now)
+            if dropped:
+                _bump_revision(conn)
+        return dropped
+
+    def endpoints(self) -> builtins.list[discovery.Endpoint]:
+        """Every announced replica, live or not (for ``modelyard route endpoints``)."""
+        with self._read() as conn:
+            return discovery.all_endpoints(conn)
+
     def delete(self, project: str, model: str) -> None:
         """Remove the route with all its versions and replicas."""
         _check_route(project, model)
@@ -438,9 +483,11 @@ def _read_routes(conn: Connection, only: tuple[str, str] | None = None) -> list[
         statement = select(table)
         return conn.execute(statement if only is None else statement.where(_key(table, *only)))
 
-    urls: dict[tuple[str, str, str], list[str]] = {}
+    urls: dict[tuple[str, str, str], set[str]] = {}
     for row in rows(s.replicas):
-        urls.setdefault((row.project, row.model, row.version), []).append(row.url)
+        urls.setdefault((row.project, row.model, row.version), set()).add(row.url)
+    for project, model, version, url in discovery.live_urls(conn, _now(), only):
+        urls.setdefault((project, model, version), set()).add(url)
     versions: dict[tuple[str, str], list[VersionRoute]] = {}
     for row in rows(s.versions):
         replicas = tuple(sorted(urls.get((row.project, row.model, row.version), [])))

@@ -21,16 +21,19 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Autoscaling",
     "Batching",
     "DeployFile",
     "Deployment",
+    "LivenessProbe",
     "Probe",
     "Probes",
     "Resources",
     "ServerSettings",
+    "StartupProbe",
     "VersionDeployment",
     "VersionSpec",
 ]
@@ -42,6 +45,12 @@ Name = Annotated[str, Field(pattern=_NAME)]
 # Kubernetes quantities: "500m", "1", "1.5" CPUs; "512Mi", "1Gi", "1G", "1000000" bytes.
 _CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
+def _error_at(at: tuple[str | int, ...], reason: str) -> PydanticCustomError:
+    """A model-level error about one of the model's parts: ``at`` is that part's path below the model,
+    which ``deploy/file.py`` appends to the error's location so the message names its line."""
+    return PydanticCustomError("invalid", "{reason}", {"reason": reason, "at": at})
 
 
 class _Strict(BaseModel):
@@ -109,12 +118,23 @@ class Probe(_Strict):
     initial_delay_s: float = Field(default=0.0, ge=0)
 
 
+class StartupProbe(Probe):
+    """Its own defaults per field, so ``startup: {period_s: 1}`` keeps the 60 failures allowed."""
+
+    period_s: float = Field(default=2.0, gt=0)
+    failure_threshold: int = Field(default=60, ge=1)
+
+
+class LivenessProbe(Probe):
+    period_s: float = Field(default=10.0, gt=0)
+
+
 class Probes(_Strict):
     """Timings of the probes wired to the server's /health/{startup,ready,live}."""
 
-    startup: Probe = Field(default_factory=lambda: Probe(period_s=2.0, failure_threshold=60))
+    startup: StartupProbe = Field(default_factory=StartupProbe)
     readiness: Probe = Field(default_factory=Probe)
-    liveness: Probe = Field(default_factory=lambda: Probe(period_s=10.0))
+    liveness: LivenessProbe = Field(default_factory=LivenessProbe)
 
 
 class VersionSpec(_Strict):
@@ -135,7 +155,7 @@ class VersionSpec(_Strict):
     @model_validator(mode="after")
     def _scaling(self) -> VersionSpec:
         if self.replicas is not None and self.autoscaling is not None:
-            raise ValueError("give either replicas or autoscaling, not both")
+            raise _error_at(("autoscaling",), "give either replicas or autoscaling, not both")
         return self
 
     @field_validator("mirror")
@@ -173,11 +193,15 @@ class Deployment(_Strict):
 
     @model_validator(mode="after")
     def _unique_versions(self) -> Deployment:
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for index, version in enumerate(self.versions):
             if version.version in seen:
-                raise ValueError(f"version {version.version!r} is listed twice (versions[{index}])")
-            seen.add(version.version)
+                first = seen[version.version]
+                raise _error_at(
+                    ("versions", index, "version"),
+                    f"version {version.version!r} is listed twice (first as versions[{first}])",
+                )
+            seen[version.version] = index
         if not any(v.spec.weight > 0 for v in self.versions) and any(
             v.spec.mirror_fraction is None for v in self.versions
         ):
@@ -199,11 +223,13 @@ class DeployFile(_Strict):
 
     @model_validator(mode="after")
     def _unique_models(self) -> DeployFile:
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[str, str], int] = {}
         for index, deployment in enumerate(self.deployments):
             if deployment.key in seen:
-                raise ValueError(
-                    f"{deployment.project}/{deployment.model} is listed twice (deployments[{index}])"
+                name = f"{deployment.project}/{deployment.model}"
+                raise _error_at(
+                    ("deployments", index),
+                    f"{name} is listed twice (first as deployments[{seen[deployment.key]}])",
                 )
-            seen.add(deployment.key)
+            seen[deployment.key] = index
         return self

@@ -1,0 +1,289 @@
+"""Reading deploy files: the issue's example loads; every error names its line and its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelyard.deploy.file import (
+    DeployFileError,
+    DeployFileProblem,
+    format_field,
+    load_deploy_file,
+    read_deploy_file,
+)
+from modelyard.errors import ErrorKind, InvalidInput
+
+EXAMPLE = """\
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec: {uri: spam@production, replicas: 2, resources: {cpu: 1, memory: 1Gi}, weight: 80}
+  - version: v2
+    spec: {uri: spam/7, replicas: 1, weight: 20, batching: {max_batch_size: 32}}
+"""
+
+
+def errors(text: str) -> list[str]:
+    """The lines of the error ``text`` raises."""
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    return str(caught.value).splitlines()
+
+
+def test_the_issue_example_loads() -> None:
+    loaded = load_deploy_file(EXAMPLE)
+    (deployment,) = loaded.deployments
+    assert (deployment.project, deployment.model) == ("mail", "spam")
+    v1, v2 = deployment.versions
+    assert (v1.version, v1.spec.uri, v1.spec.replicas, v1.spec.weight) == ("v1", "spam@production", 2, 80)
+    assert (v1.spec.resources.cpu, v1.spec.resources.memory) == (1, "1Gi")
+    assert (v2.version, v2.spec.uri, v2.spec.weight, v2.spec.batching.max_batch_size) == (
+        "v2",
+        "spam/7",
+        20,
+        32,
+    )
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# nothing deployed yet\n", "---\n"])
+def test_an_empty_file_deploys_nothing(text: str) -> None:
+    assert load_deploy_file(text).deployments == []
+
+
+def test_anchors_and_merge_keys_load() -> None:
+    text = """\
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec: &base
+      uri: spam@production
+      replicas: 2
+      weight: 90
+  - version: v2
+    spec:
+      <<: *base
+      weight: 10
+"""
+    v1, v2 = load_deploy_file(text).deployments[0].versions
+    assert (v2.spec.uri, v2.spec.replicas, v2.spec.weight) == ("spam@production", 2, 10)
+    assert v1.spec.weight == 90
+
+
+def test_an_unknown_top_level_key() -> None:
+    assert errors("deployments: []\ndefaults: {}\n") == [
+        "deploy.yaml:2: defaults: unknown field 'defaults' (expected one of: apiVersion, deployments)"
+    ]
+
+
+def test_negative_replicas_name_the_line_and_field() -> None:
+    text = EXAMPLE.replace("{uri: spam/7, replicas: 1", "{uri: spam/7, replicas: -1")
+    assert errors(text) == [
+        "deploy.yaml:8: deployments[0].versions[1].spec.replicas: Input should be greater than or equal to 0"
+    ]
+
+
+def test_an_unknown_key_is_named_with_a_suggestion() -> None:
+    text = EXAMPLE.replace("replicas: 2", "replica: 2")
+    assert errors(text) == [
+        "deploy.yaml:6: deployments[0].versions[0].spec.replica: unknown field 'replica' (did you mean "
+        "'replicas'? expected one of: uri, replicas, autoscaling, resources, weight, mirror, batching, "
+        "server, probes, image)"
+    ]
+
+
+def test_an_unknown_key_deep_down_names_the_fields_of_its_own_model() -> None:
+    text = EXAMPLE.replace("batching: {max_batch_size: 32}", "batching: {max_batch: 32}")
+    (line,) = errors(text)
+    assert line.startswith("deploy.yaml:8: deployments[0].versions[1].spec.batching.max_batch: unknown field")
+    assert "did you mean 'max_batch_size'? expected one of: max_batch_size, max_latency_ms)" in line
+
+
+def test_a_version_listed_twice_points_at_the_second() -> None:
+    text = EXAMPLE.replace("- version: v2", "- version: v1")
+    assert errors(text) == [
+        "deploy.yaml:7: deployments[0].versions[1].version: version 'v1' is listed twice "
+        "(first as versions[0])"
+    ]
+
+
+def test_a_model_listed_twice_points_at_the_second() -> None:
+    text = EXAMPLE + EXAMPLE.split("\n", 1)[1]
+    assert errors(text) == [
+        "deploy.yaml:9: deployments[1]: mail/spam is listed twice (first as deployments[0])"
+    ]
+
+
+def test_a_duplicate_key_is_an_error_not_the_last_one_winning() -> None:
+    text = EXAMPLE.replace("  - version: v2\n", "  - version: v2\n    version: v3\n")
+    assert errors(text) == [
+        "deploy.yaml:8: deployments[0].versions[1].version: duplicate key 'version' (first on line 7)"
+    ]
+
+
+def test_a_duplicate_key_in_a_flow_mapping() -> None:
+    text = EXAMPLE.replace("weight: 80}", "weight: 80, weight: 90}")
+    assert errors(text) == [
+        "deploy.yaml:6: deployments[0].versions[0].spec.weight: duplicate key 'weight' (first on line 6)"
+    ]
+
+
+def test_a_missing_uri_is_reported_on_the_line_of_its_mapping() -> None:
+    text = """\
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec:
+      replicas: 1
+      weight: 1
+"""
+    assert errors(text) == ["deploy.yaml:6: deployments[0].versions[0].spec.uri: Field required"]
+
+
+def test_a_bad_memory_quantity() -> None:
+    text = EXAMPLE.replace("memory: 1Gi", "memory: 1GB")
+    assert errors(text) == [
+        "deploy.yaml:6: deployments[0].versions[0].spec.resources.memory: memory '1GB' must be bytes "
+        "with an optional suffix (512Mi, 1Gi, 1G)"
+    ]
+
+
+def test_replicas_and_autoscaling_together() -> None:
+    text = """\
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec:
+      uri: spam/7
+      replicas: 2
+      autoscaling:
+        min_replicas: 1
+        max_replicas: 4
+      weight: 1
+"""
+    assert errors(text) == [
+        "deploy.yaml:9: deployments[0].versions[0].spec.autoscaling: give either replicas or "
+        "autoscaling, not both"
+    ]
+
+
+def test_a_yaml_syntax_error_names_its_line() -> None:
+    text = EXAMPLE.replace("  versions:", " versions:")
+    assert errors(text) == [
+        "deploy.yaml:4: invalid YAML: expected <block end>, but found '<block mapping start>' "
+        "(while parsing a block mapping on line 1)"
+    ]
+
+
+def test_an_unclosed_flow_mapping() -> None:
+    (line,) = errors(EXAMPLE.replace("max_batch_size: 32}}", "max_batch_size: 32}"))
+    assert line.startswith("deploy.yaml:9: invalid YAML:")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- 1\n", "deploy.yaml:1: the file must be a mapping with a 'deployments' list"),
+        ("a: 1\n---\nb: 2\n", "deploy.yaml:2: invalid YAML: but found another document"),
+        ("deployments: !!python/object:os.system {}\n", "deploy.yaml:1: invalid YAML: could not determine"),
+        ("deployments: []\nx: [\x07]\n", "deploy.yaml:2: invalid YAML: unacceptable character #x0007"),
+        ("apiVersion: v2\n", "deploy.yaml:1: apiVersion: Input should be 'modelyard/v1'"),
+    ],
+)
+def test_documents_that_are_not_deploy_files(text: str, expected: str) -> None:
+    (line,) = errors(text)
+    assert line.startswith(expected)
+
+
+def test_every_error_is_reported_sorted_by_line() -> None:
+    text = """\
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec:
+      uri: spam@production
+      resources: {cpu: 0, memory: lots}
+      mirror: {always: true}
+  - version: bad name
+    spec: {replicas: -1}
+"""
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    error = caught.value
+    assert isinstance(error, InvalidInput)
+    assert error.kind is ErrorKind.INVALID_INPUT
+    spec0, spec1 = "deployments[0].versions[0].spec", "deployments[0].versions[1]"
+    assert [(line, field) for line, field, _ in error.errors] == [
+        (8, f"{spec0}.resources.cpu"),
+        (8, f"{spec0}.resources.memory"),
+        (9, f"{spec0}.mirror"),  # one line per union member pydantic tried, without its tag
+        (9, f"{spec0}.mirror"),
+        (10, f"{spec1}.version"),
+        (11, f"{spec1}.spec.uri"),
+        (11, f"{spec1}.spec.replicas"),
+    ]
+    cpu = "cpu 0.0 must be a positive number of cores (1, 0.5) or millicores (500m)"
+    assert error.errors[0] == DeployFileProblem(8, f"{spec0}.resources.cpu", cpu)
+    assert error.field == f"{spec0}.resources.cpu"
+    assert str(error).splitlines()[4] == (
+        "deploy.yaml:10: deployments[0].versions[1].version: String should match pattern "
+        "'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'"
+    )
+
+
+def test_an_error_in_a_merged_mapping_points_at_the_anchor() -> None:
+    text = """\
+deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec: &base
+      uri: spam/7
+      replicas: -1
+      weight: 1
+  - version: v2
+    spec:
+      <<: *base
+      weight: 2
+"""
+    lines = errors(text)
+    assert lines == [
+        "deploy.yaml:8: deployments[0].versions[0].spec.replicas: Input should be greater than or equal to 0",
+        "deploy.yaml:8: deployments[0].versions[1].spec.replicas: Input should be greater than or equal to 0",
+    ]
+
+
+def test_an_alias_bomb_is_refused_before_validation() -> None:
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for name, previous in zip("bcdefg", "abcdef", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]")
+    assert errors("\n".join(lines)) == ["deploy.yaml:1: more than 200000 YAML nodes (aliases expanded)"]
+
+
+def test_read_deploy_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(EXAMPLE)
+    assert read_deploy_file(path) == load_deploy_file(EXAMPLE)
+    path.write_text(EXAMPLE.replace("weight: 80", "weight: -80"))
+    with pytest.raises(DeployFileError, match=rf"^{path}:6: deployments\[0\]\.versions\[0\]\.spec\.weight: "):
+        read_deploy_file(path)
+    path.write_bytes(b"deployments: []\n# caf\xe9\n")
+    with pytest.raises(DeployFileError, match=r":2: the file is not valid UTF-8$"):
+        read_deploy_file(str(path))
+
+
+def test_format_field() -> None:
+    assert format_field(()) == ""
+    assert format_field(("deployments", 0, "versions", 12, "spec")) == "deployments[0].versions[12].spec"

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
+import modelyard.deploy.schema  # (adds the deploy history to the metadata emptied below)
 import modelyard.gateway.schema  # noqa: F401  (adds the routing table's tables to the metadata emptied below)
 from modelyard.app import build_app
 from modelyard.registry import schema as registry_schema
@@ -57,7 +58,8 @@ def postgres_url() -> Iterator[str]:
 
 
 def _empty_postgres(url: str) -> None:
-    """Empty every table of the shared metadata: the registry's and the gateway's routing table."""
+    """Empty every table of the shared metadata: the registry's, the gateway's routing table and the
+    deploy history."""
     engine = create_engine(url)
     try:
         with engine.begin() as conn:

@@ -23,7 +23,7 @@
   and its proxy core (``balance``, ``router``, ``proxy``, ``mirror``, ``logs``, ``service``) imports
   no web framework: the ASGI adapter ``app`` and the HTTP/1.1 server ``http1`` are its edges;
 - ``deploy`` never imports the model server, the SDK, runtimes or the protocol adapters, and its
-  core (``spec``, ``file``, ``diff``, ``kubernetes``, ``discovery``) no web framework or HTTP client;
+  core (all but ``rest``, ``client`` and the ``local`` backend) no web framework or HTTP client;
 - the client SDK (``client``) imports only itself, ``errors`` and ``dtypes`` (and the package root,
   for its version): nothing of the server, registry or gateway;
 - no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported: those
@@ -216,7 +216,10 @@ REGISTRY_CORE = _m(
 # The gateway modules that keep the routing table; rest, route_client and the proxy are its edges.
 ROUTING_CORE = _m("gateway.table", "gateway.schema", "gateway.store", "gateway.routes_api")
 # The deploy plane's pure parts: the file, its diff, Kubernetes manifests, the announcer.
-DEPLOY_CORE = _m("deploy.spec", "deploy.file", "deploy.diff", "deploy.kubernetes", "deploy.discovery")
+DEPLOY_CORE = _m(
+    "deploy.spec", "deploy.file", "deploy.diff", "deploy.kubernetes", "deploy.discovery", "deploy.apply",
+    "deploy.service", "deploy.state", "deploy.schema", "deploy.backend",
+)  # fmt: skip
 # The gateway's request path without its front ends (app: ASGI, http1: raw HTTP/1.1).
 PROXY_CORE = _m(
     "gateway.balance", "gateway.router", "gateway.proxy", "gateway.mirror", "gateway.logs", "gateway.service"

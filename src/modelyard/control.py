@@ -1,4 +1,5 @@
-"""The control plane's REST app: the model registry plus the gateway's routing table, one database.
+"""The control plane's REST app: the model registry, the gateway's routing table and (given a deploy
+target) the deploy API, on one database.
 
 A composition root, like ``app.py`` for the model server: it is the one place that sees both the
 registry and the gateway. The gateway's store uses the registry's database (``registry.db``,
@@ -8,9 +9,15 @@ handed to ``build_registry_app`` as a *plane* built on the open registry's engin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from modelyard.deploy.backend import DeployTarget
+from modelyard.deploy.rest import deploy_endpoints
+from modelyard.deploy.service import DeployService
+from modelyard.deploy.state import DeployStore
 from modelyard.gateway.rest import routes_endpoints
 from modelyard.gateway.store import RouteStore
 from modelyard.registry.core import Registry
@@ -25,9 +32,25 @@ def _routing_table(registry: Registry) -> list[BaseRoute]:
     return list(routes_endpoints(RouteStore(registry.engine)))
 
 
-def build_control_app(settings: RegistrySettings, registry: Registry | None = None) -> Starlette:
-    """The registry API (``/api/v1/models`` ...) and the routing table (``/api/v1/routes`` ...).
+def _deploy_plane(target: DeployTarget) -> Callable[[Registry], list[BaseRoute]]:
+    def plane(registry: Registry) -> list[BaseRoute]:
+        store = DeployStore(registry.engine)
+        # An apply that was running when the last control plane died never finished: say so.
+        store.recover_running("the control plane stopped while this apply was running")
+        return list(deploy_endpoints(DeployService(store, RouteStore(registry.engine), target)))
+
+    return plane
+
+
+def build_control_app(
+    settings: RegistrySettings, registry: Registry | None = None, *, target: DeployTarget | None = None
+) -> Starlette:
+    """The registry API (``/api/v1/models`` ...), the routing table (``/api/v1/routes`` ...) and, with
+    a ``target``, the deploy API (``/api/v1/deploy`` ...).
 
     It opens (and migrates) the registry unless given one, exactly as ``build_registry_app`` does.
     """
-    return build_registry_app(settings, registry, planes=[_routing_table])
+    planes: Sequence[Callable[[Registry], Sequence[BaseRoute]]] = [_routing_table]
+    if target is not None:
+        planes = [_routing_table, _deploy_plane(target)]
+    return build_registry_app(settings, registry, planes=planes)

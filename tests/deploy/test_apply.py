@@ -13,39 +13,14 @@ from pathlib import Path
 import pytest
 
 from modelyard.deploy.apply import apply_file
-from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.file import load_deploy_file
-from modelyard.deploy.spec import DeployFile, VersionSpec
-from modelyard.errors import ModelNotReady, NotFound
+from modelyard.deploy.spec import DeployFile
+from modelyard.errors import NotFound
 from modelyard.gateway.store import RouteStore
 from modelyard.registry import RegistrySettings
+from tests.deploy.support import RecordingTarget
 
 EMPTY = DeployFile()
-
-
-class RecordingTarget:
-    """Runs nothing; remembers what it was asked, fails the versions it is told to."""
-
-    def __init__(self) -> None:
-        self.running: dict[VersionKey, VersionSpec] = {}
-        self.calls: list[tuple[str, VersionKey]] = []
-        self.fail: set[VersionKey] = set()
-
-    def ensure(self, key: VersionKey, spec: VersionSpec, *, timeout_s: float = 300.0) -> None:
-        self.calls.append(("ensure", key))
-        if key in self.fail:
-            raise ModelNotReady("/".join(key), "its replicas never became ready")
-        self.running[key] = spec
-
-    def remove(self, key: VersionKey) -> None:
-        self.calls.append(("remove", key))
-        self.running.pop(key, None)
-
-    def status(self) -> list[ReplicaStatus]:
-        return [ReplicaStatus(*key, replica="0", url=None, state="ready") for key in self.running]
-
-    def close(self) -> None:
-        self.running.clear()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
+from modelyard.deploy import schema as deploy_schema
 from modelyard.gateway import schema as gateway_schema
 from modelyard.registry import Registry, RegistrySettings
 from modelyard.registry import schema as t
@@ -20,22 +21,22 @@ def test_migrated_database_matches_the_table_definitions(settings: RegistrySetti
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0003"
-            # The metadata holds the gateway's routing-table tables too (they share it).
+            assert context.get_current_revision() == "0004"
+            # The metadata holds the gateway's routing table and the deploy history too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
     assert {table.name for table in t.metadata.sorted_tables} <= tables
-    assert {table.name for table in gateway_schema.metadata.sorted_tables} == {
-        *(table.name for table in t.metadata.sorted_tables)
-    }  # one metadata object
+    assert gateway_schema.metadata is t.metadata  # one metadata object
+    assert deploy_schema.applies.metadata is t.metadata
     assert {
         "gateway_routes",
         "gateway_versions",
         "gateway_replicas",
         "gateway_state",
         "gateway_endpoints",
+        "deploy_applies",
     } <= tables
 
 
@@ -64,4 +65,5 @@ def test_the_migrations_live_inside_the_package() -> None:
         "v0001_initial.py",
         "v0002_gateway_routes.py",
         "v0003_gateway_endpoints.py",
+        "v0004_deploy_history.py",
     ]

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from modelyard import __version__
 from modelyard.cli import package as package_commands
+from modelyard.cli.deploy import deploy_app
 from modelyard.cli.gateway import gateway_app
 from modelyard.cli.registry import REGISTRY_ERRORS, registry_app, registry_error_message
 from modelyard.cli.route import route_app
@@ -31,6 +32,22 @@ package_commands.register(app)
 app.add_typer(registry_app, name="registry")
 app.add_typer(route_app, name="route")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(deploy_app, name="deploy")
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="control-plane port (default 8090; 0 picks one)")] = None,
+    gateway_port: Annotated[int, typer.Option(help="gateway port (0 picks one)")] = 8000,
+    gateway_workers: Annotated[int, typer.Option(help="gateway worker processes (0: one per core)")] = 0,
+) -> None:
+    """The whole platform here: control plane (registry, routes, deploy API, local replicas) + gateway."""
+    from modelyard.gateway.settings import GatewaySettings
+    from modelyard.registry.settings import RegistrySettings
+    from modelyard.up import run_up
+
+    control = RegistrySettings.from_env(port=port)
+    run_up(control, GatewaySettings(control=control, port=gateway_port, workers=gateway_workers))
 
 
 @app.command()
@@ -65,6 +82,10 @@ def serve(
     intra_op_threads: Annotated[int | None, typer.Option(help="onnxruntime/torch threads per model")] = None,
     max_queue: Annotated[int | None, typer.Option(help="queued requests per model before 503")] = None,
     log_level: Annotated[str | None, typer.Option(help="uvicorn log level")] = None,
+    drain_grace: Annotated[
+        float | None,
+        typer.Option(help="on SIGTERM, report not-ready and keep serving this many seconds (default 0)"),
+    ] = None,
     isolated: Annotated[
         bool, typer.Option("--isolated", help="run packages in a venv built from their pinned requirements")
     ] = False,
@@ -94,7 +115,7 @@ def serve(
         )
     overrides: dict[str, Any] = {
         "host": host, "port": port, "intra_op_threads": intra_op_threads,
-        "max_queue": max_queue, "log_level": log_level,
+        "max_queue": max_queue, "log_level": log_level, "drain_grace_s": drain_grace,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
     }  # fmt: skip
     settings = _settings(config, paths, name, model_version, overrides)

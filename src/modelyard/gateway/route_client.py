@@ -15,32 +15,16 @@ from urllib.parse import quote
 
 import httpx
 
-from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound
+from modelyard.errors import ModelyardError
 from modelyard.gateway.endpoints import Endpoint
 from modelyard.gateway.table import ModelRoute, check_name, route_from_dict
+from modelyard.protocols.errors import error_from_body
 
 __all__ = ["RouteClient"]
 
-_ERRORS: dict[str, type[ModelyardError]] = {
-    ErrorKind.NOT_FOUND.value: NotFound,
-    ErrorKind.CONFLICT.value: Conflict,
-    ErrorKind.INVALID_INPUT.value: InvalidInput,
-}
-
 
 def _error(response: httpx.Response) -> ModelyardError:
-    try:
-        body = response.json()
-        message, kind, field = str(body["error"]), str(body["kind"]), body.get("field")
-    except (ValueError, KeyError, TypeError):
-        message, kind, field = f"HTTP {response.status_code}: {response.text[:200]}", "internal", None
-    error = _ERRORS.get(kind, ModelyardError)(message, field=field)
-    if type(error) is ModelyardError:
-        try:
-            error.kind = ErrorKind(kind)
-        except ValueError:
-            error.kind = ErrorKind.INTERNAL
-    return error
+    return error_from_body(response.status_code, response.content)
 
 
 def _path(project: str, model: str, version: str | None = None) -> str:

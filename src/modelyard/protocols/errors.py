@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from modelyard.errors import ErrorKind, ModelyardError, Overloaded
+from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound, Overloaded
 
-__all__ = ["STATUS_BY_KIND", "error_body", "error_headers", "status_for"]
+__all__ = ["STATUS_BY_KIND", "error_body", "error_from_body", "error_headers", "status_for"]
 
 STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.INVALID_INPUT: 400,
@@ -46,3 +46,26 @@ def error_headers(error: ModelyardError) -> dict[str, str]:
     if isinstance(error, Overloaded):
         return {"retry-after": str(max(1, round(error.retry_after)))}
     return {}
+
+
+_DECODED: dict[str, type[ModelyardError]] = {
+    ErrorKind.NOT_FOUND.value: NotFound,
+    ErrorKind.CONFLICT.value: Conflict,
+    ErrorKind.INVALID_INPUT.value: InvalidInput,
+}
+
+
+def error_from_body(status: int, body: bytes) -> ModelyardError:
+    """The domain error an error body describes (what an HTTP client of our APIs raises)."""
+    try:
+        data = orjson.loads(body)
+        message, kind, field = str(data["error"]), str(data["kind"]), data.get("field")
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message, kind, field = f"HTTP {status}: {body[:200].decode(errors='replace')}", "internal", None
+    error = _DECODED.get(kind, ModelyardError)(message, field=field if isinstance(field, str) else None)
+    if type(error) is ModelyardError:
+        try:
+            error.kind = ErrorKind(kind)
+        except ValueError:
+            error.kind = ErrorKind.INTERNAL
+    return error

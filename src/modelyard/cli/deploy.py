@@ -1,0 +1,219 @@
+"""``modelyard deploy ...``: declarative deployments from a YAML file kept in Git (docs/deploy.md).
+
+``validate`` and ``render`` work offline, and so does ``diff --against OLD``; ``diff``, ``apply``,
+``status``, ``history`` and ``rollback`` talk to a control plane (``modelyard up``), which owns the
+replicas and the history: ``--control-plane URL`` or ``MODELYARD_CONTROL_URL``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+
+from modelyard.deploy.client import DEFAULT_CONTROL_URL, DeployClient
+from modelyard.deploy.diff import diff, render_plan
+from modelyard.deploy.file import read_deploy_file
+from modelyard.deploy.spec import DeployFile
+from modelyard.errors import InvalidInput, ModelyardError
+
+__all__ = ["deploy_app"]
+
+deploy_app = typer.Typer(
+    help="Declarative deployments: validate, diff, apply, status, history, rollback, render."
+)
+
+File = Annotated[Path, typer.Argument(help="the deploy file (YAML)")]
+ControlUrl = Annotated[
+    str,
+    typer.Option("--control-plane", envvar="MODELYARD_CONTROL_URL", help="the control plane (modelyard up)"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+@deploy_app.callback()
+def _root() -> None:
+    """Declarative deployments."""
+
+
+def _fail(exc: BaseException, url: str | None = None) -> NoReturn:
+    if isinstance(exc, ModelyardError):
+        typer.echo(f"modelyard: {exc.message}", err=True)
+    elif isinstance(exc, httpx.HTTPError):
+        typer.echo(
+            f"modelyard: cannot reach the control plane at {url}: {exc} (is `modelyard up` running?)",
+            err=True,
+        )
+    else:
+        typer.echo(f"modelyard: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _load(path: Path) -> DeployFile:
+    try:
+        return read_deploy_file(path)
+    except (ModelyardError, OSError) as exc:
+        _fail(exc)
+
+
+def _text(path: Path) -> str:
+    _load(path)  # refuse a bad file here, with its line numbers, before anything is sent
+    return path.read_text()
+
+
+@deploy_app.command()
+def validate(path: File) -> None:
+    """Check a deploy file; errors name the line and the field."""
+    loaded = _load(path)
+    versions = sum(len(d.versions) for d in loaded.deployments)
+    typer.echo(f"{path}: ok ({len(loaded.deployments)} deployments, {versions} versions)")
+
+
+@deploy_app.command("diff")
+def diff_(
+    path: File,
+    against: Annotated[
+        Path | None, typer.Option(help="compare with this file instead of what is applied")
+    ] = None,
+    control_plane: ControlUrl = DEFAULT_CONTROL_URL,
+) -> None:
+    """What apply would do, per project/model/version: ADD, UPDATE (field by field), DELETE, RETAIN."""
+    if against is not None:
+        typer.echo(render_plan(diff(_load(path), _load(against))), nl=False)
+        return
+    text = _text(path)
+    try:
+        with DeployClient(control_plane) as client:
+            typer.echo(client.diff(text, str(path))["plan"], nl=False)
+    except (ModelyardError, httpx.HTTPError) as exc:
+        _fail(exc, control_plane)
+
+
+def _print_outcome(outcome: dict[str, Any]) -> None:
+    for line in outcome["log"]:
+        typer.echo(line)
+    record = outcome["apply"]
+    if outcome["ok"]:
+        typer.echo(f"apply #{record['id']}: done ({outcome['summary']})")
+        return
+    typer.echo(f"apply #{record['id']}: FAILED: {outcome['error']}", err=True)
+    raise typer.Exit(1)
+
+
+@deploy_app.command()
+def apply(path: File, control_plane: ControlUrl = DEFAULT_CONTROL_URL) -> None:
+    """Carry the file out: new replicas first, traffic next, removals last; stop at the first failure."""
+    text = _text(path)
+    try:
+        with DeployClient(control_plane, user=getpass.getuser()) as client:
+            outcome = client.apply(text, str(path))
+    except (ModelyardError, httpx.HTTPError) as exc:
+        _fail(exc, control_plane)
+    _print_outcome(outcome)
+
+
+@deploy_app.command()
+def rollback(apply_id: Annotated[int, typer.Argument(help="the apply to go back to (see history)")],
+             control_plane: ControlUrl = DEFAULT_CONTROL_URL) -> None:  # fmt: skip
+    """Apply an earlier apply's file again (recorded as a new apply)."""
+    try:
+        with DeployClient(control_plane, user=getpass.getuser()) as client:
+            outcome = client.rollback(apply_id)
+    except (ModelyardError, httpx.HTTPError) as exc:
+        _fail(exc, control_plane)
+    _print_outcome(outcome)
+
+
+@deploy_app.command()
+def status(as_json: AsJson = False, control_plane: ControlUrl = DEFAULT_CONTROL_URL) -> None:
+    """The last applied file and every replica: state, URL, restarts."""
+    try:
+        with DeployClient(control_plane) as client:
+            found = client.status()
+    except (ModelyardError, httpx.HTTPError) as exc:
+        _fail(exc, control_plane)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    current = found["current"]
+    typer.echo(
+        f"applied: #{current['id']} by {current['user'] or '?'} at {current['finished_at']}"
+        if current
+        else "applied: nothing yet"
+    )
+    for replica in found["replicas"]:
+        where = replica["url"] or "-"
+        typer.echo(f"  {replica['project']}/{replica['model']} {replica['version']} #{replica['replica']}: "
+                   f"{replica['state']} {where} (restarts {replica['restarts']})")  # fmt: skip
+
+
+@deploy_app.command()
+def history(
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
+    as_json: AsJson = False,
+    control_plane: ControlUrl = DEFAULT_CONTROL_URL,
+) -> None:
+    """Every apply: who, when, from what, and how it ended."""
+    try:
+        with DeployClient(control_plane) as client:
+            found = client.history(limit)
+    except (ModelyardError, httpx.HTTPError) as exc:
+        _fail(exc, control_plane)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    for record in found:
+        summary = record["plan"].get("summary") or ""
+        typer.echo(f"#{record['id']} {record['created_at']} {record['user'] or '?'} {record['status']:8} "
+                   f"{record['source']} {summary} {record['message']}".rstrip())  # fmt: skip
+
+
+@deploy_app.command()
+def render(
+    path: File,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="write here (default: stdout)")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="the Kubernetes namespace")] = "default",
+    image: Annotated[list[str] | None, typer.Option(help="version=image for versions without one")] = None,
+) -> None:
+    """Kubernetes manifests (Deployments, Services, HPAs, ConfigMaps) for GitOps tools."""
+    from modelyard.deploy.kubernetes import render as render_objects
+    from modelyard.deploy.kubernetes import to_yaml
+
+    images = dict(item.split("=", 1) for item in image or [] if "=" in item)
+    loaded = _load(path)
+    try:
+        objects = render_objects(loaded, namespace=namespace, image_for=_image_chooser(images, loaded))
+    except ModelyardError as exc:
+        _fail(exc)
+    text = to_yaml(objects)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {len(objects)} objects to {output}")
+
+
+def _image_chooser(images: dict[str, str], loaded: DeployFile) -> Any:
+    """``--image`` by ``project/model/version`` or by bare version name, else the spec's own image."""
+    names: dict[int, tuple[str, str]] = {}
+    for deployment in loaded.deployments:
+        for version in deployment.versions:
+            full = f"{deployment.project}/{deployment.model}/{version.version}"
+            names[id(version.spec)] = (full, version.version)
+
+    def choose(spec: Any) -> str:
+        full, short = names.get(id(spec), ("", ""))
+        found = spec.image or images.get(full) or images.get(short)
+        if not found:
+            raise InvalidInput(
+                f"{full or 'a version'} has no image: give --image {full}=IMAGE or spec.image", field="image"
+            )
+        return str(found)
+
+    return choose

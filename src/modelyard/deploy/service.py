@@ -1,0 +1,103 @@
+"""``DeployService``: the deploy plane's transport-free core (the REST API and the CLI sit on it).
+
+It holds the history (``DeployStore``), the routing table (``RouteStore``) and a ``DeployTarget``,
+and it runs one apply at a time: ``diff`` compares a file with the last applied one, ``apply``
+records a running apply, carries the plan out (``deploy/apply.py``) and records the outcome,
+``rollback`` applies an earlier record's file again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from modelyard.deploy.apply import ApplyResult, RoutingAPI, apply_file
+from modelyard.deploy.backend import DeployTarget
+from modelyard.deploy.diff import Plan, diff, render_plan
+from modelyard.deploy.file import load_deploy_file
+from modelyard.deploy.spec import DeployFile
+from modelyard.deploy.state import ApplyRecord, ApplyStatus, DeployStore
+from modelyard.errors import Conflict
+
+__all__ = ["ApplyOutcome", "DeployService"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyOutcome:
+    record: ApplyRecord
+    result: ApplyResult
+    log: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "apply": self.record.to_dict(file_text=False),
+            "ok": self.result.ok,
+            "error": self.result.error,
+            "summary": self.result.plan.summary,
+            "log": self.log,
+        }
+
+
+class DeployService:
+    """Diff, apply, status, history and rollback over one store, routing table and target."""
+
+    def __init__(self, store: DeployStore, routes: RoutingAPI, target: DeployTarget) -> None:
+        self.store = store
+        self.routes = routes
+        self.target = target
+        # The database refuses a second running apply across processes; this lock keeps two
+        # requests of the same control plane from even trying at once.
+        self._lock = threading.Lock()
+
+    def current_file(self) -> DeployFile:
+        current = self.store.current()
+        return load_deploy_file(current.file_text, f"apply #{current.id}") if current else DeployFile()
+
+    def diff(self, text: str, source: str = "<deploy file>") -> tuple[Plan, str]:
+        """The plan for ``text`` against the last applied file, and its table."""
+        plan = diff(load_deploy_file(text, source), self.current_file())
+        return plan, render_plan(plan)
+
+    def apply(self, text: str, *, user: str = "", source: str = "", timeout_s: float = 300.0) -> ApplyOutcome:
+        """Validate, record, carry out and record the result; one apply at a time (Conflict)."""
+        desired = load_deploy_file(text, source or "<deploy file>")  # a bad file is never recorded
+        if not self._lock.acquire(blocking=False):
+            raise Conflict("another apply is running on this control plane", field="apply")
+        try:
+            current = self.current_file()
+            plan = diff(desired, current)
+            record = self.store.begin(text, user=user, source=source, plan={"summary": plan.summary})
+            log: list[str] = []
+            try:
+                result = apply_file(
+                    desired, current, self.target, self.routes, progress=log.append, timeout_s=timeout_s
+                )
+            except Exception as exc:  # a bug or a lost database: still close the record
+                self.store.finish(record.id, status="failed", message=f"{type(exc).__name__}: {exc}")
+                raise
+            status: ApplyStatus = "applied" if result.ok else "failed"
+            record = self.store.finish(
+                record.id, status=status, message=result.error or "", plan=result.summary()
+            )
+            return ApplyOutcome(record, result, log)
+        finally:
+            self._lock.release()
+
+    def rollback(self, apply_id: int, *, user: str = "") -> ApplyOutcome:
+        """Apply the file of an earlier apply again (recorded as a new apply)."""
+        earlier = self.store.get(apply_id)
+        return self.apply(earlier.file_text, user=user, source=f"rollback to #{earlier.id}")
+
+    def status(self) -> dict[str, Any]:
+        """The last applied record and every replica the target runs."""
+        current = self.store.current()
+        running = self.store.running()
+        return {
+            "current": current.to_dict(file_text=False) if current else None,
+            "running": running.to_dict(file_text=False) if running else None,
+            "replicas": [dataclasses.asdict(replica) for replica in self.target.status()],
+        }
+
+    def history(self, limit: int = 50, before: int | None = None) -> list[ApplyRecord]:
+        return self.store.history(limit=limit, before=before)

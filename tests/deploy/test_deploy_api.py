@@ -1,0 +1,164 @@
+"""The deploy API over HTTP (control-plane app on port 0) and ``modelyard deploy`` against it.
+
+The target is the recording stand-in (tests/deploy/support.py): these tests are about the API, the
+history and the CLI; the local backend's tests and the end-to-end apply test run real replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelyard.cli.main import app
+from modelyard.control import build_control_app
+from modelyard.deploy.client import DeployClient
+from modelyard.errors import InvalidInput, NotFound
+from modelyard.registry import Registry, RegistrySettings
+from tests.deploy.support import RecordingTarget
+from tests.support import serve_in_thread
+
+FILE = """deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec: {uri: spam@production, replicas: 2, weight: 80}
+  - version: v2
+    spec: {uri: spam/7, replicas: 1, weight: 20, batching: {max_batch_size: 32}}
+"""
+SHIFTED = FILE.replace("weight: 80", "weight: 50").replace("weight: 20", "weight: 50")
+
+
+@pytest.fixture
+def control(tmp_path: Path) -> Iterator[tuple[str, RecordingTarget]]:
+    settings = RegistrySettings(home=tmp_path / "home")
+    target = RecordingTarget()
+    with (
+        Registry(settings) as registry,
+        serve_in_thread(build_control_app(settings, registry, target=target)) as at,
+    ):
+        yield f"http://{at}", target
+
+
+def test_diff_apply_history_status_and_rollback_over_http(control: tuple[str, RecordingTarget]) -> None:
+    url, target = control
+    with DeployClient(url, user="alice") as client:
+        diffed = client.diff(FILE, "deploy.yaml")
+        assert diffed["summary"] == "2 to add, 0 to update, 0 to delete, 0 unchanged"
+        assert " ADD        | v1" in diffed["plan"]
+        first = client.apply(FILE, "deploy.yaml")
+        assert first["ok"], first
+        assert ("mail", "spam", "v2") in target.running
+        assert client.diff(FILE)["empty"] is True  # applied: nothing left to do
+        second = client.apply(SHIFTED, "deploy.yaml")
+        assert second["ok"]
+        assert "0 to add, 2 to update" in second["summary"]
+        history = client.history()
+        assert [(r["id"], r["status"], r["user"]) for r in history] == [
+            (2, "applied", "alice"),
+            (1, "applied", "alice"),
+        ]
+        assert client.record(1)["file_text"] == FILE
+        back = client.rollback(1)
+        assert back["ok"]
+        assert client.history()[0]["source"] == "rollback to #1"
+        assert client.diff(FILE)["empty"] is True
+        status = client.status()
+        assert status["current"]["id"] == 3
+        assert {r["version"] for r in status["replicas"]} == {"v1", "v2"}
+
+
+def test_a_failed_apply_is_recorded_and_answers_422(control: tuple[str, RecordingTarget]) -> None:
+    url, target = control
+    target.fail.add(("mail", "spam", "v2"))
+    with DeployClient(url) as client:
+        outcome = client.apply(FILE, "deploy.yaml")
+        assert outcome["ok"] is False
+        assert "mail/spam version v2" in outcome["error"]
+        assert any("FAILED" in line for line in outcome["log"])
+        [record] = client.history()
+        assert (record["status"], record["message"]) == ("failed", outcome["error"])
+        assert client.diff(FILE)["summary"].startswith("2 to add")  # nothing counts as applied
+
+
+def test_bad_files_and_ids_are_400s_naming_the_place(control: tuple[str, RecordingTarget]) -> None:
+    url, _ = control
+    with DeployClient(url) as client:
+        with pytest.raises(InvalidInput) as caught:
+            client.apply("deployments:\n- project: mail\n  model: spam\n  versions: []\n", "bad.yaml")
+        assert "bad.yaml:4" in caught.value.message
+        with pytest.raises(NotFound):
+            client.rollback(42)
+        assert client.history() == []  # a refused file is never recorded
+
+
+def test_cli_validate_diff_against_and_render_work_offline(tmp_path: Path) -> None:
+    runner = CliRunner()
+    new, old = tmp_path / "deploy.yaml", tmp_path / "old.yaml"
+    new.write_text(SHIFTED)
+    old.write_text(FILE)
+    ok = runner.invoke(app, ["deploy", "validate", str(new)])
+    assert ok.exit_code == 0, ok.output
+    assert "ok (1 deployments, 2 versions)" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FILE.replace("replicas: 1", "replicas: -1"))
+    refused = runner.invoke(app, ["deploy", "validate", str(bad)])
+    assert refused.exit_code == 2
+    assert "bad.yaml:8: deployments[0].versions[1].spec.replicas" in refused.output
+    diffed = runner.invoke(app, ["deploy", "diff", str(new), "--against", str(old)])
+    assert diffed.exit_code == 0
+    assert "- weight: 80" in diffed.output
+    assert "+ weight: 50" in diffed.output
+    missing = runner.invoke(app, ["deploy", "render", str(new)])
+    assert missing.exit_code == 2
+    assert "has no image" in missing.output
+    out = tmp_path / "k8s.yaml"
+    rendered = runner.invoke(
+        app,
+        [
+            "deploy",
+            "render",
+            str(new),
+            "--image",
+            "v1=img:1",
+            "--image",
+            "mail/spam/v2=img:2",
+            "-o",
+            str(out),
+        ],
+    )
+    assert rendered.exit_code == 0, rendered.output
+    assert "image: img:2" in out.read_text()
+    assert "kind: Deployment" in out.read_text()
+
+
+def test_cli_apply_status_history_against_the_control_plane(
+    control: tuple[str, RecordingTarget], tmp_path: Path
+) -> None:
+    url, _ = control
+    path = tmp_path / "deploy.yaml"
+    path.write_text(FILE)
+    runner = CliRunner()
+    applied = runner.invoke(app, ["deploy", "apply", str(path), "--control-plane", url])
+    assert applied.exit_code == 0, applied.output
+    assert "apply #1: done (2 to add" in applied.output
+    assert "PROJECT: mail MODEL: spam" in applied.output
+    again = runner.invoke(app, ["deploy", "diff", str(path), "--control-plane", url])
+    assert "0 to add, 0 to update, 0 to delete, 2 unchanged" in again.output
+    history = runner.invoke(app, ["deploy", "history", "--control-plane", url])
+    assert "#1" in history.output
+    assert "applied" in history.output
+    status = runner.invoke(app, ["deploy", "status", "--control-plane", url])
+    assert "applied: #1" in status.output
+
+
+def test_cli_says_when_no_control_plane_answers(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(FILE)
+    result = CliRunner().invoke(app, ["deploy", "apply", str(path), "--control-plane", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "cannot reach the control plane at http://127.0.0.1:9" in result.output
+    assert "modelyard up" in result.output

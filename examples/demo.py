@@ -1,6 +1,6 @@
 """The 60-second tour: build example models, serve them with `modelyard serve`, send requests.
 
-Run it with `make demo`. Three acts, each printed as the commands it runs and what they answer:
+Run it with `make demo`. Four acts, each printed as the commands it runs and what they answer:
 
 1. one server process holding three models (an ONNX network, a scikit-learn classifier and an
    author-written class), called over the Open Inference Protocol (plain JSON and Triton's own
@@ -16,11 +16,20 @@ Run it with `make demo`. Three acts, each printed as the commands it runs and wh
    runs, `route mirror mail/spam v2` and `route set mail/spam v1=100`: within a second and without a
    restart, requests are answered by v1 and copied to v2, one primary and one mirror record per
    request id in the inference log (`$MODELYARD_HOME/logs/inference.jsonl`); and an excerpt of the
-   gateway's `/metrics`.
+   gateway's `/metrics`;
+4. the platform: the ONNX network built as packages 1.0 and 2.0 and pushed (registry versions 1 and
+   2, `production` -> 1); `modelyard up` (control plane and gateway); a deploy file with `mail/spam`
+   v1 = `tiny_mlp@production` (2 replicas, weight 80) and v2 = `tiny_mlp/2` (1 replica, weight 20):
+   `modelyard deploy diff`, `apply` and `status`; 200 requests through the gateway, split 80/20; the
+   weights changed to 50/50 in the file, `diff` (a field-level UPDATE), `apply`, 100 requests split
+   50/50; `deploy history`, `deploy rollback 1` and 100 requests split 80/20 again, by the same
+   replicas (a weight change restarts none); then SIGTERM to `modelyard up`, which stops the gateway
+   and the replicas with it, and no process of the act is left.
 
-Acts 2 and 3 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
-temporary folder that is deleted at the end, so nothing under your own home is touched. Every server
-and gateway is stopped with SIGTERM and must exit 0; any step that fails makes the demo exit non-zero.
+Acts 2 to 4 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
+temporary folder that is deleted at the end, so nothing under your own home is touched. Every server,
+gateway and `modelyard up` is stopped with SIGTERM and must exit 0; any step that fails makes the demo
+exit non-zero.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import numpy as np
@@ -69,12 +78,27 @@ def abort(proc: subprocess.Popen[str]) -> None:
 
 
 def launch(
-    args: list[str], shown_args: str, ready: str, *, env: dict[str, str] | None, cwd: Path | None
+    args: list[str],
+    shown_args: str,
+    ready: str,
+    *,
+    env: dict[str, str] | None,
+    cwd: Path | None,
+    stderr: IO[str] | None = None,
+    lines: list[str] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start ``modelyard ARGS``, print its output until the line starting with ``ready``; return its URL."""
+    """Start ``modelyard ARGS``, print its output until the line starting with ``ready``; return its URL.
+
+    ``stderr``: where its stderr goes (default: ours); ``lines``: collects the stdout lines read."""
     print("$ modelyard", shown_args)
     proc = subprocess.Popen(
-        [*MODELYARD, *args], stdout=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True
+        [*MODELYARD, *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
     )
     watchdog = threading.Timer(START_TIMEOUT_S, abort, [proc])  # never wait forever for the URL line
     watchdog.start()
@@ -82,6 +106,8 @@ def launch(
         assert proc.stdout is not None
         for line in proc.stdout:
             print("  " + line.rstrip())
+            if lines is not None:
+                lines.append(line.rstrip())
             if line.startswith(ready):
                 return proc, line.split()[-1]
     except BaseException:
@@ -110,14 +136,14 @@ def start_server(
     )
 
 
-def stop_server(proc: subprocess.Popen[str], what: str = "server") -> None:
+def stop_server(proc: subprocess.Popen[str], what: str = "server", timeout_s: float = 30) -> None:
     """SIGTERM drains and stops the server; anything but exit code 0 fails the demo."""
     proc.send_signal(signal.SIGTERM)
     try:
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         abort(proc)
-        sys.exit(f"the {what} did not stop within 30 s of SIGTERM")
+        sys.exit(f"the {what} did not stop within {timeout_s:g} s of SIGTERM")
     print(f"\n== {what} stopped gracefully (exit code {code})")
     if code != 0:
         sys.exit(f"the {what} exited with code {code}")
@@ -524,6 +550,218 @@ def gateway_act(v1_file: Path, v2_file: Path) -> None:
         print(f"\n== removed {scratch}")
 
 
+def deploy_yaml(name: str, v1_weight: int, v2_weight: int) -> str:
+    """The deploy file of act 4: v1 is whatever the registry's production alias names, v2 version 2."""
+    return (
+        "deployments:\n"
+        "- project: mail\n"
+        "  model: spam\n"
+        "  versions:\n"
+        "  - version: v1\n"
+        f"    spec: {{uri: {name}@production, replicas: 2, weight: {v1_weight}}}\n"
+        "  - version: v2\n"
+        f"    spec: {{uri: {name}/2, replicas: 1, weight: {v2_weight}}}\n"
+    )
+
+
+def write_deploy_file(path: Path, text: str) -> None:
+    path.write_text(text)
+    print(f"$ cat {path.name}")
+    for line in text.splitlines():
+        print("  " + line)
+
+
+STATUS_LINE = re.compile(r"^\s*mail/spam (\S+) #(\d+): (\S+) (\S+) \(restarts (\d+)\)$")
+
+
+def replicas_of(status: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], tuple[str, str, int]]:
+    """``modelyard deploy status``'s replicas: (version, replica id) -> (state, URL, restarts)."""
+    found: dict[tuple[str, str], tuple[str, str, int]] = {}
+    for line in status.stdout.splitlines():
+        match = STATUS_LINE.match(line)
+        if match:
+            version, replica, state, url, restarts = match.groups()
+            found[version, replica] = (state, url, int(restarts))
+    ready = [key for key, (state, _, _) in found.items() if state == "ready"]
+    if sorted(ready) != [("v1", "0"), ("v1", "1"), ("v2", "0")]:
+        sys.exit(f"expected replicas v1 #0, v1 #1 and v2 #0, all ready; `deploy status` says {found}")
+    return found
+
+
+def wait_for_weights(http: httpx.Client, weights: dict[str, int]) -> None:
+    """Wait (at most 5 s) until the gateway routes mail/spam by ``weights``: it reads the table every
+    0.25 s, and apply returns once the table is written."""
+    deadline = time.monotonic() + 5
+    while True:
+        _, versions = routed(http)
+        if {version: v.get("weight") for version, v in versions.items()} == weights:
+            return
+        if time.monotonic() > deadline:
+            sys.exit(f"5 s after apply the gateway still routes by {versions}")
+        time.sleep(0.1)
+
+
+def send_and_check(http: httpx.Client, count: int, weights: dict[str, int]) -> None:
+    """``count`` requests through the gateway; fail unless each version's share is within 5 points."""
+    wait_for_weights(http, weights)
+    print(f"\n== {count} requests: POST {PREDICT} {json.dumps({'instances': [ROW]})}")
+    split, _, _ = predict_many(http, count)
+    show_split(split, count)
+    total = sum(weights.values())
+    off = {v: 100 * split[v] / count - 100 * w / total for v, w in weights.items()}
+    if set(split) != set(weights) or max(abs(points) for points in off.values()) > 5:
+        sys.exit(f"expected a split of {weights}, got {dict(split)}")
+
+
+def act_processes(home: Path) -> dict[int, str]:
+    """Every process whose environment says ``MODELYARD_HOME=home``, pid -> command line.
+
+    That is whatever the act started, however deep: ``modelyard up``, its gateway and workers, and
+    the replicas, which run in their own sessions and whose command lines do not name the home.
+    """
+    marker = f"MODELYARD_HOME={home}"
+    found: dict[int, str] = {}
+    if Path("/proc").is_dir():  # Linux: read each environment exactly
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                        argv = (entry / "cmdline").read_bytes().split(b"\0")
+                        found[int(entry.name)] = b" ".join(argv).decode(errors="replace").strip()
+        return found
+    listing = subprocess.run(  # elsewhere (macOS): `ps e` appends each process' environment
+        ["ps", "axeww", "-o", "pid=,command="], capture_output=True, text=True, timeout=10, check=True
+    )
+    for line in listing.stdout.splitlines():
+        pid, _, command = line.strip().partition(" ")
+        if f" {marker} " in f" {command} ":
+            found[int(pid)] = command
+    return found
+
+
+def kill_leftovers(home: Path) -> list[int]:
+    """SIGKILL every process of the act still there (after a failure); returns their ids."""
+    left = sorted(act_processes(home))
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def platform_act(model_file: Path) -> None:
+    """`modelyard up`, a deploy file applied, changed and rolled back, and nothing left running."""
+    print("\n\n== act 4: the platform: `modelyard up`, a deploy file, apply, change, roll back")
+    scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
+    home = scratch / "home"
+    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
+    for variable in ("MODELYARD_REGISTRY_DB", "MODELYARD_REGISTRY_URL", "MODELYARD_ARTIFACTS",
+                     "MODELYARD_CONTROL_URL", "MODELYARD_GATEWAY_LOG_SINK"):  # fmt: skip
+        env.pop(variable, None)  # the registry, routes and deploy history under MODELYARD_HOME only
+    up_log = scratch / "up.log"  # its stderr: uvicorn's INFO lines, and any warning
+    up: subprocess.Popen[str] | None = None
+    try:
+        print(f"$ export MODELYARD_HOME={home}    # a throw-away home, deleted at the end")
+        print(f"$ cd {scratch}")
+
+        print("\n== the ONNX network packaged twice, as 1.0 and 2.0: registry versions 1 and 2")
+        print("# (the examples have no second model with the same input name and shape: v2 is the same")
+        print("#  network, so both versions answer alike; the x-modelyard-version header tells them apart)")
+        name = ""
+        for number, version in enumerate(("1.0", "2.0"), start=1):
+            built = modelyard(
+                "build", str(model_file), "-o", "dist", "--version", version, env=env, cwd=scratch
+            )
+            package = Path(built.stdout.split()[0])
+            name = package.name.removesuffix(".modelyard").rsplit("-", 1)[0]
+            pushed = modelyard("registry", "push", str(package), env=env, cwd=scratch)
+            if not re.search(rf"registered {re.escape(name)}/{number}\b", pushed.stdout):
+                sys.exit(f"expected version {number} of {name}, got: {pushed.stdout}")
+        modelyard("registry", "alias", name, "production", "1", env=env, cwd=scratch)
+
+        print("\n== `modelyard up`: the control plane (registry, routing table, deploy API, replicas)")
+        print("   and the gateway beside it; its stderr (uvicorn's log) goes to up.log")
+        lines: list[str] = []
+        with up_log.open("w") as log_file:
+            up, gateway_url = launch(
+                ["up", "--port", "0", "--gateway-port", "0"],
+                "up --port 0 --gateway-port 0",
+                "modelyard up: gateway on ",
+                env=env,
+                cwd=scratch,
+                stderr=log_file,
+                lines=lines,
+            )
+        control = [line for line in lines if line.startswith("modelyard up: control plane on ")]
+        if not control:
+            sys.exit(f"`modelyard up` did not print its control plane's URL: {lines}")
+        env["MODELYARD_CONTROL_URL"] = control[0].split()[-1]
+        print(f"$ export MODELYARD_CONTROL_URL={env['MODELYARD_CONTROL_URL']}")
+
+        print("\n== what should run, in a file: v1 (the production alias) 80%, v2 (version 2) 20%")
+        deploy_file = scratch / "deploy.yaml"
+        write_deploy_file(deploy_file, deploy_yaml(name, 80, 20))
+        modelyard("deploy", "diff", deploy_file.name, env=env, cwd=scratch)
+        modelyard("deploy", "apply", deploy_file.name, env=env, cwd=scratch)
+        before = replicas_of(modelyard("deploy", "status", env=env, cwd=scratch))
+
+        with httpx.Client(base_url=gateway_url, timeout=10, trust_env=False) as http:
+            send_and_check(http, 200, {"v1": 80, "v2": 20})
+
+            print("\n== change the split to 50/50 in the file: only the weights differ")
+            write_deploy_file(deploy_file, deploy_yaml(name, 50, 50))
+            modelyard("deploy", "diff", deploy_file.name, env=env, cwd=scratch)
+            modelyard("deploy", "apply", deploy_file.name, env=env, cwd=scratch)
+            send_and_check(http, 100, {"v1": 50, "v2": 50})
+
+            print("\n== every apply is recorded with its file: roll back to the first")
+            modelyard("deploy", "history", env=env, cwd=scratch)
+            modelyard("deploy", "rollback", "1", env=env, cwd=scratch)
+            send_and_check(http, 100, {"v1": 80, "v2": 20})
+
+        after = replicas_of(modelyard("deploy", "status", env=env, cwd=scratch))
+        if after != before:
+            sys.exit(f"the replicas changed although only weights did: {before} -> {after}")
+        print("# the same three replicas on the same URLs, none restarted: weights move traffic only")
+
+        processes = act_processes(home)
+        replicas = sorted(pid for pid, command in processes.items() if " modelyard serve " in command)
+        print(f"\n# the act's processes: modelyard up (pid {up.pid}), the gateway and its workers, and")
+        print(f"# {len(replicas)} `modelyard serve` replicas (pids {', '.join(map(str, replicas))}),")
+        print("# each in its own session")
+        if up.pid not in processes or len(replicas) != len(after):
+            sys.exit(f"expected `modelyard up` and {len(after)} replicas, found {processes}")
+        stop_server(up, "modelyard up (the gateway and the replicas with it)", timeout_s=60)
+        left = act_processes(home)
+        if left:
+            sys.exit(f"processes left after `modelyard up` stopped: {left}")
+        for _, url, _ in after.values():
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{url}/health/live", timeout=2, trust_env=False)
+                sys.exit(f"{url} still answers after `modelyard up` stopped")
+        print(f"== no process of the act is left: replicas {', '.join(map(str, replicas))} are gone and")
+        print("   their URLs refuse connections")
+        for line in up_log.read_text().splitlines():
+            if not line.startswith("INFO:"):
+                print(f"  up.log: {line}")  # anything above uvicorn's INFO lines (none on a good run)
+    except BaseException:
+        if up is not None and up.poll() is None:  # a graceful stop first: it stops what it started
+            up.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                up.wait(60)
+            abort(up)
+        left = kill_leftovers(home)
+        if left:
+            print(f"\n== killed processes left behind: {left}")
+        if up_log.exists():
+            print("\n== the last lines of modelyard up's stderr")
+            for line in up_log.read_text().splitlines()[-20:]:
+                print("  " + line)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"\n== removed {scratch}")
+
+
 def main() -> None:
     model_files = build_models.main()
     paths = [str(p) for p in model_files] + [f"{HERE / 'sentiment.py'}:Sentiment"]
@@ -538,6 +776,7 @@ def main() -> None:
     onnx_file = next(p for p in model_files if p.suffix == ".onnx")
     registry_act(onnx_file)
     gateway_act(onnx_file, next(p for p in model_files if p.suffix == ".joblib"))
+    platform_act(onnx_file)
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ def flat(spec: VersionSpec) -> dict[str, Any]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(files)
 def test_a_file_against_itself_is_an_empty_plan(file: DeployFile) -> None:
     plan = diff(file, file)
@@ -267,7 +267,7 @@ def test_a_file_against_itself_is_an_empty_plan(file: DeployFile) -> None:
     assert plan.counts[Action.RETAIN] == len(versions_of(file))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(desired=files, current=files)
 def test_the_plan_covers_both_files(desired: DeployFile, current: DeployFile) -> None:
     plan = diff(desired, current)
@@ -280,7 +280,7 @@ def test_the_plan_covers_both_files(desired: DeployFile, current: DeployFile) ->
     assert render_plan(plan).splitlines()[-1] == plan.summary
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(desired=files, current=files)
 def test_updates_list_exactly_what_differs(desired: DeployFile, current: DeployFile) -> None:
     for model in diff(desired, current).models:
@@ -300,7 +300,7 @@ def test_updates_list_exactly_what_differs(desired: DeployFile, current: DeployF
             assert patched == flat(change.desired)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(a=files, b=files)
 def test_the_reverse_plan_swaps_add_and_delete(a: DeployFile, b: DeployFile) -> None:
     forward, backward = diff(a, b), diff(b, a)
@@ -316,7 +316,7 @@ def test_the_reverse_plan_swaps_add_and_delete(a: DeployFile, b: DeployFile) -> 
                 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(files)
 def test_a_file_written_as_yaml_reads_back_the_same(file: DeployFile) -> None:
     text = yaml.safe_dump(file.model_dump(by_alias=True), sort_keys=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -63,3 +64,22 @@ def linear_onnx(path: Path, seed: int = 3) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs of this user's processes whose environment has ``name=value`` (Linux /proc).
+
+    Replicas carry ``MODELYARD_HOME`` in their environment, not on their command line, so this is
+    how a test finds every process a test's private home started."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found

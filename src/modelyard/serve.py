@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 
 from modelyard.app import build_app
+from modelyard.lifeline import watch_parent_from_env
 from modelyard.protocols.listen import AnnouncingServer, bind_socket
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
@@ -73,6 +74,7 @@ def run(
     on_listening: OnListening | None = None,
 ) -> None:
     """Build the app and serve it until a signal stops it."""
+    watch_parent_from_env()  # a replica of the local deploy backend stops with its supervisor
     if settings.gil_switch_interval_ms is not None:
         # The event loop thread keeps the GIL busy under load; a model thread coming back from
         # native code (onnxruntime, torch) then waits a whole switch interval for it, several times

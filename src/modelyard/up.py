@@ -21,6 +21,7 @@ import uvicorn
 
 from modelyard.control import build_control_app
 from modelyard.gateway.settings import GatewaySettings
+from modelyard.lifeline import PARENT_ENV
 from modelyard.protocols.listen import AnnouncingServer, bind_socket
 from modelyard.registry.settings import RegistrySettings
 
@@ -30,7 +31,7 @@ _GATEWAY_LINE = re.compile(r"modelyard gateway: serving on (http://\S+)")
 
 
 def _start_gateway(gateway: GatewaySettings, control: RegistrySettings) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "MODELYARD_HOME": str(control.home)}
+    env = {**os.environ, "MODELYARD_HOME": str(control.home), PARENT_ENV: str(os.getpid())}
     if control.database_url:
         env["MODELYARD_REGISTRY_DB"] = control.database_url
     command = [sys.executable, "-m", "modelyard", "gateway", "serve", "--host", gateway.host,

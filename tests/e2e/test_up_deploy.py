@@ -12,7 +12,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.support import linear_onnx
+from tests.support import linear_onnx, processes_with_env
 
 CLI = str(Path(sys.executable).with_name("modelyard"))
 pytestmark = pytest.mark.slow
@@ -61,6 +62,15 @@ def platform(tmp_path: Path) -> Iterator[tuple[dict[str, str], str, str]]:
         ["pgrep", "-f", str(tmp_path / "home")], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == "", "replicas outlived modelyard up"
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
 
 
 def cli(env: dict[str, str], *args: str, expect: int = 0) -> str:
@@ -136,3 +146,34 @@ def test_a_broken_version_fails_the_apply_and_leaves_traffic_alone(
     expected = {"v1": ort.InferenceSession(str(good)).run(None, {"x": x})[0]}
     assert split(gateway, x, expected, n=30) == {"v1": 30}  # the broken v2 never got traffic
     assert "failed" in cli(env, "deploy", "history")
+
+
+def test_children_stop_when_modelyard_up_is_killed_outright(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    env = {**os.environ, "MODELYARD_HOME": home}
+    for name in ("MODELYARD_REGISTRY_URL", "MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_DB"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [CLI, "up", "--port", "0", "--gateway-port", "0", "--gateway-workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        control = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        proc.stdout.readline()
+        deploy = tmp_path / "deploy.yaml"
+        model = linear_onnx(tmp_path / "m.onnx")
+        deploy.write_text(DEPLOY.format(v1=model, v2=model).replace("replicas: 2", "replicas: 1"))
+        cli({**env, "MODELYARD_CONTROL_URL": control}, "deploy", "apply", str(deploy))
+        children = processes_with_env("MODELYARD_HOME", home)
+        assert len(children) >= 5  # gateway supervisor + 2 workers + 2 replicas
+        proc.kill()  # no chance to stop anything
+        proc.wait()
+        assert wait_until(lambda: not processes_with_env("MODELYARD_HOME", home), 30), processes_with_env(
+            "MODELYARD_HOME", home
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in processes_with_env("MODELYARD_HOME", home):
+            os.kill(pid, signal.SIGKILL)

@@ -40,13 +40,14 @@ def up(
     port: Annotated[int | None, typer.Option(help="control-plane port (default 8090; 0 picks one)")] = None,
     gateway_port: Annotated[int, typer.Option(help="gateway port (0 picks one)")] = 8000,
     gateway_workers: Annotated[int, typer.Option(help="gateway worker processes (0: one per core)")] = 0,
+    log_level: Annotated[str, typer.Option(help="the control plane's log level")] = "warning",
 ) -> None:
     """The whole platform here: control plane (registry, routes, deploy API, local replicas) + gateway."""
     from modelyard.gateway.settings import GatewaySettings
     from modelyard.registry.settings import RegistrySettings
     from modelyard.up import run_up
 
-    control = RegistrySettings.from_env(port=port)
+    control = RegistrySettings.from_env(port=port, log_level=log_level)
     run_up(control, GatewaySettings(control=control, port=gateway_port, workers=gateway_workers))
 
 

@@ -121,7 +121,8 @@ def _apply_model(
         progress(f"  {change.action.value} ({index}/{len(rolling)}) {change.version} ...")
         assert change.desired is not None
         if change.action is Action.UPDATE and all(c.path in TRAFFIC_FIELDS for c in change.changes):
-            steps.append(_step(model, change, "done", "traffic only"))  # no replica restarts
+            progress("    traffic only: no replica restarts")
+            steps.append(_step(model, change, "done", "traffic only"))
             continue
         try:
             key = (model.project, model.model, change.version)

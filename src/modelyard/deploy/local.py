@@ -66,6 +66,7 @@ from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.discovery import EndpointsAPI, parse_target
 from modelyard.deploy.spec import VersionSpec
 from modelyard.errors import ModelNotReady
+from modelyard.lifeline import PARENT_ENV
 from modelyard.registry.settings import RegistrySettings
 
 if TYPE_CHECKING:
@@ -439,6 +440,8 @@ class LocalTarget:
             "MODELYARD_REGISTRY_DB": self.control.database_url,
             "MODELYARD_ARTIFACTS": self.control.artifact_url,
             "MODELYARD_CONTROL_URL": self.control_url,
+            # The replica drains and exits if this process dies without stopping it (lifeline.py).
+            PARENT_ENV: str(os.getpid()),
         }
         for name, value in control.items():
             if value is None:

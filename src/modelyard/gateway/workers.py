@@ -19,13 +19,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from modelyard.gateway.settings import GatewaySettings
+from modelyard.lifeline import stop_with_parent, watch_parent_from_env
 from modelyard.protocols.listen import bind_socket
 
 __all__ = ["run_gateway"]
@@ -140,6 +140,7 @@ def run_gateway(settings: GatewaySettings, on_ready: Callable[[str], None] = _an
 
     With one worker everything runs in this process; with more, this process only supervises.
     """
+    watch_parent_from_env()  # started by `modelyard up`: stop with it
     if settings.resolved_workers() == 1:
         _serve_one(settings, bind_socket(settings.host, settings.port), on_ready)
         return 0
@@ -165,20 +166,9 @@ def _worker_main() -> None:
     def ready(url: str) -> None:
         os.write(ready_fd, b"r")  # the supervisor announces once every worker said so
 
-    _stop_with_supervisor(int(os.environ[SUPERVISOR_ENV]))
+    # Drain and exit once the supervisor is gone (SIGKILL, the OOM killer): it cannot stop us then.
+    stop_with_parent(int(os.environ[SUPERVISOR_ENV]))
     _serve_one(settings, sock, ready)
-
-
-def _stop_with_supervisor(supervisor: int) -> None:
-    """Drain and exit, as on SIGTERM, once the supervisor is gone: killed by SIGKILL or the OOM
-    killer it cannot stop its workers, which would go on serving on its port with stale settings."""
-
-    def watch() -> None:
-        while os.getppid() == supervisor:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ SQLite database and artifact folder under ``$MODELYARD_HOME`` — and supervises
 backend's replicas (``modelyard serve`` processes); the gateway runs beside it as its own worker
 processes (``modelyard gateway serve``) reading the same routing table. SIGTERM or Ctrl-C stops the
 gateway, the replicas and the control plane, in that order.
+
+``modelyard up --kubernetes`` runs the versions in a cluster instead (``deploy/k8s_target.py``):
+server-side applied Deployments, each version's Service registered as its replica in the routing
+table. The gateway started here must then resolve the Services' cluster DNS names, so run it in a
+pod of that cluster (see docs/deploy.md, "Kubernetes").
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -25,7 +32,13 @@ from modelyard.lifeline import PARENT_ENV
 from modelyard.protocols.listen import AnnouncingServer, bind_socket
 from modelyard.registry.settings import RegistrySettings
 
-__all__ = ["run_up"]
+if TYPE_CHECKING:
+    from modelyard.deploy.backend import DeployTarget
+
+__all__ = ["TargetFactory", "kubernetes_target", "run_up"]
+
+# Makes the deploy target the control plane drives, on the control plane's settings.
+TargetFactory = Callable[[RegistrySettings], "DeployTarget"]
 
 _GATEWAY_LINE = re.compile(r"modelyard gateway: serving on (http://\S+)")
 
@@ -57,15 +70,53 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
-def run_up(
-    control: RegistrySettings, gateway: GatewaySettings, on_ready: Callable[[str, str], None] | None = None
-) -> None:
-    """Serve the control plane here and the gateway beside it until a signal stops them."""
+def _local_target(control: RegistrySettings) -> DeployTarget:
     from modelyard.deploy.local import LocalTarget
 
+    return LocalTarget(control)
+
+
+def kubernetes_target(
+    kubeconfig: str | None = None, namespace: str = "default", context: str | None = None
+) -> TargetFactory:
+    """A factory of ``KubernetesTarget``s that register Services in the control plane's routing
+    table. Its cluster: ``kubeconfig`` when given; else the pod's own service account when this
+    runs in a pod with no kubeconfig around; else ``$KUBECONFIG`` or ``~/.kube/config``."""
+
+    def make(control: RegistrySettings) -> DeployTarget:
+        from modelyard.deploy.k8s_target import KubernetesTarget
+        from modelyard.gateway.store import RouteStore
+
+        routes = RouteStore.open(control)
+        options = {"namespace": namespace, "routes": routes, "close_routes": True}
+        try:
+            no_file = not os.environ.get("KUBECONFIG") and not (Path.home() / ".kube" / "config").exists()
+            if kubeconfig is None and no_file and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                return KubernetesTarget.in_cluster(**options)
+            return KubernetesTarget.from_kubeconfig(kubeconfig, context, **options)
+        except BaseException:
+            routes.close()
+            raise
+
+    return make
+
+
+def run_up(
+    control: RegistrySettings,
+    gateway: GatewaySettings,
+    on_ready: Callable[[str, str], None] | None = None,
+    *,
+    target_factory: TargetFactory | None = None,
+) -> None:
+    """Serve the control plane here and the gateway beside it until a signal stops them. The deploy
+    target is ``target_factory(control)`` (default: the local backend's ``LocalTarget``)."""
     sock = bind_socket(control.host, control.port)
     control_url = f"http://{control.host}:{sock.getsockname()[1]}"
-    target = LocalTarget(control)
+    try:
+        target = (target_factory or _local_target)(control)
+    except BaseException:
+        sock.close()
+        raise
     app = build_control_app(control, target=target)
     gateway_proc: list[subprocess.Popen[str]] = []
 

@@ -41,14 +41,40 @@ def up(
     gateway_port: Annotated[int, typer.Option(help="gateway port (0 picks one)")] = 8000,
     gateway_workers: Annotated[int, typer.Option(help="gateway worker processes (0: one per core)")] = 0,
     log_level: Annotated[str, typer.Option(help="the control plane's log level")] = "warning",
+    kubernetes: Annotated[
+        bool,
+        typer.Option("--kubernetes", help="run versions in a Kubernetes cluster (server-side apply)"),
+    ] = False,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="with --kubernetes: the kubeconfig (default $KUBECONFIG, ~/.kube/config)"),
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="with --kubernetes: the namespace")] = "default",
 ) -> None:
-    """The whole platform here: control plane (registry, routes, deploy API, local replicas) + gateway."""
+    """The whole platform here: control plane (registry, routes, deploy API, replicas) + gateway.
+
+    Replicas run on this machine, or with --kubernetes as Deployments in a cluster."""
     from modelyard.gateway.settings import GatewaySettings
     from modelyard.registry.settings import RegistrySettings
-    from modelyard.up import run_up
+    from modelyard.up import kubernetes_target, run_up
 
+    if not kubernetes and (kubeconfig is not None or namespace != "default"):
+        raise typer.BadParameter(
+            "--kubeconfig and --namespace go with --kubernetes", param_hint="--kubernetes"
+        )
+    factory = kubernetes_target(kubeconfig, namespace) if kubernetes else None
     control = RegistrySettings.from_env(port=port, log_level=log_level)
-    run_up(control, GatewaySettings(control=control, port=gateway_port, workers=gateway_workers))
+    try:
+        run_up(
+            control,
+            GatewaySettings(control=control, port=gateway_port, workers=gateway_workers),
+            target_factory=factory,
+        )
+    except ModelyardError as exc:  # no kubeconfig, or a namespace Kubernetes refuses: one line
+        if exc.field not in ("kubeconfig", "namespace"):
+            raise
+        typer.echo(f"modelyard up: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

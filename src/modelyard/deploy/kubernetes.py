@@ -34,7 +34,17 @@ import yaml
 from modelyard.deploy.spec import DeployFile, Deployment, Probe, Resources, VersionSpec
 from modelyard.errors import InvalidInput
 
-__all__ = ["GPU_RESOURCE", "PORT", "SERVICE_PORT", "object_name", "render", "service_url", "to_yaml"]
+__all__ = [
+    "GPU_RESOURCE",
+    "PORT",
+    "SERVICE_PORT",
+    "check_namespace",
+    "object_name",
+    "render",
+    "render_version",
+    "service_url",
+    "to_yaml",
+]
 
 PORT = 8080  # the model server's port in the image (package/docker.py PORT; tests check they agree)
 SERVICE_PORT = 80
@@ -387,6 +397,25 @@ def _versions(
     return found
 
 
+def check_namespace(namespace: str) -> None:
+    """Raise InvalidInput (field ``namespace``) unless ``namespace`` is a valid namespace name."""
+    if len(namespace) > _MAX_NAME or not _DNS_1123.fullmatch(namespace):
+        raise InvalidInput(
+            f"namespace {namespace!r} must be a DNS label: lower-case letters, digits and '-', "
+            "at most 63 characters",
+            field="namespace",
+        )
+
+
+def _version_objects(v: _Version) -> list[dict[str, Any]]:
+    """A version's Deployment, Service and (when autoscaled) HorizontalPodAutoscaler."""
+    objects = [_deployment(v), _service(v)]
+    autoscaler = _autoscaler(v)
+    if autoscaler is not None:
+        objects.append(autoscaler)
+    return objects
+
+
 def render(
     file: DeployFile,
     *,
@@ -400,21 +429,32 @@ def render(
     Raises InvalidInput naming the field for a missing image, an environment variable name
     Kubernetes refuses, autoscaling without a cpu request, or an invalid namespace.
     """
-    if len(namespace) > _MAX_NAME or not _DNS_1123.fullmatch(namespace):
-        raise InvalidInput(
-            f"namespace {namespace!r} must be a DNS label: lower-case letters, digits and '-', "
-            "at most 63 characters",
-            field="namespace",
-        )
+    check_namespace(namespace)
     objects: list[dict[str, Any]] = []
     for index, deployment in enumerate(file.deployments):
         for v in _versions(deployment, index, namespace, image_for):
-            objects += [_deployment(v), _service(v)]
-            autoscaler = _autoscaler(v)
-            if autoscaler is not None:
-                objects.append(autoscaler)
+            objects += _version_objects(v)
         objects.append(_routes_config_map(deployment, namespace))
     return objects
+
+
+def render_version(
+    project: str,
+    model: str,
+    version: str,
+    spec: VersionSpec,
+    *,
+    namespace: str = "default",
+    image_for: Callable[[VersionSpec], str] | None = None,
+) -> list[dict[str, Any]]:
+    """One version's objects, exactly as ``render`` writes them: its Deployment, Service and (when
+    autoscaled) HorizontalPodAutoscaler. The model's routes ConfigMap is not among them: it needs
+    every version of the model and their weights. Raises InvalidInput as ``render`` does, naming
+    ``spec...`` fields."""
+    check_namespace(namespace)
+    _check(spec, "spec")
+    image = _image(spec, "spec.image", image_for)
+    return _version_objects(_Version(project, model, version, spec, namespace, image))
 
 
 class _Dumper(yaml.SafeDumper):

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from modelyard.deploy import schema as s
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry.db import WRITE, create_registry_engine, migrate
+from modelyard.registry.db import WRITE, open_migrated
 from modelyard.registry.settings import RegistrySettings
 
 __all__ = ["MAX_HISTORY", "ApplyRecord", "ApplyStatus", "DeployStore"]
@@ -88,13 +88,7 @@ class DeployStore:
     @classmethod
     def open(cls, settings: RegistrySettings) -> DeployStore:
         """A store on ``settings``' database, migrated to the newest schema first."""
-        engine = create_registry_engine(settings.resolved_database_url())
-        try:
-            migrate(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(engine, owns_engine=True)
+        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
 
     def close(self) -> None:
         """Release the engine if this store created it (a shared engine belongs to its owner)."""

@@ -37,7 +37,7 @@ from modelyard.gateway.table import (
     check_name,
     check_replica_url,
 )
-from modelyard.registry.db import WRITE, create_registry_engine, migrate
+from modelyard.registry.db import WRITE, open_migrated
 from modelyard.registry.settings import RegistrySettings
 
 __all__ = ["MAX_TIMEOUT_S", "MAX_WEIGHT", "RouteStore"]
@@ -68,13 +68,7 @@ class RouteStore:
     @classmethod
     def open(cls, settings: RegistrySettings) -> RouteStore:
         """A store on ``settings``' database, migrated to the newest schema first."""
-        engine = create_registry_engine(settings.resolved_database_url())
-        try:
-            migrate(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(engine, owns_engine=True)
+        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
 
     def close(self) -> None:
         """Release the engine if this store created it (a shared engine belongs to its owner)."""

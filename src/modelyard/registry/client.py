@@ -16,7 +16,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound
+from modelyard.errors import ModelyardError
+from modelyard.protocols.errors import error_from_body
 from modelyard.registry.files import download_verified, file_chunks
 from modelyard.registry.packages import inspect_package
 from modelyard.registry.refs import ModelRef, check_consumer
@@ -34,26 +35,10 @@ from modelyard.registry.types import (
 __all__ = ["RegistryClient"]
 
 M = TypeVar("M", bound=BaseModel)
-_ERRORS: dict[str, type[ModelyardError]] = {
-    ErrorKind.NOT_FOUND.value: NotFound,
-    ErrorKind.CONFLICT.value: Conflict,
-    ErrorKind.INVALID_INPUT.value: InvalidInput,
-}
 
 
 def _error(response: httpx.Response) -> ModelyardError:
-    try:
-        body = response.json()
-        message, kind, field = str(body["error"]), str(body["kind"]), body.get("field")
-    except (ValueError, KeyError, TypeError):
-        message, kind, field = f"HTTP {response.status_code}: {response.text[:200]}", "internal", None
-    error = _ERRORS.get(kind, ModelyardError)(message, field=field)
-    if type(error) is ModelyardError:
-        try:
-            error.kind = ErrorKind(kind)
-        except ValueError:
-            error.kind = ErrorKind.INTERNAL
-    return error
+    return error_from_body(response.status_code, response.content)
 
 
 def _q(part: str) -> str:

@@ -11,7 +11,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
-__all__ = ["WRITE", "create_registry_engine", "migrate"]
+__all__ = ["WRITE", "create_registry_engine", "migrate", "open_migrated"]
 
 # Execution option marking a connection that will write: on SQLite it starts with BEGIN IMMEDIATE.
 WRITE = "modelyard_write"
@@ -56,3 +56,15 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.execution_options(**{WRITE: True}).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def open_migrated(url: str) -> Engine:
+    """An engine for ``url`` whose database is migrated to the newest schema (disposed on failure):
+    what every store that opens its own engine (routes, deploy history) starts from."""
+    engine = create_registry_engine(url)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -9,7 +9,11 @@ handed to ``build_registry_app`` as a *plane* built on the open registry's engin
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -17,14 +21,20 @@ from starlette.routing import BaseRoute
 from modelyard.deploy.backend import DeployTarget
 from modelyard.deploy.rest import deploy_endpoints
 from modelyard.deploy.service import DeployService
+from modelyard.deploy.spec import DeployFile
 from modelyard.deploy.state import DeployStore
+from modelyard.errors import ModelyardError, NotFound
 from modelyard.gateway.rest import routes_endpoints
 from modelyard.gateway.store import RouteStore
 from modelyard.registry.core import Registry
+from modelyard.registry.refs import ModelRef, parse_ref
 from modelyard.registry.rest import build_registry_app
 from modelyard.registry.settings import RegistrySettings
+from modelyard.registry.types import ModelVersion
 
-__all__ = ["build_control_app"]
+__all__ = ["RegistryUsage", "build_control_app"]
+
+log = logging.getLogger("modelyard.deploy")
 
 
 def _routing_table(registry: Registry) -> list[BaseRoute]:
@@ -32,12 +42,54 @@ def _routing_table(registry: Registry) -> list[BaseRoute]:
     return list(routes_endpoints(RouteStore(registry.engine)))
 
 
+class RegistryUsage:
+    """Marks the registry versions a deployment uses (``deployment/<project>/<model>/<version>``),
+    so ``modelyard registry delete`` refuses them, and unmarks what an apply stopped using."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def record(self, desired: DeployFile, previous: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        now: dict[str, list[Any]] = {}
+        for deployment in desired.deployments:
+            for version in deployment.versions:
+                ref = _registry_ref(version.spec.uri)
+                found = self._resolve(ref) if ref is not None else None
+                if found is not None:
+                    consumer = f"deployment/{deployment.project}/{deployment.model}/{version.version}"
+                    now[consumer] = [found.name, found.version]
+                    self.registry.mark_used(found.name, found.version, consumer)
+        for consumer, (name, number) in previous.items():
+            if now.get(consumer) != [name, number]:
+                with contextlib.suppress(NotFound):  # the version was deleted with --force meanwhile
+                    self.registry.unmark_used(name, int(number), consumer)
+        return now
+
+    def _resolve(self, ref: ModelRef) -> ModelVersion | None:
+        try:
+            return self.registry.resolve(ref)
+        except NotFound:  # its replicas run from a copy fetched earlier: nothing to protect here
+            log.warning("deployment uses %s, which the registry no longer has", ref)
+            return None
+
+
+def _registry_ref(uri: str) -> ModelRef | None:
+    """``uri`` as a registry reference (``name@alias``, ``name/3``), None for a package path."""
+    if Path(uri).exists() or ("@" not in uri and uri.count("/") != 1):
+        return None
+    try:
+        return parse_ref(uri)
+    except ModelyardError:  # e.g. models/x.onnx: a path, not a reference
+        return None
+
+
 def _deploy_plane(target: DeployTarget) -> Callable[[Registry], list[BaseRoute]]:
     def plane(registry: Registry) -> list[BaseRoute]:
         store = DeployStore(registry.engine)
         # An apply that was running when the last control plane died never finished: say so.
         store.recover_running("the control plane stopped while this apply was running")
-        return list(deploy_endpoints(DeployService(store, RouteStore(registry.engine), target)))
+        service = DeployService(store, RouteStore(registry.engine), target, RegistryUsage(registry))
+        return list(deploy_endpoints(service))
 
     return plane
 

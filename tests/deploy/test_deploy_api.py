@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.control import build_control_app
 from modelyard.deploy.client import DeployClient
-from modelyard.errors import InvalidInput, NotFound
+from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import Registry, RegistrySettings
 from tests.deploy.support import RecordingTarget
 from tests.support import serve_in_thread
@@ -162,3 +162,26 @@ def test_cli_says_when_no_control_plane_answers(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "cannot reach the control plane at http://127.0.0.1:9" in result.output
     assert "modelyard up" in result.output
+
+
+def test_registry_versions_a_deployment_uses_cannot_be_deleted_until_it_stops(tmp_path: Path) -> None:
+    settings = RegistrySettings(home=tmp_path / "home")
+    artifact = tmp_path / "spam.bin"
+    artifact.write_bytes(b"weights")
+    with Registry(settings) as registry:
+        registry.push(artifact, name="spam")  # version 1
+        registry.push(artifact, name="spam")  # version 2
+        registry.set_alias("spam", "production", 1)
+        app = build_control_app(settings, registry, target=RecordingTarget())
+        with serve_in_thread(app) as at, DeployClient(f"http://{at}") as client:
+            uses_both = FILE.replace("spam/7", "spam/2")
+            assert client.apply(uses_both)["ok"]
+            assert [u.consumer for u in registry.list_usages("spam", 1)] == ["deployment/mail/spam/v1"]
+            assert [u.consumer for u in registry.list_usages("spam", 2)] == ["deployment/mail/spam/v2"]
+            with pytest.raises(Conflict, match="in use by deployment/mail/spam/v2"):
+                registry.delete_version("spam", 2)
+            only_v1 = "\n".join(FILE.splitlines()[:6]).replace("weight: 80", "weight: 100") + "\n"
+            assert client.apply(only_v1)["ok"]
+            assert registry.list_usages("spam", 2) == []  # v2 left the file: released
+            registry.delete_version("spam", 2)
+            assert [u.consumer for u in registry.list_usages("spam", 1)] == ["deployment/mail/spam/v1"]

@@ -9,8 +9,9 @@ records a running apply, carries the plan out (``deploy/apply.py``) and records 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from modelyard.deploy.apply import ApplyResult, RoutingAPI, apply_file
 from modelyard.deploy.backend import DeployTarget
@@ -20,7 +21,18 @@ from modelyard.deploy.spec import DeployFile
 from modelyard.deploy.state import ApplyRecord, ApplyStatus, DeployStore
 from modelyard.errors import Conflict
 
-__all__ = ["ApplyOutcome", "DeployService"]
+__all__ = ["ApplyOutcome", "DeployService", "UsageRecorder"]
+
+log = logging.getLogger("modelyard.deploy")
+Usages = dict[str, list[Any]]  # consumer ("deployment/p/m/v") -> [registry model name, version]
+
+
+class UsageRecorder(Protocol):
+    """Tells the registry which versions deployments use, so it refuses to delete them."""
+
+    def record(self, desired: DeployFile, previous: Usages) -> Usages:
+        """Mark the versions ``desired`` uses, unmark those of ``previous`` it no longer does;
+        returns the new usages (kept with the apply, for the next one to compare)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +54,13 @@ class ApplyOutcome:
 class DeployService:
     """Diff, apply, status, history and rollback over one store, routing table and target."""
 
-    def __init__(self, store: DeployStore, routes: RoutingAPI, target: DeployTarget) -> None:
+    def __init__(
+        self, store: DeployStore, routes: RoutingAPI, target: DeployTarget, usage: UsageRecorder | None = None
+    ) -> None:
         self.store = store
         self.routes = routes
         self.target = target
+        self.usage = usage
         # The database refuses a second running apply across processes; this lock keeps two
         # requests of the same control plane from even trying at once.
         self._lock = threading.Lock()
@@ -76,13 +91,26 @@ class DeployService:
             except Exception as exc:  # a bug or a lost database: still close the record
                 self.store.finish(record.id, status="failed", message=f"{type(exc).__name__}: {exc}")
                 raise
-            status: ApplyStatus = "applied" if result.ok else "failed"
-            record = self.store.finish(
-                record.id, status=status, message=result.error or "", plan=result.summary()
-            )
-            return ApplyOutcome(record, result, log)
+            return ApplyOutcome(self._finish(record, desired, plan, result), result, log)
         finally:
             self._lock.release()
+
+    def _finish(
+        self, record: ApplyRecord, desired: DeployFile, plan: Plan, result: ApplyResult
+    ) -> ApplyRecord:
+        """Close the record: the plan's summary, every step, and (applied) the registry usages."""
+        summary: dict[str, Any] = {"summary": plan.summary, **result.summary()}
+        if result.ok and self.usage is not None:
+            previous = self.store.current()
+            try:
+                summary["usages"] = self.usage.record(
+                    desired, dict(previous.plan.get("usages", {})) if previous else {}
+                )
+            except Exception as exc:  # the apply happened; a registry hiccup must not leave it "running"
+                log.warning("could not record which registry versions apply #%d uses: %s", record.id, exc)
+                summary["usages_error"] = f"{type(exc).__name__}: {exc}"
+        status: ApplyStatus = "applied" if result.ok else "failed"
+        return self.store.finish(record.id, status=status, message=result.error or "", plan=summary)
 
     def rollback(self, apply_id: int, *, user: str = "") -> ApplyOutcome:
         """Apply the file of an earlier apply again (recorded as a new apply)."""

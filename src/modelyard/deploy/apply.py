@@ -152,9 +152,8 @@ def _route(model: ModelPlan, deployment: Deployment | None, routes: RoutingAPI, 
     mirrors = {v.version: v.spec.mirror_fraction for v in deployment.versions}
     routed = _current_route(routes, model)
     if routed is None or _weights_of(routed) != {v: w for v, w in weights.items() if w}:
-        routes.set_weights(model.project, model.model, weights, replace=True)
+        routed = routes.set_weights(model.project, model.model, weights, replace=True)
         progress(f"  routing: {', '.join(f'{v}={w}' for v, w in weights.items())}")
-    routed = _current_route(routes, model)
     for version, fraction in mirrors.items():
         mirrored = _mirror_of(routed, version)
         if fraction is not None and mirrored != fraction:

@@ -34,9 +34,6 @@ class MirrorQueue:
         self.in_flight = 0
         self._idle: asyncio.Event | None = None  # made by stop(), set once nothing is left
 
-    def start(self) -> None:
-        """Nothing to start (kept for symmetry with the other per-worker parts)."""
-
     def offer(self, job: Any) -> bool:
         if self.in_flight < self._concurrency:
             self._run(job)
@@ -45,10 +42,6 @@ class MirrorQueue:
             return False
         self._waiting.append(job)
         return True
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
 
     def _run(self, job: Any) -> None:
         self.in_flight += 1

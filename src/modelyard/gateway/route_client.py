@@ -9,22 +9,16 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from modelyard.errors import ModelyardError
 from modelyard.gateway.endpoints import Endpoint
 from modelyard.gateway.table import ModelRoute, check_name, route_from_dict
-from modelyard.protocols.errors import error_from_body
+from modelyard.protocols.api_client import ApiClient
 
 __all__ = ["RouteClient"]
-
-
-def _error(response: httpx.Response) -> ModelyardError:
-    return error_from_body(response.status_code, response.content)
 
 
 def _path(project: str, model: str, version: str | None = None) -> str:
@@ -44,30 +38,13 @@ def _endpoint(data: dict[str, Any]) -> Endpoint:
     )  # fmt: skip
 
 
-class RouteClient:
+class RouteClient(ApiClient):
     """The control plane at ``base_url`` (``http://host:port``); a context manager, or call close()."""
 
     def __init__(
         self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        # httpx ends a base URL with "/", so the collection itself ("/routes") is named in each path.
-        self._http = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> RouteClient:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise _error(response)
-        return response
+        super().__init__(base_url, timeout=timeout, transport=transport)
 
     def _route(self, method: str, path: str, **kwargs: Any) -> ModelRoute:
         return route_from_dict(self._send(method, path, **kwargs).json())

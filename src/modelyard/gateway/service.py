@@ -209,9 +209,8 @@ class GatewayService:
         return _not_found(method, path)
 
     async def start(self) -> None:
-        """Open the log sink, start mirroring, read the routing table, start polling it."""
+        """Open the log sink, read the routing table, start polling it."""
         await self.shipper.start()
-        self.gateway.mirror.start()
         await self.refresh()
         self._poller = asyncio.create_task(self._poll())
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
 
-from modelyard.errors import ModelyardError
+from modelyard.protocols.api_client import ApiClient
 from modelyard.protocols.errors import error_from_body
 from modelyard.registry.files import download_verified, file_chunks
 from modelyard.registry.packages import inspect_package
@@ -37,10 +36,6 @@ __all__ = ["RegistryClient"]
 M = TypeVar("M", bound=BaseModel)
 
 
-def _error(response: httpx.Response) -> ModelyardError:
-    return error_from_body(response.status_code, response.content)
-
-
 def _q(part: str) -> str:
     return quote(part, safe="")
 
@@ -50,29 +45,13 @@ def _usage_path(name: str, version: int, consumer: str) -> str:
     return f"/models/{_q(name)}/versions/{int(version)}/usages/{_q(check_consumer(consumer))}"
 
 
-class RegistryClient:
+class RegistryClient(ApiClient):
     """A registry server at ``base_url`` (``http://host:port``); use as a context manager or close()."""
 
     def __init__(
         self, base_url: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise _error(response)
-        return response
+        super().__init__(base_url, timeout=timeout, transport=transport)
 
     def _get(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return model.model_validate_json(self._send(method, path, **kwargs).content)
@@ -166,7 +145,7 @@ class RegistryClient:
         with self._http.stream("GET", path) as response:
             if response.status_code >= 400:
                 response.read()
-                raise _error(response)
+                raise error_from_body(response.status_code, response.content)
             yield from response.iter_bytes()
 
     def fetch(self, ref: str | ModelRef, dest_dir: Path) -> Path:

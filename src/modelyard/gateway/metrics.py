@@ -76,13 +76,9 @@ class GatewayMetrics:
 
     def answered(self, project: str, model: str, version: str, code: int, seconds: float) -> None:
         """One request answered to the caller."""
-        key = (project, model, version, str(code))
-        children = self._answered.get(key)
-        if children is None:
-            children = (self.requests.labels(*key), self.duration.labels(*key[:3]))
-            self._answered[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._count(
+            self._answered, self.requests, self.duration, (project, model, version, str(code)), seconds
+        )
 
     def answered_unrouted(self, code: int, seconds: float) -> None:
         """A request refused before routing (unknown names, 405, 413, overload): empty labels."""
@@ -91,10 +87,20 @@ class GatewayMetrics:
     def attempted(self, choice: Choice, replica: str, code: str, seconds: float) -> None:
         """One attempt on a replica (code is the HTTP status, or "error" / "timeout")."""
         key = (choice.route.project, choice.route.model, choice.version.version, replica, code)
-        children = self._attempted.get(key)
+        self._count(self._attempted, self.replica_requests, self.upstream_duration, key, seconds)
+
+    @staticmethod
+    def _count(
+        cache: dict[tuple[str, ...], tuple[Any, Any]],
+        counter: Counter,
+        histogram: Histogram,
+        key: tuple[str, ...],
+        seconds: float,
+    ) -> None:
+        """Count one event under ``key`` and time it under ``key`` less its last label (the code)."""
+        children = cache.get(key)
         if children is None:
-            children = (self.replica_requests.labels(*key), self.upstream_duration.labels(*key[:4]))
-            self._attempted[key] = children
+            children = cache[key] = (counter.labels(*key), histogram.labels(*key[:-1]))
         children[0].inc()
         children[1].observe(seconds)
 

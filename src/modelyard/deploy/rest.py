@@ -13,18 +13,16 @@ is synchronous and an apply can take minutes, so every call runs in a worker thr
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.deploy.service import DeployService
 from modelyard.errors import InvalidInput
-from modelyard.protocols.http import guarded, json_response, read_body
+from modelyard.protocols.http import guarded_routes, in_thread, json_response, read_body
 
 __all__ = ["MAX_FILE_BYTES", "PREFIX", "deploy_endpoints"]
 
@@ -38,7 +36,7 @@ class _Endpoints:
         self.service = service
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(functools.partial(function, *args, **kwargs))
+        return await in_thread(function, *args, **kwargs)
 
     async def _text(self, request: Request) -> str:
         raw = await read_body(request, MAX_FILE_BYTES)
@@ -95,4 +93,4 @@ def deploy_endpoints(service: DeployService) -> list[Route]:
         ("GET", f"{PREFIX}/history/{{id}}", e.record),
         ("POST", f"{PREFIX}/rollback/{{id}}", e.rollback),
     ]
-    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
+    return guarded_routes(table)

@@ -9,13 +9,11 @@ body is a 400 naming the field, and a body over :data:`MAX_JSON_BODY` is a 413.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,7 +22,7 @@ from modelyard.errors import InvalidInput
 from modelyard.gateway.endpoints import Endpoint
 from modelyard.gateway.store import RouteStore
 from modelyard.gateway.table import route_to_dict
-from modelyard.protocols.http import guarded, json_response, read_model
+from modelyard.protocols.http import guarded_routes, in_thread, json_response, read_model
 
 __all__ = ["MAX_JSON_BODY", "PREFIX", "endpoint_to_dict", "routes_endpoints"]
 
@@ -80,7 +78,7 @@ class _Endpoints:
         self.store = store
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(functools.partial(function, *args, **kwargs))
+        return await in_thread(function, *args, **kwargs)
 
     async def _route(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Response:
         return json_response(route_to_dict(await self._call(function, *args, **kwargs)))
@@ -183,4 +181,4 @@ def routes_endpoints(store: RouteStore) -> list[Route]:
         ("PUT", f"{v}/endpoints", e.heartbeat),
         ("DELETE", f"{v}/endpoints", e.deregister),
     ]
-    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
+    return guarded_routes(table)

@@ -6,14 +6,16 @@ import functools
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, PayloadTooLarge, RouteNotFound
 from modelyard.protocols.errors import error_body, error_headers, status_for
@@ -25,7 +27,9 @@ __all__ = [
     "endpoint",
     "error_response",
     "guarded",
+    "guarded_routes",
     "http_error",
+    "in_thread",
     "json_response",
     "read_body",
     "read_model",
@@ -35,6 +39,7 @@ log = logging.getLogger("modelyard.server")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 JSON = "application/json"
 
@@ -161,3 +166,13 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None
+
+
+def guarded_routes(table: Iterable[tuple[str, str, Endpoint]]) -> list[Route]:
+    """``(method, path, handler)`` rows as Starlette routes, each handler :func:`guarded`."""
+    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
+
+
+async def in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a synchronous core call (SQLAlchemy, fsspec) in the worker pool, off the event loop."""
+    return await run_in_threadpool(functools.partial(function, *args, **kwargs))

@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,7 +28,7 @@ from modelyard.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from modelyard.protocols.http import guarded, http_error, json_response, read_model
+from modelyard.protocols.http import guarded_routes, http_error, in_thread, json_response, read_model
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
@@ -76,7 +75,7 @@ class _Endpoints:
         self.registry = registry
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(functools.partial(function, *args, **kwargs))
+        return await in_thread(function, *args, **kwargs)
 
     async def list_models(self, request: Request) -> Response:
         return await self._page(request, self.registry.list_models, request.query_params.get("search"))
@@ -259,7 +258,7 @@ def routes(endpoints: _Endpoints) -> list[Route]:
         ("GET", f"{PREFIX}/resolve", e.resolve),
         ("POST", f"{PREFIX}/gc", e.collect_garbage),
     ]
-    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
+    return guarded_routes(table)
 
 
 def build_registry_app(

@@ -126,9 +126,8 @@ class _Connection(asyncio.Protocol):
         if isinstance(admitted, GatewayResponse) and admitted.status == 413:
             self._fail_response(admitted)  # the body is not wanted: do not read it at all
         elif isinstance(admitted, Admitted) and self._expects_continue():
-            # Answered here, and the body is read whole before forwarding: a replica must not see
-            # the expectation, or its own "100 Continue" would be taken for the final answer.
-            admitted.headers = [header for header in admitted.headers if header[0] != b"expect"]
+            # Answered here and the body read whole before forwarding; the upstream client never
+            # forwards Expect (upstream.HOP_BY_HOP), so a replica's own 100 cannot be taken for the answer.
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 

@@ -2,7 +2,8 @@
 
 An :class:`Exchange` tries a replica; a connect failure, a reset before any answer, or a 503
 moves it to the next replica of the same version (up to ``retries`` more), a timeout ends it with
-504, and when no replica could be reached it ends with 502. It calls ``on_done`` exactly once.
+504, and when no replica could be reached it ends with 502. It calls ``on_done`` exactly once, with
+the answer to send (errors included), already marked with its route, version and mirrors.
 Written as callbacks rather than a coroutine because, at tens of microseconds per hop, a task and
 its futures per request were a measurable share of the gateway's whole cost.
 """
@@ -14,21 +15,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from modelyard.errors import BadGateway, DeadlineExceeded, ModelyardError
-from modelyard.gateway.messages import GatewayRequest, GatewayResponse
+from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.router import Choice
 from modelyard.gateway.upstream import UpstreamError, UpstreamFailure, UpstreamResponse
 
 if TYPE_CHECKING:
     from modelyard.gateway.proxy import Gateway
 
-__all__ = ["UPSTREAM_PATHS", "Exchange"]
-
-# The replica-side path of each gateway endpoint; {target} is the model's name on the replica.
-UPSTREAM_PATHS = {
-    "v2": "/v2/models/{target}/infer",
-    "tfserving": "/v1/models/{target}:predict",
-    "metadata": "/v2/models/{target}",
-}
+__all__ = ["Exchange"]
 
 
 class Exchange:
@@ -40,6 +34,7 @@ class Exchange:
         "deadline",
         "gateway",
         "last",
+        "mirrored",
         "on_done",
         "path",
         "request",
@@ -52,14 +47,17 @@ class Exchange:
         gateway: Gateway,
         request: GatewayRequest,
         choice: Choice,
-        on_done: Callable[[GatewayResponse | ModelyardError], None],
+        on_done: Callable[[GatewayResponse], None],
+        *,
+        mirrored: bool = True,
     ) -> None:
         self.gateway = gateway
         self.request = request
         self.choice = choice
         self.on_done = on_done
+        self.mirrored = mirrored  # False for a mirrored copy itself: copies are not copied again
         self.deadline = request.started + choice.route.timeout_s
-        self.path = UPSTREAM_PATHS[request.protocol].format(target=choice.version.target or request.model)
+        self.path = choice.paths[request.protocol]
         self.tried: list[str] = []
         self.attempts = 0
         self.last: UpstreamResponse | None = None
@@ -110,18 +108,30 @@ class Exchange:
         self._finish(response, url)
 
     def _finish(self, upstream: UpstreamResponse, url: str) -> None:
-        version = self.choice.version.version
-        self.on_done(GatewayResponse(upstream.status, upstream.headers, upstream.body, version, url))
+        choice = self.choice
+        response = GatewayResponse(
+            upstream.status, upstream.headers, upstream.body, choice.version.version, url, choice.route
+        )
+        self._done(response)
+
+    def _done(self, response: GatewayResponse) -> None:
+        request = self.request
+        if self.mirrored and request.protocol != "metadata":
+            response.mirrors = self.gateway.router.mirrors(request.project, request.model, response.version)
+        self.on_done(response)
+
+    def _failed(self, error: ModelyardError) -> None:
+        self._done(error_response(error, self.choice.version.version, self.choice.route))
 
     def _give_up(self) -> None:
         if self.last is not None:  # only 503s: pass the last one through, the caller may retry
             self._finish(self.last, self.tried[-1])
             return
         what = f"{self.request.project}/{self.request.model} version {self.choice.version.version}"
-        self.on_done(
+        self._failed(
             BadGateway(f"no replica of {what} could be reached (tried {len(self.tried)})", field="version")
         )
 
     def _deadline_passed(self) -> None:
         what = f"{self.request.project}/{self.request.model}"
-        self.on_done(DeadlineExceeded(what, self.choice.route.timeout_s))
+        self._failed(DeadlineExceeded(what, self.choice.route.timeout_s))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelyard.errors import ModelyardError
@@ -20,7 +21,7 @@ JSON = (b"content-type", b"application/json")
 
 @dataclasses.dataclass(slots=True)
 class GatewayRequest:
-    protocol: str  # "v2", "tfserving" or "metadata" (keys of exchange.UPSTREAM_PATHS)
+    protocol: str  # "v2", "tfserving" or "metadata" (keys of router.UPSTREAM_PATHS)
     project: str
     model: str
     version: str | None  # None: pick by weight
@@ -41,7 +42,7 @@ class GatewayResponse:
     replica: str = ""
     route: ModelRoute | None = None
     error: str | None = None
-    mirrors: list[Choice] = dataclasses.field(default_factory=list)
+    mirrors: Sequence[Choice] = ()
 
 
 def error_response(

@@ -85,16 +85,7 @@ class Gateway:
         except ModelyardError as exc:
             on_answer(error_response(exc))
             return
-
-        def done(outcome: GatewayResponse | ModelyardError) -> None:
-            response = outcome if isinstance(outcome, GatewayResponse) else error_response(outcome)
-            response.route = choice.route
-            response.version = choice.version.version
-            if request.protocol != "metadata":
-                response.mirrors = self.router.mirrors(request.project, request.model, response.version)
-            on_answer(response)
-
-        Exchange(self, request, choice, done).start()
+        Exchange(self, request, choice, on_answer).start()
 
     async def handle(self, request: GatewayRequest) -> GatewayResponse:
         """:meth:`dispatch` as a coroutine, for front ends that are coroutines anyway (ASGI)."""
@@ -127,18 +118,15 @@ class Gateway:
         headers = [*request.headers, (b"x-modelyard-mirror", b"1")]
         copy = dataclasses.replace(request, headers=headers, started=time.perf_counter())
 
-        def done(outcome: GatewayResponse | ModelyardError) -> None:
+        def done(response: GatewayResponse) -> None:
             try:
-                response = outcome if isinstance(outcome, GatewayResponse) else error_response(outcome)
                 self.metrics.mirrored(choice, "sent" if response.status < 500 else "failed")
                 if logged:
-                    response.route = choice.route
-                    response.version = choice.version.version
                     self._log(copy, response, "mirror", time.perf_counter() - copy.started)
             finally:
                 finished()
 
-        Exchange(self, copy, choice, done).start()
+        Exchange(self, copy, choice, done, mirrored=False).start()
 
     def _log(self, request: GatewayRequest, response: GatewayResponse, role: str, elapsed: float) -> None:
         assert self.shipper is not None

@@ -7,36 +7,54 @@ the change, so an unrelated edit neither resets a split nor forgives a failing r
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 from modelyard.errors import ModelNotReady, NotFound
 from modelyard.gateway.balance import ReplicaPool, SmoothWeighted
 from modelyard.gateway.table import ModelRoute, RoutingTable, VersionRoute
 
-__all__ = ["Choice", "Router"]
+__all__ = ["UPSTREAM_PATHS", "Choice", "Router"]
 
 PoolFactory = Callable[[str, str, str, tuple[str, ...]], ReplicaPool]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Choice:
-    """Where one request goes: the route (for options), the version and its replica pool."""
+# The replica-side path of each gateway endpoint; {target} is the model's name on the replica.
+UPSTREAM_PATHS = {
+    "v2": "/v2/models/{target}/infer",
+    "tfserving": "/v1/models/{target}:predict",
+    "metadata": "/v2/models/{target}",
+}
 
-    route: ModelRoute
-    version: VersionRoute
-    pool: ReplicaPool
+
+class Choice:
+    """Where one request goes: the route (for options), the version and its replica pool.
+
+    Made once per version when a table is loaded, with what every request to it needs already
+    worked out (metric labels, the replica-side path per protocol), so routing allocates nothing.
+    """
+
+    __slots__ = ("labels", "paths", "pool", "route", "version")
+
+    def __init__(self, route: ModelRoute, version: VersionRoute, pool: ReplicaPool) -> None:
+        self.route = route
+        self.version = version
+        self.pool = pool
+        self.labels = (route.project, route.model, version.version)
+        target = version.target or route.model
+        self.paths = {protocol: path.format(target=target) for protocol, path in UPSTREAM_PATHS.items()}
 
 
 class _ModelState:
-    __slots__ = ("mirror_credit", "mirrors", "pools", "route", "split")
+    __slots__ = ("choices", "mirror_credit", "mirrors", "route", "split")
 
     def __init__(self, route: ModelRoute, pools: dict[str, ReplicaPool], split: SmoothWeighted) -> None:
         self.route = route
-        self.pools = pools
+        self.choices = {
+            version.version: Choice(route, version, pools[version.version]) for version in route.versions
+        }
         self.split = split
-        self.mirrors = [version for version in route.versions if version.mirror]
-        self.mirror_credit = dict.fromkeys((version.version for version in self.mirrors), 0.0)
+        self.mirrors = [self.choices[version.version] for version in route.versions if version.mirror]
+        self.mirror_credit = dict.fromkeys((choice.version.version for choice in self.mirrors), 0.0)
 
 
 class Router:
@@ -65,16 +83,15 @@ class Router:
         state = self._models.get((project, model))
         if state is None:
             raise self._missing(project, model)
-        route = state.route
         name = version
         if name is None:
             if not state.split:
                 raise ModelNotReady(f"{project}/{model}", "no version has a traffic weight above 0")
             name = state.split.pick()
-        chosen = route.version(name)
+        chosen = state.choices.get(name)
         if chosen is None:
             raise NotFound(f"version '{name}' of model '{project}/{model}' not found", field="version")
-        return Choice(route, chosen, state.pools[chosen.version])
+        return chosen
 
     def mirrors(self, project: str, model: str, primary: str) -> list[Choice]:
         """The mirror versions that get a copy of this request (each at its sampled fraction)."""
@@ -82,15 +99,16 @@ class Router:
         if state is None or not state.mirrors:
             return []
         chosen = []
-        for version in state.mirrors:
-            if version.version == primary:
+        for choice in state.mirrors:
+            name = choice.version.version
+            if name == primary:
                 continue
             # A credit accumulator instead of random(): exactly `fraction` of requests, evenly spread.
-            credit = state.mirror_credit[version.version] + version.mirror_fraction
+            credit = state.mirror_credit[name] + choice.version.mirror_fraction
             if credit >= 1.0:
                 credit -= 1.0
-                chosen.append(Choice(state.route, version, state.pools[version.version]))
-            state.mirror_credit[version.version] = credit
+                chosen.append(choice)
+            state.mirror_credit[name] = credit
         return chosen
 
     def _missing(self, project: str, model: str) -> NotFound:
@@ -103,8 +121,8 @@ def _build(route: ModelRoute, make_pool: PoolFactory, old: _ModelState | None) -
     pools: dict[str, ReplicaPool] = {}
     for version in route.versions:
         pool = make_pool(route.project, route.model, version.version, version.replicas)
-        if old is not None and version.version in old.pools:
-            pool.carry_health(old.pools[version.version])
+        if old is not None and version.version in old.choices:
+            pool.carry_health(old.choices[version.version].pool)
         pools[version.version] = pool
     names = [version.version for version in route.versions]
     weights = [version.weight for version in route.versions]

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -90,8 +91,9 @@ class Admitted:
     def request(self, body: bytes) -> GatewayRequest:
         protocol, project, model, version = self.target
         return GatewayRequest(
-            protocol, project, model, version, self.method, self.headers, body, self.request_id
-        )
+            protocol, project, model, version, self.method, self.headers, body, self.request_id,
+            time.time(), time.perf_counter(),
+        )  # fmt: skip
 
 
 class GatewayService:

@@ -68,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.done: Done | None = None
+        self.resend: tuple[bytes, float] | None = None  # set while a reused connection may be stale
         self.timer: asyncio.TimerHandle | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
@@ -100,7 +101,8 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        if 100 <= self.parser.get_status_code() < 200:  # an interim answer (100 Continue): not ours
+        status = self.parser.get_status_code()
+        if status < 200:  # an interim answer (100 Continue): not ours
             self.headers, self.body = [], []
             return
         done, self.done = self.done, None
@@ -108,20 +110,28 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
         self.keep_alive = self.parser.should_keep_alive()
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        response = UpstreamResponse(self.parser.get_status_code(), self.headers, body)
+        response = UpstreamResponse(status, self.headers, body)
         self.pool.release(self)
         if done is not None:
-            _call(done, response, None)
+            try:
+                done(response, None)
+            except Exception:  # a bug in a completion must not break the connection that delivered it
+                log.exception("upstream completion failed")
 
     # ours
-    def send(self, data: bytes, timeout_s: float, done: Done) -> None:
+    def send(self, data: bytes, timeout_s: float, done: Done, *, reused: bool = False) -> None:
+        """Send one request; ``reused``: a kept-alive connection, which the replica may have closed
+        while it sat idle — a reset before any answer is then retried once on a fresh connection,
+        since nothing reached the model."""
         assert self.transport is not None
         self.headers, self.body, self.received = [], [], False
         self.done = done
-        self.timer = self.pool.loop.call_later(
-            timeout_s, self.fail, UpstreamFailure.TIMEOUT, f"no answer within {timeout_s:g} s"
-        )
+        self.resend = (data, timeout_s) if reused else None
+        self.timer = self.pool.loop.call_later(timeout_s, self._timed_out, timeout_s)
         self.transport.write(data)
+
+    def _timed_out(self, timeout_s: float) -> None:
+        self.fail(UpstreamFailure.TIMEOUT, f"no answer within {timeout_s:g} s")
 
     def fail(self, failure: UpstreamFailure, detail: str) -> None:
         """End the current request with an error; the connection is not reused after that."""
@@ -129,8 +139,13 @@ class _Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         self.close()
-        if done is not None:
-            _call(done, None, UpstreamError(failure, self.pool.url, detail))
+        if done is None:
+            return
+        if failure is UpstreamFailure.RESET and self.resend is not None:
+            data, timeout_s = self.resend
+            self.pool.connect(data, timeout_s, done)
+            return
+        _call(done, None, UpstreamError(failure, self.pool.url, detail))
 
     @property
     def reusable(self) -> bool:
@@ -163,6 +178,7 @@ class _HostPool:
         self.connect_timeout_s = connect_timeout_s
         self.loop = asyncio.get_running_loop()
         self.closed = False
+        self.connecting: set[asyncio.Task[None]] = set()
 
     def take_idle(self) -> _Connection | None:
         while self.idle:
@@ -176,6 +192,12 @@ class _HostPool:
             self.idle.append(connection)
         else:
             connection.close()
+
+    def connect(self, data: bytes, timeout_s: float, done: Done) -> None:
+        """Send on a new connection. The slow path, the only one with a task: pools keep it rare."""
+        task = self.loop.create_task(self.connect_and_send(data, timeout_s, done))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
 
     async def connect_and_send(self, data: bytes, timeout_s: float, done: Done) -> None:
         try:
@@ -194,6 +216,8 @@ class _HostPool:
         self.closed = True
         while self.idle:
             self.idle.pop().close()
+        for task in self.connecting:
+            task.cancel()
 
 
 class Upstream:
@@ -203,7 +227,6 @@ class Upstream:
         self._pools: dict[str, _HostPool] = {}
         self._max_idle = max_idle_per_replica
         self._connect_timeout_s = connect_timeout_s
-        self._connecting: set[asyncio.Task[None]] = set()
 
     def _pool(self, url: str) -> _HostPool:
         pool = self._pools.get(url)
@@ -224,28 +247,15 @@ class Upstream:
         """Send one request to the replica at ``url``; ``done`` gets its whole answer or the error.
 
         A kept-alive connection that the replica closed while idle fails with RESET before any
-        answer: that is retried once on a fresh connection here, since nothing reached the model.
+        answer: that is retried once on a fresh connection (``_Connection.send``'s ``reused``).
         """
-        pool = self._pool(url)
+        pool = self._pools.get(url) or self._pool(url)
         data = _encode(method, path, pool.authority, headers, body)
         connection = pool.take_idle()
         if connection is None:
-            self._connect(pool, data, timeout_s, done)
-            return
-
-        def stale_retry(response: UpstreamResponse | None, error: UpstreamError | None) -> None:
-            if error is not None and error.failure is UpstreamFailure.RESET:
-                self._connect(pool, data, timeout_s, done)
-            else:
-                done(response, error)
-
-        connection.send(data, timeout_s, stale_retry)
-
-    def _connect(self, pool: _HostPool, data: bytes, timeout_s: float, done: Done) -> None:
-        # The slow path (a new connection) is the only one with a task; pools keep it rare.
-        task = pool.loop.create_task(pool.connect_and_send(data, timeout_s, done))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+            pool.connect(data, timeout_s, done)
+        else:
+            connection.send(data, timeout_s, done, reused=True)
 
     def forget(self, keep: Iterable[str]) -> None:
         """Close the pools of replicas no longer in the routing table."""
@@ -257,8 +267,6 @@ class Upstream:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
-        for task in self._connecting:
-            task.cancel()
 
 
 def _encode(

@@ -62,7 +62,8 @@ class GatewayApp:
         except ModelyardError as exc:
             await _send(send, service.refused(error_response(exc)), admitted.request_id)
             return
-        request = admitted.request(body)
+        request = admitted
+        request.body = body
         response = await service.serve(request)
         await _send(send, response, request.request_id)
         service.gateway.finish(request, response)

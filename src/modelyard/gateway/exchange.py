@@ -68,7 +68,8 @@ class Exchange:
         if url is None or self.attempts > self.gateway.settings.retries:
             self._give_up()
             return
-        remaining = self.deadline - time.perf_counter()
+        now = time.perf_counter()
+        remaining = self.deadline - now
         if remaining <= 0:
             self._deadline_passed()
             return
@@ -77,7 +78,7 @@ class Exchange:
             self.gateway.metrics.retried(self.choice, reason)
         self.attempts += 1
         self.tried.append(url)
-        self.sent_at = time.perf_counter()
+        self.sent_at = now
         request = self.request
         self.gateway.upstream.send(
             url, request.method, self.path, request.headers, request.body, remaining, self._answered

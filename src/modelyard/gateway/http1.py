@@ -25,7 +25,8 @@ import httptools
 
 from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
-from modelyard.gateway.service import Admitted, GatewayService, response_headers
+from modelyard.gateway.service import GatewayService
+from modelyard.gateway.upstream import HOP_BY_HOP
 
 __all__ = ["Http1Server", "serve_forever"]
 
@@ -34,11 +35,11 @@ MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 # One read can end a request and start the next one's head, so raw counts may overshoot by a read.
 _READ_SLACK = 256 * 1024
-_REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
+_STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in http.HTTPStatus}
 
-# A parsed request waiting to be answered: (admitted | ready-made answer | (method, path)), body,
+# A parsed request waiting to be answered: (admitted request | ready-made answer | (method, path)), body,
 # keep-alive, HEAD (answered without a body)
-_Pending = tuple[Admitted | GatewayResponse | tuple[str, str], bytes, bool, bool]
+_Pending = tuple[GatewayRequest | GatewayResponse | tuple[str, str], bytes, bool, bool]
 
 
 class _Connection(asyncio.Protocol):
@@ -65,7 +66,7 @@ class _Connection(asyncio.Protocol):
         self.raw_head = 0  # bytes received while the head is incomplete (includes the body's start)
         self.body: list[bytes] = []
         self.size = 0
-        self.current: Admitted | GatewayResponse | tuple[str, str] | None = None
+        self.current: GatewayRequest | GatewayResponse | tuple[str, str] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,7 +130,7 @@ class _Connection(asyncio.Protocol):
         self.current = (method, path) if admitted is None else admitted
         if isinstance(admitted, GatewayResponse) and admitted.status == 413:
             self._fail_response(admitted)  # the body is not wanted: do not read it at all
-        elif isinstance(admitted, Admitted) and self._expects_continue():
+        elif isinstance(admitted, GatewayRequest) and self._expects_continue():
             # Answered here and the body read whole before forwarding; the upstream client never
             # forwards Expect (upstream.HOP_BY_HOP), so a replica's own 100 cannot be taken for the answer.
             assert self.transport is not None
@@ -139,7 +140,7 @@ class _Connection(asyncio.Protocol):
         return any(name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers)
 
     def on_body(self, body: bytes) -> None:
-        if self.failed or not isinstance(self.current, Admitted):
+        if self.failed or not isinstance(self.current, GatewayRequest):
             return  # a body nobody will read (refused or our own endpoints): discard it
         self.size += len(body)
         limit = self.service.settings.max_body_bytes
@@ -156,8 +157,9 @@ class _Connection(asyncio.Protocol):
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         keep_alive = self.parser.should_keep_alive()
         self._reset()
-        if isinstance(current, Admitted) and not (self.busy or self.queue):  # the usual case
-            self._dispatch(current.request(body), keep_alive, False)
+        if isinstance(current, GatewayRequest) and not (self.busy or self.queue):  # the usual case
+            current.body = body
+            self._dispatch(current, keep_alive, False)
             return
         self.queue.append((current, body, keep_alive, self.parser.get_method() == b"HEAD"))
         self._start_answering()
@@ -174,8 +176,9 @@ class _Connection(asyncio.Protocol):
         """Answer queued requests in order; a proxied one resumes here from its completion callback."""
         while self.queue and not self.closed:
             current, body, keep_alive, head = self.queue.popleft()
-            if isinstance(current, Admitted):
-                self._dispatch(current.request(body), keep_alive, head)
+            if isinstance(current, GatewayRequest):
+                current.body = body
+                self._dispatch(current, keep_alive, head)
                 return
             response = self.service.other(*current) if isinstance(current, tuple) else current
             self._write(response, "", keep_alive, head)
@@ -191,10 +194,12 @@ class _Connection(asyncio.Protocol):
         self.service.dispatch(request, self._answered)
 
     def _answered(self, response: GatewayResponse) -> None:
-        assert self.answering is not None
+        if self.answering is None:  # answered already (see GatewayService.dispatch)
+            return
         request, keep_alive, head = self.answering
+        self.answering = None
         self._write(response, request.request_id, keep_alive, head)
-        self.service.gateway.finish(request, response)
+        self.service.finish(request, response)
         if self.queue or self.paused or self.closed:
             self._answer_next()
         else:  # nothing waiting: what _answer_next would do, without the loop
@@ -207,9 +212,15 @@ class _Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         keep_alive = keep_alive and not self.server.draining
-        head = [b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, b"Unknown"))]
-        for name, value in response_headers(response, request_id):
-            head += (name, b": ", value, b"\r\n")
+        status = _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d Unknown\r\n" % response.status
+        head = [status]
+        for name, value in response.headers:  # what response_headers() gives, in one pass
+            if name not in HOP_BY_HOP:
+                head += (name, b": ", value, b"\r\n")
+        if request_id:
+            head += (b"x-request-id: ", request_id.encode(), b"\r\n")
+        if response.version:
+            head += (b"x-modelyard-version: ", response.version.encode(), b"\r\n")
         head.append(b"content-length: %d\r\n" % len(response.body))
         head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
         if not head_only:  # a HEAD answer has the length of the body it would have, not the body

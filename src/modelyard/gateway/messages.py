@@ -21,16 +21,23 @@ JSON = (b"content-type", b"application/json")
 
 @dataclasses.dataclass(slots=True)
 class GatewayRequest:
+    """A model request whose head passed the gateway's checks; the front end then reads the body
+    (when :attr:`expects_body`) into ``body`` and hands the request on."""
+
     protocol: str  # "v2", "tfserving" or "metadata" (keys of router.UPSTREAM_PATHS)
     project: str
     model: str
     version: str | None  # None: pick by weight
     method: str
-    headers: list[tuple[bytes, bytes]]  # lower-case names, forwarded as they are (less hop-by-hop)
+    headers: list[tuple[bytes, bytes]]  # lower-case names, to forward (hop-by-hop ones left out)
     body: bytes
     request_id: str
     received: float = dataclasses.field(default_factory=time.time)
     started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    @property
+    def expects_body(self) -> bool:
+        return self.protocol != "metadata"
 
 
 @dataclasses.dataclass(slots=True)

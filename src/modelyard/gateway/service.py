@@ -36,7 +36,7 @@ from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.table import RoutingTable, route_to_dict
 from modelyard.gateway.upstream import HOP_BY_HOP, Upstream
 
-__all__ = ["Admitted", "GatewayService", "TableSource", "parse_path", "response_headers"]
+__all__ = ["GatewayService", "TableSource", "parse_path", "response_headers"]
 
 log = logging.getLogger("modelyard.gateway")
 Headers = list[tuple[bytes, bytes]]
@@ -74,28 +74,6 @@ def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
     return None
 
 
-class Admitted:
-    """A request whose head passed the checks; the front end now reads its body (``expects_body``)."""
-
-    __slots__ = ("expects_body", "headers", "method", "request_id", "target")
-
-    def __init__(
-        self, method: str, target: tuple[str, str, str, str | None], headers: Headers, request_id: str
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.request_id = request_id
-        self.expects_body = target[0] != "metadata"
-
-    def request(self, body: bytes) -> GatewayRequest:
-        protocol, project, model, version = self.target
-        return GatewayRequest(
-            protocol, project, model, version, self.method, self.headers, body, self.request_id,
-            time.time(), time.perf_counter(),
-        )  # fmt: skip
-
-
 class GatewayService:
     """A worker's gateway state and lifecycle; see the module docstring for the request steps."""
 
@@ -124,8 +102,9 @@ class GatewayService:
     def _count_log(self, outcome: str, n: int) -> None:
         self.metrics.log_records.labels(self._sink_name, outcome).inc(n)
 
-    def admit(self, method: str, path: str, headers: Headers) -> Admitted | GatewayResponse | None:
-        """Check a request's head: None when ``path`` is not a model path (see :meth:`other`)."""
+    def admit(self, method: str, path: str, headers: Headers) -> GatewayRequest | GatewayResponse | None:
+        """Check a request's head: the request (its body still to read), a refusal, or None when
+        ``path`` is not a model path (see :meth:`other`). ``headers`` may be reused."""
         target = parse_path(path)
         if target is None:
             return None
@@ -145,13 +124,18 @@ class GatewayService:
                     f"the gateway is at its limit of {limit} requests in flight per worker; retry shortly"
                 )
                 raise Overloaded("gateway", limit, message=message)
-            declared = content_length(headers)
+            forwarded, declared, request_id = _read_head(headers)
             if declared is not None and declared > self.settings.max_body_bytes:
                 raise PayloadTooLarge(declared, self.settings.max_body_bytes)
         except ModelyardError as exc:
             return self.refused(error_response(exc))
-        forwarded, request_id = _request_id(headers, self._ids)
-        return Admitted(method, target, forwarded, request_id)
+        if request_id is None:
+            request_id = self._ids()
+            forwarded.append((b"x-request-id", request_id.encode()))
+        protocol, project, model, version = target
+        return GatewayRequest(
+            protocol, project, model, version, method, forwarded, b"", request_id, time.time(), time.perf_counter()
+        )
 
     def refused(self, response: GatewayResponse) -> GatewayResponse:
         """Count an answer given before routing (405, 413, 503) and return it."""
@@ -159,22 +143,19 @@ class GatewayService:
         return response
 
     def dispatch(self, request: GatewayRequest, on_answer: Callable[[GatewayResponse], None]) -> None:
-        """Route and forward; ``on_answer`` gets the answer once. A bug costs one request (a 500)."""
-        self.in_flight += 1
-        answered = False
-
-        def answer(response: GatewayResponse) -> None:
-            nonlocal answered
-            if not answered:
-                answered = True
-                self.in_flight -= 1
-                on_answer(response)
-
+        """Route and forward; ``on_answer`` gets the answer (a bug costs one request: a 500), and
+        may be called twice only when it raised itself; then call :meth:`finish`."""
+        self.in_flight += 1  # until finish(): the front end calls it once the answer is sent
         try:
-            self.gateway.dispatch(request, answer)
+            self.gateway.dispatch(request, on_answer)
         except Exception:
             log.exception("unhandled error on %s/%s", request.project, request.model)
-            answer(error_response(ModelyardError("internal gateway error")))
+            on_answer(error_response(ModelyardError("internal gateway error")))
+
+    def finish(self, request: GatewayRequest, response: GatewayResponse) -> None:
+        """After a dispatched request's answer went out: see :meth:`Gateway.finish`."""
+        self.in_flight -= 1
+        self.gateway.finish(request, response)
 
     async def serve(self, request: GatewayRequest) -> GatewayResponse:
         """Route and forward; a bug costs one request (a 500), never the worker."""
@@ -261,14 +242,25 @@ class GatewayService:
 _OWN = ("/metrics", "/health/live", "/health/ready", "/-/routing")
 
 
-def content_length(headers: Headers) -> int | None:
-    """The declared body size; InvalidInput when the header is not a plain number."""
-    for name, value in headers:
-        if name == b"content-length":
-            if not value.isdigit():
-                raise InvalidInput("Content-Length must be a non-negative integer", field="content-length")
-            return int(value)
-    return None
+def _read_head(headers: Headers) -> tuple[Headers, int | None, str | None]:
+    """One pass over a request's headers: those to forward (hop-by-hop ones and an unusable
+    x-request-id left out), the declared body size, the caller's request id."""
+    forwarded: Headers = []
+    declared = request_id = None
+    for header in headers:
+        name = header[0]
+        if name in HOP_BY_HOP:
+            if name == b"content-length":
+                if not header[1].isdigit():
+                    raise InvalidInput("Content-Length must be a non-negative integer", field="content-length")
+                declared = int(header[1])
+            continue
+        if name == b"x-request-id":
+            if request_id is not None or not 0 < len(header[1]) <= 200:
+                continue  # a second one, or one that cannot be used: ours replaces it
+            request_id = header[1].decode("latin-1")
+        forwarded.append(header)
+    return forwarded, declared, request_id
 
 
 def response_headers(response: GatewayResponse, request_id: str) -> Headers:
@@ -293,14 +285,6 @@ class _RequestIds:
 
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._count):016x}"
-
-
-def _request_id(raw: Sequence[tuple[bytes, bytes]], make: Callable[[], str]) -> tuple[Headers, str]:
-    for name, value in raw:
-        if name == b"x-request-id" and 0 < len(value) <= 200:
-            return list(raw), value.decode("latin-1")
-    request_id = make()
-    return [*(h for h in raw if h[0] != b"x-request-id"), (b"x-request-id", request_id.encode())], request_id
 
 
 def _json(status: int, content: object) -> GatewayResponse:

@@ -35,7 +35,9 @@ MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 # One read can end a request and start the next one's head, so raw counts may overshoot by a read.
 _READ_SLACK = 256 * 1024
-_STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in http.HTTPStatus}
+_STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in http.HTTPStatus
+}
 
 # A parsed request waiting to be answered: (admitted request | ready-made answer | (method, path)), body,
 # keep-alive, HEAD (answered without a body)

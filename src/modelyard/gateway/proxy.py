@@ -21,7 +21,7 @@ import xxhash
 from modelyard.errors import ModelyardError
 from modelyard.gateway.balance import ReplicaPool
 from modelyard.gateway.exchange import Exchange
-from modelyard.gateway.logs import InferenceLog, LogShipper
+from modelyard.gateway.logs import InferenceLog, LogShipper, Role
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import GatewayMetrics
 from modelyard.gateway.mirror import MirrorQueue
@@ -128,25 +128,25 @@ class Gateway:
 
         Exchange(self, copy, choice, done, mirrored=False).start()
 
-    def _log(self, request: GatewayRequest, response: GatewayResponse, role: str, elapsed: float) -> None:
+    def _log(self, request: GatewayRequest, response: GatewayResponse, role: Role, elapsed: float) -> None:
         assert self.shipper is not None
         assert response.route is not None
-        record = InferenceLog(
-            time=request.received, request_id=request.request_id, project=request.project,
-            model=request.model, version=response.version, replica=response.replica,
-            role="mirror" if role == "mirror" else "primary", protocol=request.protocol,
-            status=response.status, latency_ms=round(elapsed * 1000, 3),
-            request_bytes=len(request.body), response_bytes=len(response.body), error=response.error,
-        )  # fmt: skip
         mode = response.route.log_payload
+        request_hash = response_hash = request_body = response_body = None
         if mode != "none":
             # xxh3: ~0.3 µs for 10 KB where sha256 takes ~9 µs; these hashes match payloads (the
             # mirror's answer against the primary's), they are not a security boundary.
-            record.request_hash = xxhash.xxh3_128_hexdigest(request.body)
-            record.response_hash = xxhash.xxh3_128_hexdigest(response.body)
-        if mode == "full":
-            record.request_body = _text(request.body)
-            record.response_body = _text(response.body)
+            request_hash = xxhash.xxh3_128_hexdigest(request.body)
+            response_hash = xxhash.xxh3_128_hexdigest(response.body)
+            if mode == "full":
+                request_body, response_body = _text(request.body), _text(response.body)
+        # Positional, in the dataclass's field order: keywords cost four times as much here.
+        record = InferenceLog(
+            request.received, request.request_id, request.project, request.model, response.version,
+            response.replica, role, request.protocol, response.status, round(elapsed * 1000, 3),
+            len(request.body), len(response.body), request_hash, response_hash, request_body,
+            response_body, response.error,
+        )  # fmt: skip
         self.shipper.submit(record)
 
 

@@ -15,7 +15,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 import orjson
@@ -134,7 +134,16 @@ class GatewayService:
             forwarded.append((b"x-request-id", request_id.encode()))
         protocol, project, model, version = target
         return GatewayRequest(
-            protocol, project, model, version, method, forwarded, b"", request_id, time.time(), time.perf_counter()
+            protocol,
+            project,
+            model,
+            version,
+            method,
+            forwarded,
+            b"",
+            request_id,
+            time.time(),
+            time.perf_counter(),
         )
 
     def refused(self, response: GatewayResponse) -> GatewayResponse:
@@ -252,7 +261,9 @@ def _read_head(headers: Headers) -> tuple[Headers, int | None, str | None]:
         if name in HOP_BY_HOP:
             if name == b"content-length":
                 if not header[1].isdigit():
-                    raise InvalidInput("Content-Length must be a non-negative integer", field="content-length")
+                    raise InvalidInput(
+                        "Content-Length must be a non-negative integer", field="content-length"
+                    )
                 declared = int(header[1])
             continue
         if name == b"x-request-id":

@@ -50,6 +50,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: Http1Server) -> None:
         self.server = server
         self.service = server.service
+        self.batcher = server.service.batcher  # every write and close goes through it, in order
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[_Pending] = collections.deque()
@@ -136,7 +137,7 @@ class _Connection(asyncio.Protocol):
             # Answered here and the body read whole before forwarding; the upstream client never
             # forwards Expect (upstream.HOP_BY_HOP), so a replica's own 100 cannot be taken for the answer.
             assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.batcher.write(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _expects_continue(self) -> bool:
         return any(name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers)
@@ -227,7 +228,7 @@ class _Connection(asyncio.Protocol):
         head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
         if not head_only:  # a HEAD answer has the length of the body it would have, not the body
             head.append(response.body)
-        self.transport.write(b"".join(head))
+        self.batcher.write(self.transport, b"".join(head))
         if not keep_alive:
             self.close()
 
@@ -245,9 +246,10 @@ class _Connection(asyncio.Protocol):
         self._start_answering()
 
     def close(self) -> None:
+        """Close once the answers already written have gone out."""
         if not self.closed and self.transport is not None:
             self.closed = True
-            self.transport.close()
+            self.batcher.close(self.transport)
 
     @property
     def idle(self) -> bool:
@@ -291,6 +293,7 @@ class Http1Server:
             await asyncio.sleep(0.05)
         for connection in list(self.connections):
             connection.close()
+        self.service.batcher.flush()  # the closes just queued: do not wait for another turn
         if self._sweeper is not None:
             self._sweeper.cancel()
 

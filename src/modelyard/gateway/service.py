@@ -28,6 +28,7 @@ from modelyard.errors import (
     PayloadTooLarge,
     RouteNotFound,
 )
+from modelyard.gateway.batching import WriteBatcher
 from modelyard.gateway.logs import LogShipper, LogSink, open_sink
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -89,7 +90,8 @@ class GatewayService:
         self.source = source
         self.owns_source = owns_source  # close it on stop (it was opened for this service)
         self.metrics = GatewayMetrics(shared_dir=settings.metrics_dir)
-        self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s)
+        self.batcher = WriteBatcher()  # the worker's writes, to clients and replicas alike
+        self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s, batcher=self.batcher)
         sink = sink if sink is not None else open_sink(settings.resolved_log_sink())
         self._sink_name = sink.name
         self.shipper = LogShipper(sink, capacity=settings.log_buffer, count=self._count_log)

@@ -19,6 +19,8 @@ from typing import Any
 
 import httptools
 
+from modelyard.gateway.batching import WriteBatcher
+
 __all__ = ["HOP_BY_HOP", "Done", "Upstream", "UpstreamError", "UpstreamFailure", "UpstreamResponse"]
 
 log = logging.getLogger("modelyard.gateway")
@@ -128,7 +130,7 @@ class _Connection(asyncio.Protocol):
         self.done = done
         self.resend = (data, timeout_s) if reused else None
         self.timer = self.pool.loop.call_later(timeout_s, self._timed_out, timeout_s)
-        self.transport.write(data)
+        self.pool.batcher.write(self.transport, data)
 
     def _timed_out(self, timeout_s: float) -> None:
         self.fail(UpstreamFailure.TIMEOUT, f"no answer within {timeout_s:g} s")
@@ -167,7 +169,7 @@ def _call(done: Done, response: UpstreamResponse | None, error: UpstreamError | 
 class _HostPool:
     """Idle keep-alive connections to one replica (most recently used first: warm sockets)."""
 
-    def __init__(self, url: str, max_idle: int, connect_timeout_s: float) -> None:
+    def __init__(self, url: str, max_idle: int, connect_timeout_s: float, batcher: WriteBatcher) -> None:
         host, _, port = url.removeprefix("http://").rpartition(":")
         self.url = url
         self.host = host.strip("[]")
@@ -177,6 +179,7 @@ class _HostPool:
         self.max_idle = max_idle
         self.connect_timeout_s = connect_timeout_s
         self.loop = asyncio.get_running_loop()
+        self.batcher = batcher
         self.closed = False
         self.connecting: set[asyncio.Task[None]] = set()
 
@@ -223,15 +226,22 @@ class _HostPool:
 class Upstream:
     """Connection pools to every replica this worker talks to, created on first use."""
 
-    def __init__(self, *, max_idle_per_replica: int = 256, connect_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle_per_replica: int = 256,
+        connect_timeout_s: float = 2.0,
+        batcher: WriteBatcher | None = None,
+    ) -> None:
         self._pools: dict[str, _HostPool] = {}
+        self._batcher = batcher if batcher is not None else WriteBatcher()
         self._max_idle = max_idle_per_replica
         self._connect_timeout_s = connect_timeout_s
 
     def _pool(self, url: str) -> _HostPool:
         pool = self._pools.get(url)
         if pool is None:
-            pool = self._pools[url] = _HostPool(url, self._max_idle, self._connect_timeout_s)
+            pool = self._pools[url] = _HostPool(url, self._max_idle, self._connect_timeout_s, self._batcher)
         return pool
 
     def send(

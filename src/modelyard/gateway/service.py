@@ -90,7 +90,9 @@ class GatewayService:
         self.source = source
         self.owns_source = owns_source  # close it on stop (it was opened for this service)
         self.metrics = GatewayMetrics(shared_dir=settings.metrics_dir)
-        self.batcher = WriteBatcher()  # the worker's writes, to clients and replicas alike
+        # The worker's writes, to clients and replicas alike; held while several requests are in
+        # flight (set in dispatch/finish).
+        self.batcher = WriteBatcher(hold=False)
         self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s, batcher=self.batcher)
         sink = sink if sink is not None else open_sink(settings.resolved_log_sink())
         self._sink_name = sink.name
@@ -157,6 +159,7 @@ class GatewayService:
         """Route and forward; ``on_answer`` gets the answer (a bug costs one request: a 500), and
         may be called twice only when it raised itself; then call :meth:`finish`."""
         self.in_flight += 1  # until finish(): the front end calls it once the answer is sent
+        self.batcher.hold = self.in_flight > 1  # see gateway/batching.py
         try:
             self.gateway.dispatch(request, on_answer)
         except Exception:
@@ -166,6 +169,7 @@ class GatewayService:
     def finish(self, request: GatewayRequest, response: GatewayResponse) -> None:
         """After a dispatched request's answer went out: see :meth:`Gateway.finish`."""
         self.in_flight -= 1
+        self.batcher.hold = self.in_flight > 1
         self.gateway.finish(request, response)
 
     async def serve(self, request: GatewayRequest) -> GatewayResponse:

@@ -65,6 +65,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.expect = b""  # the Expect header's value, lower-cased
         self.head_bytes = 0
         self.raw_head = 0  # bytes received while the head is incomplete (includes the body's start)
         self.body: list[bytes] = []
@@ -110,7 +111,10 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        headers.append((name.lower(), value))
+        name = name.lower()
+        headers.append((name, value))
+        if name == b"expect":
+            self.expect = value.lower()
         self.head_bytes += len(name) + len(value)
         if self.head_bytes > MAX_HEAD_BYTES or len(headers) > MAX_HEADERS:
             self._head_too_large()
@@ -133,14 +137,11 @@ class _Connection(asyncio.Protocol):
         self.current = (method, path) if admitted is None else admitted
         if isinstance(admitted, GatewayResponse) and admitted.status == 413:
             self._fail_response(admitted)  # the body is not wanted: do not read it at all
-        elif isinstance(admitted, GatewayRequest) and self._expects_continue():
+        elif isinstance(admitted, GatewayRequest) and self.expect == b"100-continue":
             # Answered here and the body read whole before forwarding; the upstream client never
             # forwards Expect (upstream.HOP_BY_HOP), so a replica's own 100 cannot be taken for the answer.
             assert self.transport is not None
             self.batcher.write(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def _expects_continue(self) -> bool:
-        return any(name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers)
 
     def on_body(self, body: bytes) -> None:
         if self.failed or not isinstance(self.current, GatewayRequest):

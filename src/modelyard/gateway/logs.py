@@ -157,7 +157,7 @@ class LogShipper:
         sink: LogSink,
         *,
         capacity: int = 10_000,
-        batch_size: int = 256,
+        batch_size: int = 1024,
         flush_interval_s: float = 0.05,
         count: Count | None = None,
         retry_initial_s: float = 0.1,

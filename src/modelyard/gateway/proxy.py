@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import logging
 import random
 import time
@@ -115,8 +114,11 @@ class Gateway:
 
     def _send_mirror(self, job: tuple[GatewayRequest, Choice, bool], finished: Callable[[], None]) -> None:
         request, choice, logged = job
-        headers = [*request.headers, (b"x-modelyard-mirror", b"1")]
-        copy = dataclasses.replace(request, headers=headers, started=time.perf_counter())
+        copy = GatewayRequest(
+            request.protocol, request.project, request.model, request.version, request.method,
+            [*request.headers, (b"x-modelyard-mirror", b"1")], request.body, request.request_id,
+            request.received, time.perf_counter(),
+        )  # fmt: skip
 
         def done(response: GatewayResponse) -> None:
             try:

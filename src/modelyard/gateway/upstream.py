@@ -71,7 +71,8 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.done: Done | None = None
         self.resend: tuple[bytes, float] | None = None  # set while a reused connection may be stale
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time by which the answer must be complete (see _Timeouts)
+        self.timeout_s = 0.0
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.received = False  # any byte of the current answer
@@ -108,8 +109,7 @@ class _Connection(asyncio.Protocol):
             self.headers, self.body = [], []
             return
         done, self.done = self.done, None
-        if self.timer is not None:
-            self.timer.cancel()
+        self.pool.timeouts.waiting.discard(self)
         self.keep_alive = self.parser.should_keep_alive()
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         response = UpstreamResponse(status, self.headers, body)
@@ -129,17 +129,19 @@ class _Connection(asyncio.Protocol):
         self.headers, self.body, self.received = [], [], False
         self.done = done
         self.resend = (data, timeout_s) if reused else None
-        self.timer = self.pool.loop.call_later(timeout_s, self._timed_out, timeout_s)
-        self.pool.batcher.write(self.transport, data)
+        pool = self.pool
+        self.timeout_s = timeout_s
+        self.deadline = pool.loop.time() + timeout_s
+        pool.timeouts.add(self)
+        pool.batcher.write(self.transport, data)
 
-    def _timed_out(self, timeout_s: float) -> None:
-        self.fail(UpstreamFailure.TIMEOUT, f"no answer within {timeout_s:g} s")
+    def timed_out(self) -> None:
+        self.fail(UpstreamFailure.TIMEOUT, f"no answer within {self.timeout_s:g} s")
 
     def fail(self, failure: UpstreamFailure, detail: str) -> None:
         """End the current request with an error; the connection is not reused after that."""
         done, self.done = self.done, None
-        if self.timer is not None:
-            self.timer.cancel()
+        self.pool.timeouts.waiting.discard(self)
         self.close()
         if done is None:
             return
@@ -166,20 +168,57 @@ def _call(done: Done, response: UpstreamResponse | None, error: UpstreamError | 
         log.exception("upstream completion failed")
 
 
+class _Timeouts:
+    """The deadlines of the requests waiting on replicas, checked together every ``tick_s``.
+
+    A timer per request (``call_later`` and its ``cancel``) was ≈0.8 µs of a hop's ≈20 µs of
+    Python; this is a set insertion and removal. The price: a request that times out is failed up
+    to ``tick_s`` late. The check runs only while some request is waiting.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick_s: float = 0.01) -> None:
+        self.loop = loop
+        self.tick_s = tick_s
+        self.waiting: set[_Connection] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, connection: _Connection) -> None:
+        self.waiting.add(connection)
+        if self._handle is None:
+            self._handle = self.loop.call_later(self.tick_s, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        now = self.loop.time()
+        for connection in [c for c in self.waiting if c.deadline <= now]:
+            connection.timed_out()  # fails it, which takes it out of `waiting`
+        if self.waiting:
+            self._handle = self.loop.call_later(self.tick_s, self._check)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class _HostPool:
     """Idle keep-alive connections to one replica (most recently used first: warm sockets)."""
 
-    def __init__(self, url: str, max_idle: int, connect_timeout_s: float, batcher: WriteBatcher) -> None:
+    def __init__(
+        self, url: str, max_idle: int, connect_timeout_s: float, batcher: WriteBatcher, timeouts: _Timeouts
+    ) -> None:
         host, _, port = url.removeprefix("http://").rpartition(":")
         self.url = url
         self.host = host.strip("[]")
         self.port = int(port)
         self.authority = url.removeprefix("http://").encode()
+        self.starts: dict[tuple[str, str], bytes] = {}
         self.idle: collections.deque[_Connection] = collections.deque()
         self.max_idle = max_idle
         self.connect_timeout_s = connect_timeout_s
         self.loop = asyncio.get_running_loop()
         self.batcher = batcher
+        self.timeouts = timeouts
         self.closed = False
         self.connecting: set[asyncio.Task[None]] = set()
 
@@ -235,13 +274,17 @@ class Upstream:
     ) -> None:
         self._pools: dict[str, _HostPool] = {}
         self._batcher = batcher if batcher is not None else WriteBatcher()
+        self._timeouts: _Timeouts | None = None  # made on first use, with the running loop
         self._max_idle = max_idle_per_replica
         self._connect_timeout_s = connect_timeout_s
 
     def _pool(self, url: str) -> _HostPool:
         pool = self._pools.get(url)
         if pool is None:
-            pool = self._pools[url] = _HostPool(url, self._max_idle, self._connect_timeout_s, self._batcher)
+            if self._timeouts is None:
+                self._timeouts = _Timeouts(asyncio.get_running_loop())
+            pool = _HostPool(url, self._max_idle, self._connect_timeout_s, self._batcher, self._timeouts)
+            self._pools[url] = pool
         return pool
 
     def send(
@@ -260,7 +303,7 @@ class Upstream:
         answer: that is retried once on a fresh connection (``_Connection.send``'s ``reused``).
         """
         pool = self._pools.get(url) or self._pool(url)
-        data = _encode(method, path, pool.authority, headers, body)
+        data = _encode(pool, method, path, headers, body)
         connection = pool.take_idle()
         if connection is None:
             pool.connect(data, timeout_s, done)
@@ -277,13 +320,19 @@ class Upstream:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        if self._timeouts is not None:
+            self._timeouts.close()
 
 
 def _encode(
-    method: str, path: str, authority: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    pool: _HostPool, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], body: bytes
 ) -> bytes:
-    parts: list[Any] = [method.encode(), b" ", path.encode(), b" HTTP/1.1\r\nhost: ", authority]
-    parts.append(b"\r\ncontent-length: %d\r\n" % len(body))
+    start = pool.starts.get((method, path))
+    if start is None:  # the request line and host of each (method, path), encoded once
+        start = b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), path.encode(), pool.authority)
+        if len(pool.starts) < 1024:
+            pool.starts[method, path] = start
+    parts: list[Any] = [start, b"content-length: %d\r\n" % len(body)]
     for name, value in headers:
         if name not in HOP_BY_HOP:
             parts += (name, b": ", value, b"\r\n")

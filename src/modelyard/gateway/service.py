@@ -99,6 +99,7 @@ class GatewayService:
         self.shipper = LogShipper(sink, capacity=settings.log_buffer, count=self._count_log)
         self.gateway = Gateway(settings, self.metrics, self.upstream, self.shipper)
         self._ids = _RequestIds()
+        self._targets: dict[str, tuple[str, str, str, str | None]] = {}
         self.in_flight = 0
         self.connections = 0  # maintained by the front end when it can see connections
         self._poller: asyncio.Task[None] | None = None
@@ -109,7 +110,11 @@ class GatewayService:
     def admit(self, method: str, path: str, headers: Headers) -> GatewayRequest | GatewayResponse | None:
         """Check a request's head: the request (its body still to read), a refusal, or None when
         ``path`` is not a model path (see :meth:`other`). ``headers`` may be reused."""
-        target = parse_path(path)
+        target = self._targets.get(path)
+        if target is None:
+            target = parse_path(path)
+            if target is not None and len(self._targets) < 4096:  # callers' paths repeat: parse once
+                self._targets[path] = target
         if target is None:
             return None
         try:

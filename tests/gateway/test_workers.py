@@ -4,8 +4,8 @@ The supervisor binds one socket and starts two worker processes that accept on i
 to it on fresh connections (so the kernel spreads them over the workers), route through stub
 replicas running in this process, change routes with ``RouteStore``, and signal the processes.
 
-Which worker answered is read from each worker's own metrics snapshot (``<pid>.prom``, written at
-every routing-table poll for the merged ``/metrics``): the supervisor makes that folder with
+Which worker answered is read from each worker's own metrics snapshot (``<pid>.prom``, written
+about once a second for the merged ``/metrics``): the supervisor makes that folder with
 ``tempfile.mkdtemp``, so the gateway runs with ``TMPDIR`` under the test's tmp_path. Workers are
 found as the supervisor's children in /proc. The gateway is started in its own session, and
 whatever happens the whole process group is killed at the end, so no worker outlives a test.

@@ -113,7 +113,10 @@ class Exchange:
         response = GatewayResponse(
             upstream.status, upstream.headers, upstream.body, choice.version.version, url, choice.route
         )
-        self._done(response)
+        request = self.request
+        if self.mirrored and request.protocol != "metadata":  # _done, inlined on the usual path
+            response.mirrors = self.gateway.router.mirrors(request.project, request.model, response.version)
+        self.on_done(response)
 
     def _done(self, response: GatewayResponse) -> None:
         request = self.request

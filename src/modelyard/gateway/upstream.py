@@ -151,10 +151,6 @@ class _Connection(asyncio.Protocol):
             return
         _call(done, None, UpstreamError(failure, self.pool.url, detail))
 
-    @property
-    def reusable(self) -> bool:
-        return not self.closed and self.keep_alive and self.done is None
-
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -225,12 +221,13 @@ class _HostPool:
     def take_idle(self) -> _Connection | None:
         while self.idle:
             connection = self.idle.pop()
-            if connection.reusable:
+            if not connection.closed and connection.keep_alive and connection.done is None:  # still reusable
                 return connection
         return None
 
     def release(self, connection: _Connection) -> None:
-        if connection.reusable and len(self.idle) < self.max_idle and not self.closed:
+        reusable = not connection.closed and connection.keep_alive and connection.done is None
+        if reusable and len(self.idle) < self.max_idle and not self.closed:
             self.idle.append(connection)
         else:
             connection.close()

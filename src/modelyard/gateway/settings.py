@@ -39,7 +39,7 @@ class GatewaySettings(BaseModel):
     mirror_queue: int = Field(default=1024, ge=1, description="mirrored copies waiting; beyond: dropped")
     mirror_concurrency: int = Field(default=32, ge=1, description="mirrored copies in flight per worker")
     log_sink: str = Field(default="", description="jsonl path/URL, redis://..., nats://..., or none")
-    log_buffer: int = Field(default=10_000, ge=1, description="records buffered before dropping")
+    log_buffer: int = Field(default=50_000, ge=1, description="records buffered before dropping")
     log_level: str = "warning"
     metrics_dir: Path | None = Field(
         default=None, description="set by the supervisor: where workers share metrics snapshots"

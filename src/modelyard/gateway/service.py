@@ -3,8 +3,10 @@
 :class:`GatewayService` owns the worker's :class:`Gateway` core, its log shipper and the task that
 keeps the routing table fresh. Both front ends — the ASGI app (``gateway/app.py``, for tests and
 any ASGI server) and the raw HTTP/1.1 server (``gateway/http1.py``, what ``modelyard gateway
-serve`` runs) — call the same three steps: :meth:`admit` once the head is read, :meth:`serve` once
-the body is, and :meth:`Gateway.finish` after the answer went out.
+serve`` runs) — call the same three steps: :meth:`admit` once the head is read; once the body is,
+:meth:`serve` (a coroutine, for ASGI) or :meth:`dispatch` (a callback, for the raw server); and
+after the answer went out, :meth:`Gateway.finish` (after ``serve``) or :meth:`finish` (after
+``dispatch``, which also ends the request's in-flight count).
 """
 
 from __future__ import annotations

@@ -124,13 +124,12 @@ async def gateway_round(args: argparse.Namespace, request: bytes, log_dir: Path)
     return one
 
 
-class _BareClient:
-    """The floor: parse the request, write it to the replica, parse the answer, write it back."""
+class _BareSide:
+    """One side of the floor: collects what httptools parses, writes a message when one is whole."""
 
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.replica = _BareReplica(self)
-        self.out = FakeTransport()
+    def __init__(self, parser: Any, target: FakeTransport, template: bytes) -> None:
+        self.parser = parser
+        self.target, self.template = target, template
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.url = b""
@@ -147,40 +146,26 @@ class _BareClient:
     def on_message_complete(self) -> None:
         body = b"".join(self.body)
         self.headers, self.body, self.url = [], [], b""
-        self.replica.out.write(
-            b"POST /v1/models/const:predict HTTP/1.1\r\nhost: 127.0.0.1:9\r\ncontent-length: %d\r\n\r\n%s"
-            % (len(body), body)
-        )
-
-
-class _BareReplica:
-    def __init__(self, client: _BareClient) -> None:
-        self.client = client
-        self.parser = httptools.HttpResponseParser(self)
-        self.out = FakeTransport()
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        body = b"".join(self.body)
-        self.headers, self.body = [], []
-        self.client.out.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.target.write(self.template % (len(body), body))
 
 
 def bare_round(request: bytes) -> Callable[[], None]:
-    client = _BareClient()
+    """The floor: parse the request, write it to the replica, parse the answer, write it back."""
+    to_replica, to_client = FakeTransport(), FakeTransport()
+    client = _BareSide(
+        None,
+        to_replica,
+        b"POST /v1/models/const:predict HTTP/1.1\r\nhost: 127.0.0.1:9\r\ncontent-length: %d\r\n\r\n%s",
+    )
+    client.parser = httptools.HttpRequestParser(client)
+    replica = _BareSide(None, to_client, b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s")
+    replica.parser = httptools.HttpResponseParser(replica)
 
     def one() -> None:
         client.parser.feed_data(request)
-        client.replica.parser.feed_data(ANSWER)
-        client.out.written.clear()
-        client.replica.out.written.clear()
+        replica.parser.feed_data(ANSWER)
+        to_client.written.clear()
+        to_replica.written.clear()
 
     return one
 

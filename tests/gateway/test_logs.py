@@ -27,6 +27,7 @@ import pytest
 
 from modelyard.errors import InvalidInput
 from modelyard.gateway.logs import (
+    ENCODE_SLICE,
     DiscardSink,
     InferenceLog,
     JsonLinesSink,
@@ -40,6 +41,8 @@ from modelyard.gateway.sinks import (
     DEFAULT_REDIS_STREAM,
     NatsJetStreamSink,
     RedisStreamSink,
+    encode_lines,
+    encode_record,
 )
 
 pytestmark = pytest.mark.anyio
@@ -304,6 +307,24 @@ async def test_json_lines_file_holds_one_intact_object_per_line_and_appends(tmp_
     lines = path.read_bytes().splitlines()
     assert [json.loads(line) for line in lines] == [as_dict(rec) for rec in [*first, record(3)]]
     assert set(json.loads(lines[1])) == {field.name for field in dataclasses.fields(InferenceLog)}
+
+
+async def test_a_batch_larger_than_an_encoding_slice_is_written_whole_and_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "inference.jsonl"
+    records = [record(i, request_id=f"req-{i}") for i in range(2 * ENCODE_SLICE + 7)]
+    sink = JsonLinesSink(path)
+    await sink.open()
+    await sink.write(records)  # encoded slice by slice, with the loop free in between
+    await sink.close()
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == [f"req-{i}" for i in range(len(records))]
+    assert json.loads(lines[-1]) == as_dict(records[-1])
+
+
+def test_encode_record_and_encode_lines_give_orjson_own_output() -> None:
+    records = [record(0), full_record(1)]
+    assert [encode_record(rec) for rec in records] == [orjson.dumps(rec) for rec in records]
+    assert encode_lines(records) == b"".join(orjson.dumps(rec) + b"\n" for rec in records)
 
 
 async def test_submit_never_blocks_and_drops_and_counts_when_the_buffer_is_full() -> None:

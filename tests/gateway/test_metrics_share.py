@@ -67,3 +67,25 @@ def test_a_single_worker_renders_its_own_registry(tmp_path: Path) -> None:
     shared = GatewayMetrics(shared_dir=tmp_path)
     shared.publish()
     assert [path.suffix for path in tmp_path.iterdir()] == [".prom"]
+
+
+def test_answer_latency_buckets_are_cumulative_and_summed_over_status_codes() -> None:
+    metrics = GatewayMetrics()
+    for code, seconds in ((200, 0.0004), (200, 0.0005), (200, 0.003), (503, 100.0)):
+        metrics.answered("mail", "spam", "v1", code, seconds)
+    found = values(generate_latest(metrics.registry))
+    version = (("model", "spam"), ("project", "mail"), ("version", "v1"))
+    assert found[("modelyard_gateway_requests_total", (("code", "200"), *version))] == 3
+    assert found[("modelyard_gateway_requests_total", (("code", "503"), *version))] == 1
+
+    def bucket(le: str) -> float:
+        return found[("modelyard_gateway_request_duration_seconds_bucket", (("le", le), *version))]
+
+    assert bucket("0.0005") == 2  # an upper bound is inclusive, as in Prometheus
+    assert bucket("0.001") == 2
+    assert bucket("0.005") == 3
+    assert bucket("30.0") == 3
+    assert bucket("+Inf") == 4
+    assert found[("modelyard_gateway_request_duration_seconds_count", version)] == 4
+    assert found[("modelyard_gateway_request_duration_seconds_sum", version)] == pytest.approx(100.0039)
+    assert metrics.requests.count(("mail", "spam", "v1", "200")) == 3

@@ -26,6 +26,7 @@ from modelyard.errors import InvalidInput
 from modelyard.gateway.sinks import NatsJetStreamSink, RedisStreamSink, encode_lines
 
 __all__ = [
+    "ENCODE_SLICE",
     "Count",
     "DiscardSink",
     "InferenceLog",

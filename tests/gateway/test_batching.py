@@ -77,3 +77,11 @@ async def test_without_hold_writes_go_out_at_once_unless_something_is_queued_ahe
 
     batcher.close(a)  # nothing queued and not holding: closed at once
     assert log[4:] == [("a", "<close>")]
+
+
+async def test_without_hold_a_write_to_a_closing_transport_is_dropped_not_raised() -> None:
+    log: list[tuple[str, str]] = []
+    gone = Transport("gone", log, broken=True)
+    gone.closing = True  # the peer closed; the protocol has not heard yet
+    WriteBatcher(hold=False).write(gone, b"late answer")  # must not raise
+    assert log == []

@@ -612,3 +612,24 @@ def test_a_replicas_interim_100_continue_is_not_taken_for_its_answer(
         assert first.status == 200
         assert first.json()["request_id"] == f"i{i}"
     assert all("expect" not in headers for _, headers, _ in replica.requests)  # never forwarded
+
+
+def test_clients_that_leave_before_their_answer_leave_nothing_in_flight(
+    env: GatewayWorld, connect: Callable[[str], Raw]
+) -> None:
+    replica = routed(env)
+    replica.delay_s = 0.3
+    gateway = env.gateway()
+    for i in range(3):  # three in flight at once: the worker holds writes (gateway/batching.py)
+        client = connect(gateway.url)
+        client.send(predict(headers=rid(f"gone-{i}")))
+        client.sock.shutdown(socket.SHUT_WR)  # and leaves before the replica answers
+        client.close()
+    assert wait_for(lambda: len(replica.requests) == 3)
+    assert wait_for(lambda: gateway.service.in_flight == 0, timeout=5), gateway.service.in_flight
+    replica.delay_s = 0.0
+    stayed = connect(gateway.url)
+    stayed.send(predict(headers=rid("stayed")))
+    answer = stayed.answer()
+    assert (answer.status, answer.headers["x-request-id"]) == (200, "stayed")
+    assert gateway.service.batcher.hold is False  # back to writing at once

@@ -50,7 +50,10 @@ class WriteBatcher:
 
     def write(self, transport: Writable, data: bytes) -> None:
         if not (self.hold or self._pending):
-            transport.write(data)
+            # A transport the peer closed may not have told its protocol yet; uvloop raises on
+            # a write to a closed handle, so check here as flush() does.
+            if not transport.is_closing():
+                transport.write(data)
             return
         self._pending.append((transport, data))
         if not self._scheduled:

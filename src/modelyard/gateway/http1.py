@@ -202,8 +202,10 @@ class _Connection(asyncio.Protocol):
             return
         request, keep_alive, head = self.answering
         self.answering = None
-        self._write(response, request.request_id, keep_alive, head)
-        self.service.finish(request, response)
+        try:
+            self._write(response, request.request_id, keep_alive, head)
+        finally:  # the request leaves the in-flight count whatever happened to its answer
+            self.service.finish(request, response)
         if self.queue or self.paused or self.closed:
             self._answer_next()
         else:  # nothing waiting: what _answer_next would do, without the loop

@@ -113,10 +113,7 @@ class Exchange:
         response = GatewayResponse(
             upstream.status, upstream.headers, upstream.body, choice.version.version, url, choice.route
         )
-        request = self.request
-        if self.mirrored and request.protocol != "metadata":  # _done, inlined on the usual path
-            response.mirrors = self.gateway.router.mirrors(request.project, request.model, response.version)
-        self.on_done(response)
+        self._done(response)
 
     def _done(self, response: GatewayResponse) -> None:
         request = self.request

@@ -115,10 +115,7 @@ class _Connection(asyncio.Protocol):
         response = UpstreamResponse(status, self.headers, body)
         self.pool.release(self)
         if done is not None:
-            try:
-                done(response, None)
-            except Exception:  # a bug in a completion must not break the connection that delivered it
-                log.exception("upstream completion failed")
+            _call(done, response, None)
 
     # ours
     def send(self, data: bytes, timeout_s: float, done: Done, *, reused: bool = False) -> None:
@@ -299,7 +296,7 @@ class Upstream:
         A kept-alive connection that the replica closed while idle fails with RESET before any
         answer: that is retried once on a fresh connection (``_Connection.send``'s ``reused``).
         """
-        pool = self._pools.get(url) or self._pool(url)
+        pool = self._pool(url)
         data = _encode(pool, method, path, headers, body)
         connection = pool.take_idle()
         if connection is None:

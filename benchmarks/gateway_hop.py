@@ -415,6 +415,13 @@ def measure_all(
     return results, gateway_answered
 
 
+def compiled() -> bool:
+    """Whether the gateway's request path is compiled (scripts/compile) in the venv it runs from."""
+    check = "import modelyard.gateway.http1 as m; print(m.__file__.endswith('.so'))"
+    done = subprocess.run([str(MODELYARD.parent / "python"), "-c", check], capture_output=True, text=True)
+    return done.stdout.strip() == "True"
+
+
 def connections_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -465,7 +472,8 @@ def main() -> int:
     print(
         f"cores: {os.cpu_count()}; workers (gateway and nginx proxy): {args.workers}; connections: "
         f"{','.join(map(str, args.connections))}; {args.warmup:g} s warm-up + {args.duration:g} s per "
-        f"measurement; body {len(body):,} bytes; mirror fraction {args.mirror_fraction:g}"
+        f"measurement; body {len(body):,} bytes; mirror fraction {args.mirror_fraction:g}; gateway "
+        f"request path {'compiled (mypyc, scripts/compile)' if compiled() else 'interpreted'}"
     )
     procs = Processes()
     with cleanup_on_signals(), tempfile.TemporaryDirectory(prefix="modelyard-gateway-hop-") as tmpdir:

@@ -27,6 +27,25 @@ from modelyard.registry.settings import RegistrySettings
 from modelyard.server import Settings
 from tests import models
 
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled module (scripts/compile) that is older than its source: Python
+    would import the stale extension and the tests would not test the code on disk."""
+    stale = [
+        compiled.name
+        for compiled in SRC.glob("modelyard/**/*.so")
+        if (source := compiled.with_name(compiled.name.split(".")[0] + ".py")).exists()
+        and source.stat().st_mtime > compiled.stat().st_mtime
+    ]
+    if stale:
+        raise pytest.UsageError(
+            f"compiled modules older than their sources: {', '.join(sorted(stale))}; "
+            "run scripts/compile (or scripts/compile --clean to run interpreted)"
+        )
+
+
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 DATABASE_BACKENDS = ["sqlite", "postgresql"]
 

@@ -31,7 +31,8 @@ def exported() -> dict[str, set[str]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # this process's registry only
         metrics = GatewayMetrics()
-    for metric in vars(metrics).values():
+    # dir(), not vars(): compiled (scripts/compile), GatewayMetrics is a native class with no __dict__.
+    for metric in (getattr(metrics, name) for name in dir(metrics) if not name.startswith("_")):
         if isinstance(metric, CountedLatency):
             metric.add(("x",) * len(metric.labels), 0.01)
             continue

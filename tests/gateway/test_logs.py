@@ -450,6 +450,31 @@ async def test_full_batches_ship_without_waiting_for_the_flush_interval() -> Non
     await shipper.stop()
 
 
+class SlowSink(FakeSink):
+    """Each write takes a millisecond, as a thread hand-off and a file write do."""
+
+    async def write(self, records: list[InferenceLog]) -> None:
+        await asyncio.sleep(0.001)
+        await super().write(records)
+
+
+async def test_steady_traffic_ships_one_batch_per_flush_interval_not_one_per_write() -> None:
+    sink = SlowSink()
+    shipper = LogShipper(sink, batch_size=10_000, flush_interval_s=0.2)
+    await shipper.start()
+    submitted = []
+    started = time.monotonic()
+    while time.monotonic() - started < 0.7:  # a record every ~0.5 ms, never a pause
+        rec = record(len(submitted))
+        submitted.append(rec)
+        shipper.submit(rec)
+        await asyncio.sleep(0.0005)
+    # Shipping again as soon as a write returned made a batch per millisecond here (hundreds).
+    assert 2 <= len(sink.batches) <= 5, [len(batch) for batch in sink.batches]
+    await shipper.stop()
+    assert sink.records == submitted
+
+
 async def test_stop_when_the_sink_fails_during_the_final_flush_drops_the_rest_quickly() -> None:
     sink = FakeSink(down=True)
     shipper = LogShipper(sink, batch_size=10, flush_interval_s=60, retry_initial_s=5, retry_max_s=5)

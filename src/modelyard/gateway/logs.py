@@ -286,6 +286,13 @@ class LogShipper:
             self._opened = await self._try_open()
         self._backoff.reset()
         while True:
+            if len(self._buffer) < self.batch_size and not self._stopping.is_set():
+                # Gather for up to flush_interval_s unless a full batch is waiting. Shipping again
+                # as soon as a write returned made, under load, a batch of the few records that
+                # arrived meanwhile: a thread hand-off every millisecond, measured at ≈4 µs per
+                # request (docs/performance.md).
+                self._wake.clear()  # no await since the size check: no wake-up is missed
+                await _wait(self._wake, self.flush_interval_s)
             batch = self._take()
             if batch:
                 if await self._ship(batch):
@@ -296,9 +303,6 @@ class LogShipper:
                     await _wait(self._stopping, self._backoff.next())
             elif self._stopping.is_set():
                 return
-            else:
-                self._wake.clear()  # no await since the emptiness check: no wake-up is missed
-                await _wait(self._wake, self.flush_interval_s)
 
     def _take(self) -> list[InferenceLog]:
         buffer = self._buffer

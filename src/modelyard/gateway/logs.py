@@ -289,8 +289,8 @@ class LogShipper:
             if len(self._buffer) < self.batch_size and not self._stopping.is_set():
                 # Gather for up to flush_interval_s unless a full batch is waiting. Shipping again
                 # as soon as a write returned made, under load, a batch of the few records that
-                # arrived meanwhile: a thread hand-off every millisecond, measured at ≈4 µs per
-                # request (docs/performance.md).
+                # arrived meanwhile: hundreds of batches and thread hand-offs a second instead of
+                # the documented one per interval (its cost in CPU: docs/performance.md).
                 self._wake.clear()  # no await since the size check: no wake-up is missed
                 await _wait(self._wake, self.flush_interval_s)
             batch = self._take()

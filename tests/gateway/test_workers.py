@@ -312,8 +312,12 @@ def test_workers_drain_and_exit_when_the_supervisor_is_killed(
 
 @pytest.mark.parametrize(
     ("args", "named"),
-    [(["--workers", "-1"], "workers"), (["--log-sink", "ftp://x"], "log_sink")],
-    ids=["workers", "log-sink"],
+    [
+        (["--workers", "-1"], "workers"),
+        (["--log-sink", "ftp://x"], "log_sink"),
+        (["--idle-poll-us", "-5"], "idle_poll_us"),
+    ],
+    ids=["workers", "log-sink", "idle-poll-us"],
 )
 def test_a_bad_setting_exits_2_with_one_line_naming_it(tmp_path: Path, args: list[str], named: str) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}

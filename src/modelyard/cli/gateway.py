@@ -36,6 +36,12 @@ def serve(
     refresh_interval: Annotated[
         float | None, typer.Option("--refresh-interval", help="seconds between routing-table checks")
     ] = None,
+    idle_poll_us: Annotated[
+        int | None,
+        typer.Option(
+            help="with one request in flight, poll this many µs before sleeping (default 200; 0 = off)"
+        ),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
 ) -> None:
     """Serve the gateway; routes come from the control-plane database (see `modelyard route`)."""
@@ -46,7 +52,7 @@ def serve(
     overrides: dict[str, object] = {
         "host": host, "port": port, "workers": workers, "log_sink": log_sink,
         "max_body_bytes": max_body_bytes, "retries": retries, "refresh_interval_s": refresh_interval,
-        "log_level": log_level,
+        "idle_poll_us": idle_poll_us, "log_level": log_level,
     }  # fmt: skip
     try:
         settings = GatewaySettings.from_env(None, **overrides)

@@ -31,6 +31,7 @@ from modelyard.errors import (
     RouteNotFound,
 )
 from modelyard.gateway.batching import WriteBatcher
+from modelyard.gateway.idlepoll import IdlePoller
 from modelyard.gateway.logs import LogShipper, LogSink, open_sink
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -96,8 +97,9 @@ class GatewayService:
         self.owns_source = owns_source  # close it on stop (it was opened for this service)
         self.metrics = GatewayMetrics(shared_dir=settings.metrics_dir)
         # The worker's writes, to clients and replicas alike; held while several requests are in
-        # flight (set in dispatch/finish).
-        self.batcher = WriteBatcher(hold=False)
+        # flight (set in dispatch/finish); while they are not, each write kicks the idle poller.
+        self.poller = IdlePoller(settings.idle_poll_us / 1e6)
+        self.batcher = WriteBatcher(hold=False, poller=self.poller)
         self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s, batcher=self.batcher)
         sink = sink if sink is not None else open_sink(settings.resolved_log_sink())
         self._sink_name = sink.name

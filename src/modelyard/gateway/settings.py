@@ -40,6 +40,10 @@ class GatewaySettings(BaseModel):
     mirror_concurrency: int = Field(default=32, ge=1, description="mirrored copies in flight per worker")
     log_sink: str = Field(default="", description="jsonl path/URL, redis://..., nats://..., or none")
     log_buffer: int = Field(default=50_000, ge=1, description="records buffered before dropping")
+    idle_poll_us: int = Field(
+        default=200, ge=0, le=10_000,
+        description="with one request in flight, poll this long before sleeping (0 = off; idlepoll.py)",
+    )  # fmt: skip
     log_level: str = "warning"
     metrics_dir: Path | None = Field(
         default=None, description="set by the supervisor: where workers share metrics snapshots"

@@ -1,5 +1,6 @@
 """IdlePoller: after a kick the loop keeps turning for the window and then stops; kicks while it
-polls extend the window without a second chain; the write batcher kicks only unheld writes."""
+polls extend the window without a second chain; each leg's window halves after waits longer than
+the limit and doubles after waits just beyond it; the write batcher kicks only unheld writes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from modelyard.gateway.batching import WriteBatcher
-from modelyard.gateway.idlepoll import IdlePoller
+from modelyard.gateway.idlepoll import GROW_START_S, NEXT_REQUEST, REPLY, IdlePoller
 from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.table import RoutingTable
@@ -41,7 +42,7 @@ async def wait_until_idle(poller: IdlePoller, limit_s: float = 2.0) -> float:
 
 async def test_a_kick_keeps_the_loop_polling_for_the_window_then_it_stops() -> None:
     poller = IdlePoller(0.02)
-    poller.kick()
+    poller.kick(NEXT_REQUEST)
     assert poller.active
     took = await wait_until_idle(poller)
     assert 0.015 <= took < 1.0
@@ -54,7 +55,7 @@ async def test_a_kick_keeps_the_loop_polling_for_the_window_then_it_stops() -> N
 async def test_the_loop_can_sleep_while_it_polls() -> None:
     """A timer due inside the window fires on time: polling never blocks the loop."""
     poller = IdlePoller(0.05)
-    poller.kick()
+    poller.kick(NEXT_REQUEST)
     started = time.perf_counter()
     await asyncio.sleep(0.01)
     assert time.perf_counter() - started < 0.04
@@ -63,11 +64,11 @@ async def test_the_loop_can_sleep_while_it_polls() -> None:
 
 async def test_kicks_while_polling_extend_the_window_with_one_chain() -> None:
     poller = IdlePoller(0.02)
-    poller.kick()
+    poller.kick(NEXT_REQUEST)
     started = time.perf_counter()
     for _ in range(5):  # keep it busy for ≈50 ms, kicking every 10 ms
         await asyncio.sleep(0.01)
-        poller.kick()
+        poller.kick(NEXT_REQUEST)
     await wait_until_idle(poller)
     assert time.perf_counter() - started >= 0.065  # the last kick's window was honoured
     # One chain: rounds are one per loop turn, so two chains would have run about twice as many
@@ -81,7 +82,7 @@ async def test_kicks_while_polling_extend_the_window_with_one_chain() -> None:
 
 async def test_a_window_of_zero_schedules_nothing() -> None:
     poller = IdlePoller(0.0)
-    poller.kick()
+    poller.kick(NEXT_REQUEST)
     assert not poller.active
     await asyncio.sleep(0.01)
     assert poller.rounds == 0
@@ -110,12 +111,57 @@ class EmptySource:
         return RoutingTable()
 
 
+def test_a_legs_window_doubles_after_waits_just_beyond_it_and_halves_after_long_ones() -> None:
+    poller = IdlePoller(0.004)
+    poller.windows[REPLY] = 0.0
+    grown = []
+    for _ in range(10):
+        poller._adapt(REPLY, 0.0039)  # each wait just within the limit, beyond the window
+        grown.append(poller.windows[REPLY])
+    assert grown[:3] == [
+        pytest.approx(GROW_START_S),
+        pytest.approx(2 * GROW_START_S),
+        pytest.approx(4 * GROW_START_S),
+    ]
+    assert grown[-1] == pytest.approx(0.004)  # capped at the limit
+    poller._adapt(REPLY, 0.001)  # caught by polling: kept
+    assert poller.windows[REPLY] == pytest.approx(0.004)
+    shrunk = []
+    for _ in range(10):
+        poller._adapt(REPLY, 0.005)  # longer than polling may last
+        shrunk.append(poller.windows[REPLY])
+    assert shrunk[:2] == [pytest.approx(0.002), pytest.approx(0.001)]
+    assert shrunk[-1] == 0.0  # below the starting size: no polling at all
+    assert poller.windows[NEXT_REQUEST] == pytest.approx(0.004)  # the other leg is its own
+
+
+async def test_the_next_kick_ends_the_wait_the_previous_one_started() -> None:
+    poller = IdlePoller(0.002)
+    poller.kick(REPLY)
+    time.sleep(0.005)  # noqa: ASYNC251  # a replica slower than polling may last; the loop must not turn
+    poller.kick(NEXT_REQUEST)  # the answer came, and went to the caller
+    assert poller.windows == [pytest.approx(0.001), pytest.approx(0.002)]
+    poller.kick(REPLY)  # the caller's next request at once: its wait was caught
+    assert poller.windows == [pytest.approx(0.001), pytest.approx(0.002)]
+    await wait_until_idle(poller)
+
+
+async def test_a_wait_caught_by_polling_leaves_the_window_as_it_is() -> None:
+    poller = IdlePoller(0.05)
+    poller.kick(REPLY)
+    await asyncio.sleep(0.005)  # the answer came while polling
+    poller.kick(NEXT_REQUEST)
+    assert poller.windows == [0.05, 0.05]
+    await wait_until_idle(poller)
+
+
 @pytest.mark.parametrize(("setting", "window_s"), [(None, 200e-6), (0, 0.0), (1000, 1e-3)])
 def test_the_service_polls_for_the_configured_window(setting: int | None, window_s: float) -> None:
     overrides = {} if setting is None else {"idle_poll_us": setting}
     settings = GatewaySettings(log_sink="none", **overrides)
     service = GatewayService(settings, EmptySource())
-    assert service.poller.window_s == pytest.approx(window_s)
+    assert service.poller.max_s == pytest.approx(window_s)
+    assert service.poller.windows == [pytest.approx(window_s)] * 2
 
 
 def test_a_negative_window_is_refused_naming_the_setting() -> None:

@@ -26,7 +26,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from modelyard.gateway.idlepoll import IdlePoller
+from modelyard.gateway.idlepoll import NEXT_REQUEST, IdlePoller
 
 __all__ = ["Writable", "WriteBatcher"]
 
@@ -55,10 +55,12 @@ class WriteBatcher:
         self.hold = hold  # False: write at once (when nothing is queued ahead)
         self._poller = poller  # kicked by each write that goes out at once
 
-    def write(self, transport: Writable, data: bytes) -> None:
+    def write(self, transport: Writable, data: bytes, leg: int = NEXT_REQUEST) -> None:
+        """Write ``data``; ``leg``: what the writer waits for next (idlepoll.REPLY from a replica,
+        NEXT_REQUEST from a caller), for the idle poller's sake."""
         if not (self.hold or self._pending):
             if self._poller is not None:
-                self._poller.kick()
+                self._poller.kick(leg)
             # A transport the peer closed may not have told its protocol yet; uvloop raises on
             # a write to a closed handle, so check here as flush() does.
             if not transport.is_closing():

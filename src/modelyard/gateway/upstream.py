@@ -20,6 +20,7 @@ from typing import Any
 import httptools
 
 from modelyard.gateway.batching import WriteBatcher
+from modelyard.gateway.idlepoll import REPLY
 
 __all__ = ["HOP_BY_HOP", "Done", "Upstream", "UpstreamError", "UpstreamFailure", "UpstreamResponse"]
 
@@ -130,7 +131,7 @@ class _Connection(asyncio.Protocol):
         self.timeout_s = timeout_s
         self.deadline = pool.loop.time() + timeout_s
         pool.timeouts.add(self)
-        pool.batcher.write(self.transport, data)
+        pool.batcher.write(self.transport, data, REPLY)
 
     def timed_out(self) -> None:
         self.fail(UpstreamFailure.TIMEOUT, f"no answer within {self.timeout_s:g} s")

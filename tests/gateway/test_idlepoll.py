@@ -80,6 +80,29 @@ async def test_kicks_while_polling_extend_the_window_with_one_chain() -> None:
     assert poller.rounds < 6 * turns  # ≈70 ms of polling against 20 ms of bare turns
 
 
+def test_a_kick_outside_an_event_loop_polls_nothing_and_does_not_raise() -> None:
+    poller = IdlePoller(0.01)
+    batcher = WriteBatcher(hold=False, poller=poller)
+    sink = Sink()
+    batcher.write(sink, b"written from plain code")
+    assert sink.written == [b"written from plain code"]
+    assert not poller.active
+
+
+def test_a_poller_outlives_its_loop() -> None:
+    """Kicked on one loop until idle, then on another: it polls there too (no stale loop kept)."""
+    poller = IdlePoller(0.005)
+
+    async def kick_and_wait() -> int:
+        before = poller.rounds
+        poller.kick(NEXT_REQUEST)
+        await wait_until_idle(poller)
+        return poller.rounds - before
+
+    assert asyncio.run(kick_and_wait()) > 0
+    assert asyncio.run(kick_and_wait()) > 0
+
+
 async def test_a_window_of_zero_schedules_nothing() -> None:
     poller = IdlePoller(0.0)
     poller.kick(NEXT_REQUEST)

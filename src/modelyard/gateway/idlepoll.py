@@ -61,12 +61,14 @@ class IdlePoller:
         window = self.windows[leg]
         self._until = now + window  # the wait that polling was for has ended: this one counts now
         if window > 0.0 and not self.active:
-            self.active = True
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
+            try:  # looked up each time polling starts: a service may outlive one loop (tests do)
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a write from outside any loop: nothing to keep turning
+                return
+            self.active, self._loop = True, loop
             # A ready callback makes the loop poll its sockets with a zero timeout instead of
             # sleeping; callbacks scheduled while the ready ones run wait for the next round.
-            self._loop.call_soon(self._round)
+            loop.call_soon(self._round)
 
     def _adapt(self, leg: int, waited: float) -> None:
         window = self.windows[leg]

@@ -469,6 +469,27 @@ def test_metrics_are_prometheus_text_counting_requests(
     assert requests_total(text) == {'code="200",model="spam",project="mail",version="v1"': 2.0}
 
 
+@pytest.mark.parametrize(("idle_poll_us", "polls"), [(200, True), (0, False)])
+def test_idle_polling_rounds_are_counted_in_the_metrics(
+    env: GatewayWorld, connect: Callable[[str], Raw], idle_poll_us: int, polls: bool
+) -> None:
+    routed(env)
+    gateway = env.gateway(idle_poll_us=idle_poll_us)
+    client = connect(gateway.url)
+    for _ in range(3):  # one at a time: the only case that polls
+        client.send(predict())
+        assert client.answer().status == 200
+    time.sleep(0.2)  # the counter is brought up to date at each routing poll (every 0.05 s here)
+    client.send(request("GET", "/metrics"))
+    text = client.answer().body.decode()
+    [rounds] = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("modelyard_gateway_idle_poll_rounds_total ")
+    ]
+    assert (rounds > 0) is polls
+
+
 def test_routing_endpoint_shows_the_revision_and_routes(
     env: GatewayWorld, connect: Callable[[str], Raw]
 ) -> None:

@@ -71,6 +71,11 @@ class GatewayMetrics:
         )  # fmt: skip
         self.revision = self._gauge("routing_revision", "Routing-table revision in use (max over workers).")
         self.reloads = Counter("routing_reloads", "Routing-table reloads.", namespace=ns, registry=r)
+        self.idle_polls = Counter(
+            "idle_poll_rounds",
+            "Non-blocking polls a worker ran instead of sleeping, one request in flight (idlepoll.py).",
+            namespace=ns, registry=r,
+        )  # fmt: skip
 
     def answered(self, project: str, model: str, version: str, code: int, seconds: float) -> None:
         """One request answered to the caller."""

@@ -108,6 +108,7 @@ class GatewayService:
         self._ids = _RequestIds()
         self._targets: dict[str, tuple[str, str, str, str | None]] = {}
         self.in_flight = 0
+        self._polls_counted = 0  # idle-poll rounds already added to the metric
         self.connections = 0  # maintained by the front end when it can see connections
         self._poller: asyncio.Task[None] | None = None
 
@@ -231,11 +232,17 @@ class GatewayService:
                 await self._poller
         await self.gateway.mirror.stop()
         await self.shipper.stop()
+        self._count_idle_polls()
         self.metrics.publish()  # the last counts of a worker that stops stay in the sum
         self.upstream.close()
         close = getattr(self.source, "close", None)
         if self.owns_source and callable(close):
             close()
+
+    def _count_idle_polls(self) -> None:
+        rounds = self.poller.rounds
+        self.metrics.idle_polls.inc(rounds - self._polls_counted)
+        self._polls_counted = rounds
 
     async def refresh(self) -> bool:
         """Reload the routing table if its revision moved; True when a new table is in use."""
@@ -260,6 +267,7 @@ class GatewayService:
             # write with several workers), which is too dear for the hot path.
             self.metrics.in_flight.set(self.in_flight)
             self.metrics.connections.set(self.connections)
+            self._count_idle_polls()
             if time.monotonic() - published >= PUBLISH_INTERVAL_S:
                 published = time.monotonic()
                 self.metrics.publish()

@@ -44,7 +44,7 @@ class IdlePoller:
         self.max_s = max_s
         self.windows = [max_s, max_s]  # per leg, in seconds; start generous, adapt from there
         self.active = False  # a polling round is scheduled
-        self.rounds = 0  # polling rounds run so far (for tests and curiosity)
+        self.rounds = 0  # polling rounds run so far (the service exports them as a counter)
         self._until = 0.0
         self._last_leg = -1  # the leg whose wait the next kick ends (-1: none yet)
         self._last_kick = 0.0

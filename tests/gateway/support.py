@@ -247,3 +247,23 @@ def predict(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     return client.post(url, content=body, headers={"content-type": "application/json", **(headers or {})})
+
+
+class RecordingTransport:
+    """A transport that records its writes and closes, in order, into a log shared by every
+    transport of a test (for the write batcher and the idle poller)."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]], *, broken: bool = False) -> None:
+        self.name, self.log, self.broken, self.closing = name, log, broken, False
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            raise RuntimeError("unable to perform operation: the handler is closed")
+        self.log.append((self.name, data.decode()))
+
+    def close(self) -> None:
+        self.closing = True
+        self.log.append((self.name, "<close>"))
+
+    def is_closing(self) -> bool:
+        return self.closing

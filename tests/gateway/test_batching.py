@@ -8,27 +8,9 @@ import asyncio
 import pytest
 
 from modelyard.gateway.batching import WriteBatcher
+from tests.gateway.support import RecordingTransport as Transport
 
 pytestmark = pytest.mark.anyio
-
-
-class Transport:
-    """Records writes and closes, in order, into a log shared by every transport of a test."""
-
-    def __init__(self, name: str, log: list[tuple[str, str]], *, broken: bool = False) -> None:
-        self.name, self.log, self.broken, self.closing = name, log, broken, False
-
-    def write(self, data: bytes) -> None:
-        if self.broken:
-            raise RuntimeError("unable to perform operation: the handler is closed")
-        self.log.append((self.name, data.decode()))
-
-    def close(self) -> None:
-        self.closing = True
-        self.log.append((self.name, "<close>"))
-
-    def is_closing(self) -> bool:
-        return self.closing
 
 
 async def test_held_writes_go_out_together_at_the_end_of_the_turn_in_order() -> None:

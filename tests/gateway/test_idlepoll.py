@@ -14,21 +14,9 @@ from modelyard.gateway.idlepoll import GROW_START_S, NEXT_REQUEST, REPLY, IdlePo
 from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.table import RoutingTable
+from tests.gateway.support import RecordingTransport
 
 pytestmark = pytest.mark.anyio
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self) -> None: ...
-
-    def is_closing(self) -> bool:
-        return False
 
 
 async def wait_until_idle(poller: IdlePoller, limit_s: float = 2.0) -> float:
@@ -83,9 +71,9 @@ async def test_kicks_while_polling_extend_the_window_with_one_chain() -> None:
 def test_a_kick_outside_an_event_loop_polls_nothing_and_does_not_raise() -> None:
     poller = IdlePoller(0.01)
     batcher = WriteBatcher(hold=False, poller=poller)
-    sink = Sink()
-    batcher.write(sink, b"written from plain code")
-    assert sink.written == [b"written from plain code"]
+    log: list[tuple[str, str]] = []
+    batcher.write(RecordingTransport("client", log), b"written from plain code")
+    assert log == [("client", "written from plain code")]
     assert not poller.active
 
 
@@ -114,14 +102,15 @@ async def test_a_window_of_zero_schedules_nothing() -> None:
 async def test_the_batcher_kicks_writes_that_go_out_at_once_but_not_held_ones() -> None:
     poller = IdlePoller(0.01)
     batcher = WriteBatcher(hold=True, poller=poller)
-    sink = Sink()
+    log: list[tuple[str, str]] = []
+    sink = RecordingTransport("client", log)
     batcher.write(sink, b"held")
     assert not poller.active  # several requests in flight: the loop has work, no polling
     await asyncio.sleep(0)
-    assert sink.written == [b"held"]
+    assert log == [("client", "held")]
     batcher.hold = False
     batcher.write(sink, b"at once")
-    assert sink.written == [b"held", b"at once"]
+    assert log == [("client", "held"), ("client", "at once")]
     assert poller.active
     await wait_until_idle(poller)
 
@@ -183,8 +172,8 @@ def test_the_service_polls_for_the_configured_window(setting: int | None, window
     overrides = {} if setting is None else {"idle_poll_us": setting}
     settings = GatewaySettings(log_sink="none", **overrides)
     service = GatewayService(settings, EmptySource())
-    assert service.poller.max_s == pytest.approx(window_s)
-    assert service.poller.windows == [pytest.approx(window_s)] * 2
+    assert service.idle_poller.max_s == pytest.approx(window_s)
+    assert service.idle_poller.windows == [pytest.approx(window_s)] * 2
 
 
 def test_a_negative_window_is_refused_naming_the_setting() -> None:

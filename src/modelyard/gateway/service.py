@@ -98,8 +98,8 @@ class GatewayService:
         self.metrics = GatewayMetrics(shared_dir=settings.metrics_dir)
         # The worker's writes, to clients and replicas alike; held while several requests are in
         # flight (set in dispatch/finish); while they are not, each write kicks the idle poller.
-        self.poller = IdlePoller(settings.idle_poll_us / 1e6)
-        self.batcher = WriteBatcher(hold=False, poller=self.poller)
+        self.idle_poller = IdlePoller(settings.idle_poll_us / 1e6)
+        self.batcher = WriteBatcher(hold=False, poller=self.idle_poller)
         self.upstream = Upstream(connect_timeout_s=settings.connect_timeout_s, batcher=self.batcher)
         sink = sink if sink is not None else open_sink(settings.resolved_log_sink())
         self._sink_name = sink.name
@@ -240,7 +240,7 @@ class GatewayService:
             close()
 
     def _count_idle_polls(self) -> None:
-        rounds = self.poller.rounds
+        rounds = self.idle_poller.rounds
         self.metrics.idle_polls.inc(rounds - self._polls_counted)
         self._polls_counted = rounds
 

@@ -24,6 +24,7 @@ import pytest
 from tests.support import linear_onnx, processes_with_env
 
 CLI = str(Path(sys.executable).with_name("modelyard"))
+ROUTING_CONVERGES_S = 1.0  # the gateway's promise for a routing change (docs/gateway.md)
 pytestmark = pytest.mark.slow
 
 DEPLOY = """deployments:
@@ -82,6 +83,10 @@ def cli(env: dict[str, str], *args: str, expect: int = 0) -> str:
 def split(
     gateway: str, x: np.ndarray, expected: dict[str, np.ndarray], n: int = 100
 ) -> collections.Counter[str]:
+    # Every caller here has just changed the routing table; each gateway worker picks a change up
+    # within a second (tests/gateway/test_workers.py pins that), and a split counted before both
+    # had would mix the old weights in (or 404 on a first route).
+    time.sleep(ROUTING_CONVERGES_S)
     seen: collections.Counter[str] = collections.Counter()
     with httpx.Client(base_url=gateway, timeout=30, trust_env=False) as http:
         for _ in range(n):

@@ -36,7 +36,7 @@ from modelyard.gateway import http1, upstream
 from modelyard.gateway.logs import DiscardSink
 from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.table import ModelRoute, RoutingTable, VersionRoute
+from modelyard.routing.table import ModelRoute, RoutingTable, VersionRoute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_hop import make_body  # the same request body as the hop benchmark

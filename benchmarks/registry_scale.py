@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
 from modelyard.registry import schema as t
 from modelyard.registry.pages import encode_token
 
@@ -38,7 +38,7 @@ BATCH = 10_000
 
 def build(home: Path, count: int, database_url: str | None = None) -> Registry:
     """A registry whose model ``big`` has ``count`` versions and aliases on two of them."""
-    registry = Registry(RegistrySettings(home=home, database_url=database_url))
+    registry = Registry(ControlSettings(home=home, database_url=database_url))
     registry.create_model(MODEL, "scale test")
     now = datetime.now(UTC)
     with registry.engine.begin() as conn:

@@ -20,11 +20,11 @@ from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
 import modelyard.deploy.schema  # (adds the deploy history to the metadata emptied below)
-import modelyard.gateway.schema  # noqa: F401  (adds the routing table's tables to the metadata emptied below)
-from modelyard.app import build_app
+import modelyard.routing.schema  # noqa: F401  (adds the routing table's tables to the metadata emptied below)
+from modelyard.control.settings import ControlSettings
 from modelyard.registry import schema as registry_schema
-from modelyard.registry.settings import RegistrySettings
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -91,9 +91,9 @@ def _empty_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=DATABASE_BACKENDS)
-def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> RegistrySettings:
+def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> ControlSettings:
     """Settings for an empty control-plane database on SQLite (a file under tmp_path) or PostgreSQL."""
-    base = RegistrySettings(home=tmp_path / "home", artifact_url=str(tmp_path / "artifacts"))
+    base = ControlSettings(home=tmp_path / "home", artifact_url=str(tmp_path / "artifacts"))
     if request.param == "sqlite":
         return base
     url = request.getfixturevalue("postgres_url")

@@ -14,7 +14,7 @@ import numpy as np
 import uvicorn
 from starlette.types import ASGIApp
 
-from modelyard.protocols.listen import bind_socket
+from modelyard.web.listen import bind_socket
 
 
 @contextlib.contextmanager

@@ -30,7 +30,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import modelyard
 import modelyard.client
 from modelyard import TensorSpec
-from modelyard.app import build_app
 from modelyard.client import (
     AsyncClient,
     BadGatewayError,
@@ -57,6 +56,7 @@ from modelyard.errors import (
     NotFound,
 )
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 from tests.support import serve_in_thread
 

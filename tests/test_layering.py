@@ -74,7 +74,7 @@ class Source:
 
 def within(name: str, prefix: str) -> bool:
     """``name`` is ``prefix`` or one of its submodules; a trailing ``*`` matches any module name suffix
-    (``modelyard.protocols.oip*`` covers ``oip_rest``, ``oip_codec``... and their submodules)."""
+    (``modelyard.server.protocols.oip*`` covers ``oip_rest``, ``oip_codec``... and their submodules)."""
     if prefix.endswith("*"):
         return name.startswith(prefix[:-1])
     return name == prefix or name.startswith(prefix + ".")
@@ -362,7 +362,7 @@ try:
     import joblib
 except ImportError:
     joblib = None
-lib = __import__("modelyard.app")
+lib = __import__("modelyard.server.app")
 """
 
 
@@ -374,18 +374,18 @@ def test_the_checker_catches_violations() -> None:
     server_rule = next(rule for rule in RULES if rule.id == "server-never-imports-the-edge")
     problems = list(server_rule.violations(source))
     assert problems == [
-        "src/modelyard/server/fake.py:2: `from modelyard import errors, serve` imports modelyard.serve",
+        "src/modelyard/server/fake.py:2: `from modelyard import errors, serve` imports modelyard.server.serve",
         "src/modelyard/server/fake.py:3: `from ..protocols.http import error_response`"
-        " imports modelyard.protocols.http",
+        " imports modelyard.web.http",
         "src/modelyard/server/fake.py:7: `from modelyard.cli import main` imports modelyard.cli.main",
-        "src/modelyard/server/fake.py:14: `__import__('modelyard.app')` imports modelyard.app",
+        "src/modelyard/server/fake.py:14: `__import__('modelyard.server.app')` imports modelyard.server.app",
     ]
     sdk_rule = next(rule for rule in RULES if rule.id == "sdk-imports-only-sdk-errors-dtypes")
     assert [name for name in (i.name for i in found) if sdk_rule.breaks(name)] == [
-        "modelyard.serve",
-        "modelyard.protocols.http",
+        "modelyard.server.serve",
+        "modelyard.web.http",
         "modelyard.cli.main",
-        "modelyard.app",
+        "modelyard.server.app",
     ]  # modelyard.errors is allowed
 
     # torch and joblib run at import time (a try block does not defer anything); the type-only
@@ -399,20 +399,22 @@ def test_the_checker_catches_violations() -> None:
 
 def test_the_registry_rules_tell_similar_names_apart() -> None:
     registry_rule = next(rule for rule in RULES if rule.id == "registry-never-imports-the-serving-edge")
-    # modelyard.registry.server is the registry's own module, not the model server modelyard.server.
-    assert not registry_rule.breaks("modelyard.registry.server")
+    # modelyard.control.server is the registry's own module, not the model server modelyard.server.
+    assert not registry_rule.breaks("modelyard.control.server")
     assert registry_rule.breaks("modelyard.server.settings")
     # The OIP and TF-Serving globs cover every such module; the shared HTTP helpers stay allowed.
-    assert registry_rule.breaks("modelyard.protocols.oip_rest")
-    assert registry_rule.breaks("modelyard.protocols.oip_new.sub")
-    assert registry_rule.breaks("modelyard.protocols.tfserving_rest")
-    assert not registry_rule.breaks("modelyard.protocols.http")
+    assert registry_rule.breaks("modelyard.server.protocols.oip_rest")
+    assert registry_rule.breaks("modelyard.server.protocols.oip_new.sub")
+    assert registry_rule.breaks("modelyard.server.protocols.tfserving_rest")
+    assert not registry_rule.breaks("modelyard.web.http")
     # A function-level import counts: the registry's server may not borrow the model server's helpers.
-    found = Import("modelyard.serve", 43, "from modelyard.serve import bind_socket", eager=False)
-    source = Source("src/modelyard/registry/server.py", "modelyard.registry.server", (found,))
+    found = Import(
+        "modelyard.server.serve", 43, "from modelyard.server.serve import bind_socket", eager=False
+    )
+    source = Source("src/modelyard/registry/server.py", "modelyard.control.server", (found,))
     assert list(registry_rule.violations(source)) == [
-        "src/modelyard/registry/server.py:43: `from modelyard.serve import bind_socket`"
-        " imports modelyard.serve"
+        "src/modelyard/registry/server.py:43: `from modelyard.server.serve import bind_socket`"
+        " imports modelyard.server.serve"
     ]
     package_rule = next(rule for rule in RULES if rule.id == "package-never-imports-the-edge-or-the-registry")
     assert package_rule.breaks("modelyard.registry.core")
@@ -421,15 +423,15 @@ def test_the_registry_rules_tell_similar_names_apart() -> None:
 
 def test_the_gateway_rules_allow_only_the_registry_storage() -> None:
     registry_rule = next(rule for rule in RULES if rule.id == "registry-never-imports-the-gateway")
-    assert registry_rule.breaks("modelyard.gateway.store")
-    assert registry_rule.breaks("modelyard.control")
-    assert not registry_rule.breaks("modelyard.registry.db")
+    assert registry_rule.breaks("modelyard.routing.store")
+    assert registry_rule.breaks("modelyard.control.app")
+    assert not registry_rule.breaks("modelyard.control.db")
     gateway_rule = next(rule for rule in RULES if rule.id == "gateway-uses-only-the-registry-storage")
-    for allowed in ("modelyard.registry.db", "modelyard.registry.settings", "modelyard.registry.schema"):
+    for allowed in ("modelyard.control.db", "modelyard.control.settings", "modelyard.registry.schema"):
         assert not gateway_rule.breaks(allowed)
     assert gateway_rule.breaks("modelyard.registry")  # the package __init__ pulls in the client and core
     assert gateway_rule.breaks("modelyard.registry.core")
     assert gateway_rule.breaks("modelyard.registry.rest")
-    assert gateway_rule.breaks("modelyard.control")
-    assert not gateway_rule.breaks("modelyard.gateway.table")
-    assert not gateway_rule.breaks("modelyard.protocols.http")
+    assert gateway_rule.breaks("modelyard.control.app")
+    assert not gateway_rule.breaks("modelyard.routing.table")
+    assert not gateway_rule.breaks("modelyard.web.http")

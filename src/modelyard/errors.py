@@ -1,6 +1,6 @@
 """Domain errors shared by every plane of modelyard.
 
-Errors carry a *kind*, never a status code: the transport adapters in ``modelyard.protocols``
+Errors carry a *kind*, never a status code: the transport adapters in ``modelyard.server.protocols``
 own the one table that maps kinds to HTTP statuses and the one error-body schema.
 
     ModelyardError

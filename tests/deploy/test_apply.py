@@ -16,8 +16,8 @@ from modelyard.deploy.apply import apply_file
 from modelyard.deploy.file import load_deploy_file
 from modelyard.deploy.spec import DeployFile
 from modelyard.errors import NotFound
-from modelyard.gateway.store import RouteStore
-from modelyard.registry import RegistrySettings
+from modelyard.registry import ControlSettings
+from modelyard.routing.store import RouteStore
 from tests.deploy.support import RecordingTarget
 
 EMPTY = DeployFile()
@@ -25,7 +25,7 @@ EMPTY = DeployFile()
 
 @pytest.fixture
 def routes(tmp_path: Path) -> Iterator[RouteStore]:
-    with RouteStore.open(RegistrySettings(home=tmp_path / "home")) as store:
+    with RouteStore.open(ControlSettings(home=tmp_path / "home")) as store:
         yield store
 
 

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli.main import app
-from modelyard.control import build_control_app
+from modelyard.control.app import build_control_app
 from modelyard.deploy.client import DeployClient
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
 from tests.deploy.support import RecordingTarget
 from tests.support import serve_in_thread
 
@@ -34,7 +34,7 @@ SHIFTED = FILE.replace("weight: 80", "weight: 50").replace("weight: 20", "weight
 
 @pytest.fixture
 def control(tmp_path: Path) -> Iterator[tuple[str, RecordingTarget]]:
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     target = RecordingTarget()
     with (
         Registry(settings) as registry,
@@ -165,7 +165,7 @@ def test_cli_says_when_no_control_plane_answers(tmp_path: Path) -> None:
 
 
 def test_registry_versions_a_deployment_uses_cannot_be_deleted_until_it_stops(tmp_path: Path) -> None:
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     artifact = tmp_path / "spam.bin"
     artifact.write_bytes(b"weights")
     with Registry(settings) as registry:

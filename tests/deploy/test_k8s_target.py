@@ -37,14 +37,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from modelyard.control.settings import ControlSettings
+from modelyard.control.up import kubernetes_target
 from modelyard.deploy.apply import apply_file
-from modelyard.deploy.k8s_target import APPLY_PATCH, KEY_ANNOTATION, SPEC_ANNOTATION, KubernetesTarget
-from modelyard.deploy.kubernetes import object_name, render, render_version, service_url
 from modelyard.deploy.spec import DeployFile, VersionSpec
+from modelyard.deploy.targets.kubernetes.manifests import object_name, render, render_version, service_url
+from modelyard.deploy.targets.kubernetes.target import (
+    APPLY_PATCH,
+    KEY_ANNOTATION,
+    SPEC_ANNOTATION,
+    KubernetesTarget,
+)
 from modelyard.errors import InvalidInput, ModelNotReady
-from modelyard.gateway.store import RouteStore
-from modelyard.registry.settings import RegistrySettings
-from modelyard.up import kubernetes_target
+from modelyard.routing.store import RouteStore
 from tests.support import serve_in_thread
 
 IMAGE = "registry.example.com/spam:1"
@@ -576,7 +581,7 @@ def test_from_kubeconfig_talks_to_the_cluster_it_names(fake: FakeCluster, kubeco
 
 
 def test_importing_the_target_does_not_import_the_client() -> None:
-    code = "import sys, modelyard.deploy.k8s_target; print('kubernetes' in sys.modules)"
+    code = "import sys, modelyard.deploy.targets.kubernetes.target; print('kubernetes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
 
@@ -596,7 +601,7 @@ def test_apply_through_the_target_routes_to_the_services(
     """``modelyard up --kubernetes``'s target with a real routing table: apply brings each version
     up in the (fake) cluster, then the route has the file's weights and each version's Service."""
     fake.polls_until_ready = 1
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     desired = DeployFile.model_validate(
         {"deployments": [{"project": "mail", "model": "spam", "versions": [
             {"version": "v1", "spec": {**FIXED.model_dump(exclude_defaults=True), "weight": 80}},

@@ -16,12 +16,12 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from modelyard.deploy import kubernetes
-from modelyard.deploy.kubernetes import object_name, render, service_url, to_yaml
 from modelyard.deploy.spec import DeployFile
+from modelyard.deploy.targets.kubernetes import manifests as kubernetes
+from modelyard.deploy.targets.kubernetes.manifests import object_name, render, service_url, to_yaml
 from modelyard.errors import InvalidInput
-from modelyard.gateway.table import check_replica_url, route_from_dict
 from modelyard.package import docker
+from modelyard.routing.table import check_replica_url, route_from_dict
 
 # The oldest schemas the package ships, the version the issue names, and the newest it ships.
 K8S_VERSIONS = ("1.25", "1.30", kubernetes_validate.latest_version())

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from modelyard.deploy.backend import ReplicaStatus
-from modelyard.deploy.local import LocalTarget
 from modelyard.deploy.spec import VersionSpec
+from modelyard.deploy.targets.local import LocalTarget
 from modelyard.errors import ModelNotReady
 from tests.gateway.support import GatewayThread, GatewayWorld, wait_for
 from tests.support import linear_onnx

@@ -12,18 +12,18 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
+from modelyard.control.db import WRITE
 from modelyard.deploy import schema as s
 from modelyard.deploy.state import ApplyRecord, DeployStore
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
-from modelyard.registry import Registry, RegistrySettings
-from modelyard.registry.db import WRITE
+from modelyard.registry import ControlSettings, Registry
 
 FILE = "deployments:\n- project: mail\n  model: spam\n  versions:\n  - version: v1\n    spec: {uri: spam/1}\n"
 PLAN = {"actions": [{"project": "mail", "model": "spam", "version": "v1", "action": "ADD", "fields": {}}]}
 
 
 @pytest.fixture
-def store(database_settings: RegistrySettings) -> Iterator[DeployStore]:
+def store(database_settings: ControlSettings) -> Iterator[DeployStore]:
     with DeployStore.open(database_settings) as opened:
         yield opened
 
@@ -218,7 +218,7 @@ def test_to_dict_is_json_ready(store: DeployStore) -> None:
     assert running.to_dict()["finished_at"] is None
 
 
-def test_a_store_can_share_the_registrys_engine(database_settings: RegistrySettings) -> None:
+def test_a_store_can_share_the_registrys_engine(database_settings: ControlSettings) -> None:
     with Registry(database_settings) as registry:
         shared = DeployStore(registry.engine)
         record = applied(shared)

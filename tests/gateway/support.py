@@ -21,14 +21,14 @@ import httpx
 import orjson
 import xxhash
 
+from modelyard.control.settings import ControlSettings
 from modelyard.gateway.app import build_service
 from modelyard.gateway.http1 import Http1Server
 from modelyard.gateway.logs import LogSink
 from modelyard.gateway.service import GatewayService, TableSource
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.store import RouteStore
-from modelyard.protocols.listen import bind_socket
-from modelyard.registry.settings import RegistrySettings
+from modelyard.routing.store import RouteStore
+from modelyard.web.listen import bind_socket
 
 
 class _LoopThread:
@@ -182,7 +182,7 @@ class GatewayWorld:
 
     def __init__(self, tmp_path: Path) -> None:
         self.loop = _LoopThread()
-        self.control = RegistrySettings(home=tmp_path / "home")
+        self.control = ControlSettings(home=tmp_path / "home")
         self.store = RouteStore.open(self.control)
         self.replicas: list[StubReplica] = []
         self.gateways: list[GatewayThread] = []

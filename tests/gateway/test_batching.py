@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from modelyard.gateway.batching import WriteBatcher
+from modelyard.gateway.writes import WriteBatcher
 from tests.gateway.support import RecordingTransport as Transport
 
 pytestmark = pytest.mark.anyio

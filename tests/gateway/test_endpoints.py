@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.control import build_control_app
-from modelyard.deploy.discovery import Announcer, parse_target
+from modelyard.control.app import build_control_app
 from modelyard.errors import InvalidInput
-from modelyard.gateway.route_client import RouteClient
-from modelyard.gateway.store import RouteStore
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
+from modelyard.routing.announcer import Announcer, parse_target
+from modelyard.routing.client import RouteClient
+from modelyard.routing.store import RouteStore
 from tests.gateway.support import GatewayWorld, predict, wait_for
 from tests.support import linear_onnx, serve_in_thread
 
@@ -28,7 +28,7 @@ URL = "http://127.0.0.1:9001"
 
 
 @pytest.fixture
-def store(database_settings: RegistrySettings) -> Iterator[RouteStore]:
+def store(database_settings: ControlSettings) -> Iterator[RouteStore]:
     with RouteStore.open(database_settings) as opened:
         opened.set_weights("mail", "spam", {"v1": 1})
         yield opened
@@ -97,7 +97,7 @@ def test_bad_heartbeats_name_the_field(store: RouteStore, kwargs: dict[str, obje
 
 
 def test_the_rest_api_and_its_client_announce_too(tmp_path: Path) -> None:
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     control = build_control_app(settings, registry := Registry(settings))
     with registry, serve_in_thread(control) as address, RouteClient(f"http://{address}") as client:
         client.set_weights("mail", "spam", {"v1": 1})
@@ -143,7 +143,7 @@ def test_modelyard_serve_announce_registers_then_deregisters_on_sigterm(tmp_path
     env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
     for name in ("MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_DB", "MODELYARD_REGISTRY_URL"):
         env.pop(name, None)
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     model = linear_onnx(tmp_path / "spam.onnx")
     cli = str(Path(sys.executable).with_name("modelyard"))
     with RouteStore.open(settings) as store:

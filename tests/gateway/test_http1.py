@@ -24,7 +24,7 @@ import xxhash
 from modelyard.gateway.app import build_service
 from modelyard.gateway.http1 import MAX_HEAD_BYTES, Http1Server
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.protocols.listen import bind_socket
+from modelyard.web.listen import bind_socket
 from tests.gateway.support import GatewayThread, GatewayWorld, StubReplica, wait_for, world
 
 PREDICT = "/projects/mail/models/{model}:predict"

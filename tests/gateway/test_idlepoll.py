@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from modelyard.gateway.batching import WriteBatcher
 from modelyard.gateway.idlepoll import GROW_START_S, NEXT_REQUEST, REPLY, IdlePoller
 from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.table import RoutingTable
+from modelyard.gateway.writes import WriteBatcher
+from modelyard.routing.table import RoutingTable
 from tests.gateway.support import RecordingTransport
 
 pytestmark = pytest.mark.anyio

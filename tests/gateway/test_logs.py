@@ -34,16 +34,10 @@ from modelyard.gateway.logs import (
     LogShipper,
     open_sink,
 )
-from modelyard.gateway.sinks import (
-    DEFAULT_MAXLEN,
-    DEFAULT_NATS_STREAM,
-    DEFAULT_NATS_SUBJECT,
-    DEFAULT_REDIS_STREAM,
-    NatsJetStreamSink,
-    RedisStreamSink,
-    encode_lines,
-    encode_record,
-)
+from modelyard.gateway.logs.record import encode_lines, encode_record
+from modelyard.gateway.logs.sinks._urls import DEFAULT_MAXLEN
+from modelyard.gateway.logs.sinks.nats import DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT, NatsJetStreamSink
+from modelyard.gateway.logs.sinks.redis import DEFAULT_REDIS_STREAM, RedisStreamSink
 
 pytestmark = pytest.mark.anyio
 

@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli.main import app
-from modelyard.control import build_control_app
+from modelyard.control.app import build_control_app
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.gateway.route_client import RouteClient
-from modelyard.gateway.store import RouteStore
-from modelyard.gateway.table import VersionRoute
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
+from modelyard.routing.client import RouteClient
+from modelyard.routing.store import RouteStore
+from modelyard.routing.table import VersionRoute
 from tests.support import serve_in_thread
 
 A, B = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
@@ -39,7 +39,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Registry]]:
-    settings = RegistrySettings(home=tmp_path / "server")
+    settings = ControlSettings(home=tmp_path / "server")
     with Registry(settings) as registry, serve_in_thread(build_control_app(settings, registry)) as address:
         yield f"http://{address}", registry
 
@@ -74,7 +74,7 @@ def walkthrough(env: dict[str, str]) -> None:
 
 def test_the_cli_on_the_local_database(env: dict[str, str], tmp_path: Path) -> None:
     walkthrough(env)
-    with RouteStore.open(RegistrySettings(home=tmp_path / "home")) as store:
+    with RouteStore.open(ControlSettings(home=tmp_path / "home")) as store:
         assert [(r.project, r.model) for r in store.list()] == [("search", "rank")]
         assert store.revision() == 11  # one per write
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from modelyard.control import build_control_app
-from modelyard.gateway.rest import MAX_JSON_BODY
-from modelyard.gateway.store import RouteStore
-from modelyard.registry import RegistrySettings
+from modelyard.control.app import build_control_app
+from modelyard.registry import ControlSettings
+from modelyard.routing.rest import MAX_JSON_BODY
+from modelyard.routing.store import RouteStore
 
 API = "/api/v1/routes"
 SPAM = f"{API}/mail/spam"
@@ -22,7 +22,7 @@ A, B = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(build_control_app(RegistrySettings(home=tmp_path / "home"))) as test_client:
+    with TestClient(build_control_app(ControlSettings(home=tmp_path / "home"))) as test_client:
         yield test_client
 
 

@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import delete
 
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
-from modelyard.gateway import schema as s
-from modelyard.gateway.store import RouteStore
-from modelyard.gateway.table import ModelRoute, VersionRoute
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
+from modelyard.routing import schema as s
+from modelyard.routing.store import RouteStore
+from modelyard.routing.table import ModelRoute, VersionRoute
 
 A, B, C = "http://127.0.0.1:9001", "http://127.0.0.1:9002", "http://10.0.0.3:8080"
 
 
 @pytest.fixture
-def store(database_settings: RegistrySettings) -> Iterator[RouteStore]:
+def store(database_settings: ControlSettings) -> Iterator[RouteStore]:
     with RouteStore.open(database_settings) as opened:
         yield opened
 
@@ -241,7 +241,7 @@ def test_the_state_row_is_recreated_when_it_is_missing(store: RouteStore) -> Non
 
 @pytest.mark.parametrize("state_row", ["present", "missing"])
 def test_concurrent_writers_never_lose_a_revision_bump(
-    database_settings: RegistrySettings, state_row: str
+    database_settings: ControlSettings, state_row: str
 ) -> None:
     writes_each, writers = 15, 2
     stores = [RouteStore.open(database_settings) for _ in range(writers)]
@@ -275,7 +275,7 @@ def test_concurrent_writers_never_lose_a_revision_bump(
             opened.close()
 
 
-def test_a_store_on_the_registry_engine_shares_its_database(database_settings: RegistrySettings) -> None:
+def test_a_store_on_the_registry_engine_shares_its_database(database_settings: ControlSettings) -> None:
     with Registry(database_settings) as registry:
         shared = RouteStore(registry.engine)
         shared.set_weights("mail", "spam", {"v1": 1})

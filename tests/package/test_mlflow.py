@@ -15,12 +15,12 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.errors import PackageInvalid
 from modelyard.package import read_manifest
 from modelyard.package.mlflow import PYFUNC_ENTRY, import_mlflow
 from modelyard.runtimes import spec_from_path
 from modelyard.server import ModelConfig, Settings
+from modelyard.server.app import build_app
 from tests.package.conftest import linear_onnx, regressor
 from tests.package.test_serve import infer
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.package import read_manifest
 from modelyard.package.mlflow import PYFUNC_ENTRY, import_mlflow
 from modelyard.server import ModelConfig, Settings
+from modelyard.server.app import build_app
 
 SAVE = textwrap.dedent(
     """

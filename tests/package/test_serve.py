@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.errors import PackageInvalid
 from modelyard.package import build_package
 from modelyard.runtimes import spec_from_config, spec_from_path
 from modelyard.server import ModelConfig, Settings
+from modelyard.server.app import build_app
 from tests.package.conftest import FIXED_TIME, author_dir, linear_onnx, onnx_dir, sklearn_dir
 from tests.package.test_archive import contents, write
 

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from modelyard import BatchSpec
-from modelyard.app import build_app
 from modelyard.dtypes import DATATYPES, itemsize
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 
 ALLOWED_5XX = {

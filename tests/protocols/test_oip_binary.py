@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 
 HEADER = "Inference-Header-Content-Length"

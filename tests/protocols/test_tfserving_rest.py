@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 
 import modelyard
 from modelyard import TensorSpec
-from modelyard.app import build_app
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelyard.app import build_app
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 from tests.support import serve_in_thread
 

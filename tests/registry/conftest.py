@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
 
 
 @pytest.fixture
-def settings(database_settings: RegistrySettings) -> RegistrySettings:
+def settings(database_settings: ControlSettings) -> ControlSettings:
     """Settings for an empty registry on SQLite (a file under tmp_path) or PostgreSQL."""
     return database_settings
 
 
 @pytest.fixture
-def registry(settings: RegistrySettings) -> Iterator[Registry]:
+def registry(settings: ControlSettings) -> Iterator[Registry]:
     with Registry(settings) as opened:
         yield opened
 
@@ -29,7 +29,7 @@ def registry(settings: RegistrySettings) -> Iterator[Registry]:
 @pytest.fixture
 def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
     """For tests of the layers above storage (REST, client, CLI): SQLite only."""
-    with Registry(RegistrySettings(home=tmp_path / "home")) as opened:
+    with Registry(ControlSettings(home=tmp_path / "home")) as opened:
         yield opened
 
 

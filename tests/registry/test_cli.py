@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli.main import app
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
 from modelyard.registry.rest import build_registry_app
 from tests.support import serve_in_thread
 
@@ -67,7 +67,7 @@ def test_cli_on_the_local_registry(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_cli_against_a_registry_server(env: dict[str, str], tmp_path: Path) -> None:
-    settings = RegistrySettings(home=tmp_path / "server")
+    settings = ControlSettings(home=tmp_path / "server")
     with Registry(settings) as registry, serve_in_thread(build_registry_app(settings, registry)) as address:
         walkthrough({**env, "MODELYARD_REGISTRY_URL": f"http://{address}"}, tmp_path)
         assert registry.resolve("churn@production").version == 2  # it went to the server...
@@ -78,7 +78,7 @@ def test_cli_refuses_in_use_deletes_and_bad_input(env: dict[str, str], tmp_path:
     model = tmp_path / "m.bin"
     model.write_bytes(b"m")
     run(env, "push", str(model))
-    with Registry(RegistrySettings(home=tmp_path / "home")) as registry:
+    with Registry(ControlSettings(home=tmp_path / "home")) as registry:
         registry.mark_used("m", 1, "deployment/prod-eu")
     assert "in use by deployment/prod-eu" in run(env, "delete", "m/1", code=1)
     assert "deleted m/1" in run(env, "delete", "m/1", "--force")

@@ -9,14 +9,14 @@ import httpx
 import pytest
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry import Registry, RegistryClient, RegistrySettings, VersionSpec, fetch_model
+from modelyard.registry import ControlSettings, Registry, RegistryClient, VersionSpec, fetch_model
 from modelyard.registry.rest import build_registry_app
 from tests.support import serve_in_thread
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Registry]]:
-    settings = RegistrySettings(home=tmp_path / "server")
+    settings = ControlSettings(home=tmp_path / "server")
     with Registry(settings) as registry, serve_in_thread(build_registry_app(settings, registry)) as address:
         yield f"http://{address}", registry
 
@@ -61,7 +61,7 @@ def test_fetch_model_downloads_once_then_reuses_the_verified_copy(
     data = b"\x00\x01" * 50_000
     registry.register("iris", registry.upload([data]).sha256, VersionSpec(filename="iris.onnx"))
     registry.set_alias("iris", "production", 1)
-    settings = RegistrySettings(home=tmp_path / "client")
+    settings = ControlSettings(home=tmp_path / "client")
     path = fetch_model("iris@production", settings=settings, registry_url=url)
     assert path.read_bytes() == data
     assert path.parent == settings.resolved_cache_dir() / registry.resolve("iris").sha256

@@ -14,14 +14,14 @@ from typing import TypeVar
 import pytest
 
 from modelyard.errors import Conflict
-from modelyard.registry import Registry, RegistrySettings, VersionSpec
+from modelyard.registry import ControlSettings, Registry, VersionSpec
 
 T = TypeVar("T")
 RACERS = 6
 
 
 @pytest.fixture
-def clients(settings: RegistrySettings) -> Iterator[list[Registry]]:
+def clients(settings: ControlSettings) -> Iterator[list[Registry]]:
     opened = [Registry(settings) for _ in range(RACERS)]
     yield opened
     for registry in opened:

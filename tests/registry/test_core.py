@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry import ModelVersion, Registry, RegistrySettings, VersionSpec
+from modelyard.registry import ControlSettings, ModelVersion, Registry, VersionSpec
 from tests.registry.conftest import artifact_files
 
 
@@ -142,7 +142,7 @@ def test_a_version_in_use_is_not_deleted_without_force(registry: Registry) -> No
 
 
 def test_deleting_versions_deletes_bytes_nobody_else_has(
-    registry: Registry, settings: RegistrySettings
+    registry: Registry, settings: ControlSettings
 ) -> None:
     root = Path(settings.resolved_artifact_url())
     shared = add(registry, "iris", b"same bytes")
@@ -193,7 +193,7 @@ def test_push_a_local_file(registry: Registry, tmp_path: Path) -> None:
         registry.register("churn", "a" * 64)
 
 
-def test_reopening_does_not_migrate_twice(settings: RegistrySettings) -> None:
+def test_reopening_does_not_migrate_twice(settings: ControlSettings) -> None:
     with Registry(settings) as first:
         add(first, "iris", b"1")
     with Registry(settings) as second:
@@ -227,7 +227,7 @@ def test_registering_bytes_collected_meanwhile_fails_and_creates_nothing(registr
         registry.get_model("iris")
 
 
-def test_artifacts_on_any_fsspec_url(settings: RegistrySettings, tmp_path: Path) -> None:
+def test_artifacts_on_any_fsspec_url(settings: ControlSettings, tmp_path: Path) -> None:
     url = f"memory://modelyard-{uuid.uuid4().hex}"
     with Registry(settings.model_copy(update={"artifact_url": url})) as registry:
         version = add(registry, "iris", b"in memory", filename="iris.bin")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.main import app
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.registry import ListedArtifact, Registry, RegistryClient, RegistrySettings
+from modelyard.registry import ControlSettings, ListedArtifact, Registry, RegistryClient
 from modelyard.registry.rest import build_registry_app
 from modelyard.registry.store import ArtifactStore, FsspecArtifactStore
 from tests.support import serve_in_thread
@@ -91,7 +91,7 @@ def test_a_negative_threshold_is_invalid(registry: Registry) -> None:
         registry.collect_garbage(older_than=timedelta(seconds=-1))
 
 
-def test_gc_on_a_memory_store(settings: RegistrySettings) -> None:
+def test_gc_on_a_memory_store(settings: ControlSettings) -> None:
     url = f"memory://modelyard-gc-{uuid.uuid4().hex}"
     with Registry(settings.model_copy(update={"artifact_url": url})) as registry:
         kept = registry.register("iris", registry.upload([b"kept"]).sha256)
@@ -125,7 +125,7 @@ def test_a_registration_racing_gc_keeps_its_bytes(registry: Registry) -> None:
     assert registry.store.stat(digest) is not None
 
 
-def test_registrations_racing_gc_with_threads_never_point_at_nothing(settings: RegistrySettings) -> None:
+def test_registrations_racing_gc_with_threads_never_point_at_nothing(settings: ControlSettings) -> None:
     with Registry(settings) as registering, Registry(settings) as collecting:
         digests = [registering.upload([f"race {i}".encode()]).sha256 for i in range(8)]
         barrier = threading.Barrier(2)
@@ -157,7 +157,7 @@ def test_registrations_racing_gc_with_threads_never_point_at_nothing(settings: R
 
 
 def test_gc_over_rest_and_the_client(tmp_path: Path) -> None:
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     with Registry(settings) as registry, TestClient(build_registry_app(settings, registry)) as client:
         digest = client.post("/api/v1/artifacts", content=b"rest orphan").json()["sha256"]
         assert client.post("/api/v1/gc").json() == []  # default: one hour
@@ -181,7 +181,7 @@ def test_gc_over_rest_and_the_client(tmp_path: Path) -> None:
 
 def test_the_cli_prints_what_it_removed(tmp_path: Path) -> None:
     env = {"MODELYARD_HOME": str(tmp_path / "home"), "MODELYARD_REGISTRY_URL": "", "COLUMNS": "200"}
-    with Registry(RegistrySettings(home=tmp_path / "home")) as registry:
+    with Registry(ControlSettings(home=tmp_path / "home")) as registry:
         digest = registry.upload([b"cli orphan"]).sha256
         age(registry, digest)
 

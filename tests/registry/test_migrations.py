@@ -8,16 +8,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
+from modelyard.control.db import MIGRATIONS, create_engine_for, migrate
 from modelyard.deploy import schema as deploy_schema
-from modelyard.gateway import schema as gateway_schema
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
 from modelyard.registry import schema as t
-from modelyard.registry.db import MIGRATIONS, create_registry_engine, migrate
+from modelyard.routing import schema as routing_schema
 
 
-def test_migrated_database_matches_the_table_definitions(settings: RegistrySettings) -> None:
+def test_migrated_database_matches_the_table_definitions(settings: ControlSettings) -> None:
     Registry(settings).close()  # opening migrates to head
-    engine = create_registry_engine(settings.resolved_database_url())
+    engine = create_engine_for(settings.resolved_database_url())
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
@@ -28,7 +28,7 @@ def test_migrated_database_matches_the_table_definitions(settings: RegistrySetti
     finally:
         engine.dispose()
     assert {table.name for table in t.metadata.sorted_tables} <= tables
-    assert gateway_schema.metadata is t.metadata  # one metadata object
+    assert routing_schema.metadata is t.metadata  # one metadata object
     assert deploy_schema.applies.metadata is t.metadata
     assert {
         "gateway_routes",
@@ -42,23 +42,23 @@ def test_migrated_database_matches_the_table_definitions(settings: RegistrySetti
 
 def test_the_routing_table_migration_starts_at_revision_0(tmp_path: Path) -> None:
     # A fresh file: the PostgreSQL test database is migrated to head once per test process.
-    engine = create_registry_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'fresh.db'}")
     try:
         migrate(engine, "0001")
         with engine.connect() as conn:
             assert "gateway_state" not in inspect(conn).get_table_names()
         migrate(engine)
         with engine.connect() as conn:
-            state = conn.execute(select(gateway_schema.state)).all()
+            state = conn.execute(select(routing_schema.state)).all()
     finally:
         engine.dispose()
     assert [tuple(row) for row in state] == [(1, 0)]
 
 
 def test_the_migrations_live_inside_the_package() -> None:
-    import modelyard.registry
+    import modelyard.control
 
-    package = Path(modelyard.registry.__file__).parent
+    package = Path(modelyard.control.__file__).parent
     assert package / "migrations" == MIGRATIONS
     assert (MIGRATIONS / "env.py").is_file()
     assert sorted(p.name for p in (MIGRATIONS / "versions").glob("v*.py")) == [

@@ -16,7 +16,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from modelyard.registry import Registry, RegistrySettings
+from modelyard.registry import ControlSettings, Registry
 from modelyard.registry.rest import build_registry_app
 from tests.registry.conftest import artifact_files
 from tests.support import serve_in_thread
@@ -25,12 +25,12 @@ API = "/api/v1"
 
 
 @pytest.fixture
-def app_settings(tmp_path: Path) -> RegistrySettings:
-    return RegistrySettings(home=tmp_path / "home", max_upload_bytes=64 * 1024)
+def app_settings(tmp_path: Path) -> ControlSettings:
+    return ControlSettings(home=tmp_path / "home", max_upload_bytes=64 * 1024)
 
 
 @pytest.fixture
-def client(app_settings: RegistrySettings) -> Iterator[TestClient]:
+def client(app_settings: ControlSettings) -> Iterator[TestClient]:
     with TestClient(build_registry_app(app_settings)) as test_client:
         yield test_client
 
@@ -138,7 +138,7 @@ def test_errors_use_the_one_table_and_body(
 
 
 def test_uploads_over_the_limit_are_refused_and_leave_nothing(
-    client: TestClient, app_settings: RegistrySettings
+    client: TestClient, app_settings: ControlSettings
 ) -> None:
     root = Path(app_settings.resolved_artifact_url())
     too_big = b"x" * (64 * 1024 + 1)
@@ -155,7 +155,7 @@ def test_uploads_over_the_limit_are_refused_and_leave_nothing(
 
 
 def test_a_client_disconnecting_mid_upload_leaves_nothing(tmp_path: Path) -> None:
-    settings = RegistrySettings(home=tmp_path / "home")
+    settings = ControlSettings(home=tmp_path / "home")
     root = Path(settings.resolved_artifact_url())
     with Registry(settings) as registry, serve_in_thread(build_registry_app(settings, registry)) as address:
         host, port = address.split(":")

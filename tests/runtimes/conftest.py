@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from modelyard.server.settings import ModelConfig
 
 

@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto, helper, save_model
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.runtimes import SUFFIXES, spec_from_config, spec_from_path
 from modelyard.runtimes.onnx import OnnxModel
 from modelyard.runtimes.sklearn import SklearnModel
 from modelyard.runtimes.torch import TorchModel
 from modelyard.server import ModelConfig, Settings
+from modelyard.server.app import build_app
 
 AUTHOR_MODEL = textwrap.dedent(
     """

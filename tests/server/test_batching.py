@@ -15,7 +15,7 @@ import pytest
 
 from modelyard.errors import DeadlineExceeded, ErrorKind, ModelNotReady, Overloaded
 from modelyard.sdk import BatchSpec
-from modelyard.server.batching import Batcher
+from modelyard.server.batcher import Batcher
 
 pytestmark = pytest.mark.anyio
 

@@ -26,8 +26,8 @@ from starlette.testclient import TestClient
 
 import modelyard
 from modelyard import BatchSpec, TensorSpec
-from modelyard.app import build_app
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 from tests.support import serve_in_thread
 

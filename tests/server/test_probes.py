@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from modelyard.app import build_app
 from modelyard.server import Settings
+from modelyard.server.app import build_app
 from tests import models
 
 DOUBLE = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}

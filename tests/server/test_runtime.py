@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 
 import modelyard
 from modelyard import BatchSpec, ModelMetadata, TensorSpec
-from modelyard.app import build_app
 from modelyard.errors import DeadlineExceeded, ModelError, ModelNotReady
 from modelyard.server import ModelRuntime, ModelState, RuntimeOptions, Settings
+from modelyard.server.app import build_app
 from tests import models
 
 pytestmark = pytest.mark.anyio

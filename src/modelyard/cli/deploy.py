@@ -182,8 +182,8 @@ def render(
     image: Annotated[list[str] | None, typer.Option(help="version=image for versions without one")] = None,
 ) -> None:
     """Kubernetes manifests (Deployments, Services, HPAs, ConfigMaps) for GitOps tools."""
-    from modelyard.deploy.kubernetes import render as render_objects
-    from modelyard.deploy.kubernetes import to_yaml
+    from modelyard.deploy.targets.kubernetes.manifests import render as render_objects
+    from modelyard.deploy.targets.kubernetes.manifests import to_yaml
 
     images = dict(item.split("=", 1) for item in image or [] if "=" in item)
     loaded = _load(path)

@@ -54,16 +54,16 @@ def up(
     """The whole platform here: control plane (registry, routes, deploy API, replicas) + gateway.
 
     Replicas run on this machine, or with --kubernetes as Deployments in a cluster."""
+    from modelyard.control.settings import ControlSettings
+    from modelyard.control.up import kubernetes_target, run_up
     from modelyard.gateway.settings import GatewaySettings
-    from modelyard.registry.settings import RegistrySettings
-    from modelyard.up import kubernetes_target, run_up
 
     if not kubernetes and (kubeconfig is not None or namespace != "default"):
         raise typer.BadParameter(
             "--kubeconfig and --namespace go with --kubernetes", param_hint="--kubernetes"
         )
     factory = kubernetes_target(kubeconfig, namespace) if kubernetes else None
-    control = RegistrySettings.from_env(port=port, log_level=log_level)
+    control = ControlSettings.from_env(port=port, log_level=log_level)
     try:
         run_up(
             control,
@@ -160,7 +160,7 @@ def serve(
             from modelyard.package.environment import serve_isolated
 
             serve_isolated(settings)  # never returns: execs the server in the venv, or exits 2
-        from modelyard.serve import run  # imported here so `modelyard version` stays instant
+        from modelyard.server.serve import run  # imported here so `modelyard version` stays instant
 
         run(settings, on_listening=_announcing(announce, announce_url, control_plane, settings.host))
     except (ModelyardError, FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
@@ -172,8 +172,8 @@ def _announcing(target: str | None, url: str | None, control_plane: str | None, 
     """The ``on_listening`` hook of ``--announce``: None without it; checked before serving starts."""
     if target is None:
         return None
-    from modelyard.deploy.discovery import Announcer, parse_target
-    from modelyard.gateway.table import check_replica_url
+    from modelyard.routing.announcer import Announcer, parse_target
+    from modelyard.routing.table import check_replica_url
 
     names = parse_target(target)
     if url is not None:
@@ -185,14 +185,14 @@ def _announcing(target: str | None, url: str | None, control_plane: str | None, 
         chosen = url or served
         api: Any
         if control_plane:
-            from modelyard.gateway.route_client import RouteClient
+            from modelyard.routing.client import RouteClient
 
             api = RouteClient(control_plane)
         else:
-            from modelyard.gateway.store import RouteStore
-            from modelyard.registry.settings import RegistrySettings
+            from modelyard.control.settings import ControlSettings
+            from modelyard.routing.store import RouteStore
 
-            api = RouteStore.open(RegistrySettings.from_env())
+            api = RouteStore.open(ControlSettings.from_env())
         announcer = Announcer(api, names, chosen, ready)
         announcer.start()
         return announcer.stop

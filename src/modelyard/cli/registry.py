@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from modelyard.control.settings import ControlSettings
 from modelyard.errors import ModelyardError
 from modelyard.registry.api import RegistryAPI
 from modelyard.registry.fetch import open_registry
 from modelyard.registry.refs import parse_ref
-from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.types import ModelVersion, VersionSpec
 
 __all__ = ["REGISTRY_ERRORS", "registry_app", "registry_error_message"]
@@ -66,7 +66,7 @@ def _root() -> None:
 def _registry(url: str | None) -> Iterator[RegistryAPI]:
     """The registry to talk to; its errors become one line on stderr and exit code 1."""
     try:
-        registry = open_registry(RegistrySettings.from_env(), url)
+        registry = open_registry(ControlSettings.from_env(), url)
     except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:  # REGISTRY_ERRORS
         typer.echo(registry_error_message(exc, url), err=True)
         raise typer.Exit(1) from None
@@ -347,7 +347,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port; 0 picks a free one (default 8090)")] = None,
 ) -> None:
     """Serve the control plane's REST API: the registry and the gateway's routing table."""
-    from modelyard.control import build_control_app  # the web stack only when serving
-    from modelyard.registry.server import run_registry_server
+    from modelyard.control.app import build_control_app  # the web stack only when serving
+    from modelyard.control.server import run_registry_server
 
-    run_registry_server(RegistrySettings.from_env(host=host, port=port), build=build_control_app)
+    run_registry_server(ControlSettings.from_env(host=host, port=port), build=build_control_app)

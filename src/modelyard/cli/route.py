@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from modelyard.control.settings import ControlSettings
 from modelyard.errors import ModelyardError
-from modelyard.gateway.route_client import RouteClient
-from modelyard.gateway.routes_api import RoutesAPI
-from modelyard.gateway.store import RouteStore
-from modelyard.gateway.table import ModelRoute, route_to_dict
-from modelyard.registry.settings import RegistrySettings
+from modelyard.routing.api import RoutesAPI
+from modelyard.routing.client import RouteClient
+from modelyard.routing.store import RouteStore
+from modelyard.routing.table import ModelRoute, route_to_dict
 
 __all__ = ["route_app"]
 
@@ -67,7 +67,7 @@ def _fail(exc: BaseException, url: str | None) -> NoReturn:
 def _routes(url: str | None) -> Iterator[RoutesAPI]:
     """The routing table to change; its errors become one line on stderr and exit code 2."""
     try:
-        api: RoutesAPI = RouteClient(url) if url else RouteStore.open(RegistrySettings.from_env())
+        api: RoutesAPI = RouteClient(url) if url else RouteStore.open(ControlSettings.from_env())
     except _ERRORS as exc:
         _fail(exc, url)
     try:
@@ -283,7 +283,7 @@ def endpoints(
     with _routes(control_plane) as api:
         found = api.endpoints()
     if as_json:
-        from modelyard.gateway.rest import endpoint_to_dict
+        from modelyard.routing.rest import endpoint_to_dict
 
         typer.echo(json.dumps([endpoint_to_dict(endpoint) for endpoint in found], indent=2))
         return

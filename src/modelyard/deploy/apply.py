@@ -24,7 +24,7 @@ from modelyard.deploy.backend import DeployTarget
 from modelyard.deploy.diff import Action, ModelPlan, Plan, VersionChange, diff
 from modelyard.deploy.spec import DeployFile, Deployment, VersionSpec
 from modelyard.errors import ModelyardError, NotFound
-from modelyard.gateway.table import ModelRoute
+from modelyard.routing.table import ModelRoute
 
 __all__ = ["TRAFFIC_FIELDS", "ApplyResult", "RoutingAPI", "StepResult", "apply_file", "runtime_spec"]
 

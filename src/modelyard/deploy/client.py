@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.protocols.api_client import ApiClient
+from modelyard.web.api_client import ApiClient
 
 __all__ = ["DEFAULT_CONTROL_URL", "DeployClient"]
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from modelyard.deploy.service import DeployService
 from modelyard.errors import InvalidInput
-from modelyard.protocols.http import guarded_routes, in_thread, json_response, read_body
+from modelyard.web.http import guarded_routes, in_thread, json_response, read_body
 
 __all__ = ["MAX_FILE_BYTES", "PREFIX", "deploy_endpoints"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text
 
-from modelyard.registry.schema import metadata
+from modelyard.control.db import metadata
 
 __all__ = ["APPLIED", "FAILED", "RUNNING", "SOURCE_LENGTH", "STATUSES", "USER_LENGTH", "applies"]
 

@@ -28,10 +28,10 @@ from sqlalchemy import Row, Select, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from modelyard.control.db import WRITE, open_migrated
+from modelyard.control.settings import ControlSettings
 from modelyard.deploy import schema as s
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry.db import WRITE, open_migrated
-from modelyard.registry.settings import RegistrySettings
 
 __all__ = ["MAX_HISTORY", "ApplyRecord", "ApplyStatus", "DeployStore"]
 
@@ -86,7 +86,7 @@ class DeployStore:
         self._owns_engine = owns_engine
 
     @classmethod
-    def open(cls, settings: RegistrySettings) -> DeployStore:
+    def open(cls, settings: ControlSettings) -> DeployStore:
         """A store on ``settings``' database, migrated to the newest schema first."""
         return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
 

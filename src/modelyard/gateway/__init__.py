@@ -5,7 +5,22 @@ request mirroring, one inference-log schema shipped to a sink, Prometheus metric
 table lives in the control-plane database and is reloaded live. See docs/gateway.md.
 """
 
-from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.table import ModelRoute, RoutingTable, VersionRoute
+from __future__ import annotations
 
-__all__ = ["GatewaySettings", "ModelRoute", "RoutingTable", "VersionRoute"]
+from typing import TYPE_CHECKING
+
+from modelyard._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.gateway.settings import GatewaySettings
+
+__all__ = [
+    "GatewaySettings",
+]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "GatewaySettings": "settings",
+    },
+)

@@ -23,7 +23,7 @@ from modelyard.gateway.logs import LogSink
 from modelyard.gateway.proxy import GatewayResponse, error_response
 from modelyard.gateway.service import GatewayService, TableSource, response_headers
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.protocols.asgi import receive_raw
+from modelyard.web.asgi import receive_raw
 
 __all__ = ["GatewayApp", "build_gateway_app"]
 
@@ -99,7 +99,7 @@ def build_service(
     database unless ``source`` is given."""
     if source is not None:
         return GatewayService(settings, source, sink)
-    from modelyard.gateway.store import RouteStore
+    from modelyard.routing.store import RouteStore
 
     return GatewayService(settings, RouteStore.open(settings.control), sink, owns_source=True)
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelyard.errors import ModelyardError
-from modelyard.protocols.errors import error_body, error_headers, status_for
+from modelyard.web.errors import error_body, error_headers, status_for
 
 if TYPE_CHECKING:
     from modelyard.gateway.router import Choice
-    from modelyard.gateway.table import ModelRoute
+    from modelyard.routing.table import ModelRoute
 
 __all__ = ["GatewayRequest", "GatewayResponse", "error_response"]
 

@@ -26,8 +26,8 @@ from modelyard.gateway.metrics import GatewayMetrics
 from modelyard.gateway.mirror import MirrorQueue
 from modelyard.gateway.router import Choice, Router
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.table import RoutingTable
 from modelyard.gateway.upstream import Upstream
+from modelyard.routing.table import RoutingTable
 
 __all__ = ["Gateway", "GatewayRequest", "GatewayResponse", "error_response"]
 

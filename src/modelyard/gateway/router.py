@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from modelyard.errors import ModelNotReady, NotFound
 from modelyard.gateway.balance import ReplicaPool, SmoothWeighted
-from modelyard.gateway.table import ModelRoute, RoutingTable, VersionRoute
+from modelyard.routing.table import ModelRoute, RoutingTable, VersionRoute
 
 __all__ = ["UPSTREAM_PATHS", "Choice", "Router"]
 

@@ -30,15 +30,15 @@ from modelyard.errors import (
     PayloadTooLarge,
     RouteNotFound,
 )
-from modelyard.gateway.batching import WriteBatcher
 from modelyard.gateway.idlepoll import IdlePoller
 from modelyard.gateway.logs import LogShipper, LogSink, open_sink
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from modelyard.gateway.proxy import Gateway
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.table import RoutingTable, route_to_dict
 from modelyard.gateway.upstream import HOP_BY_HOP, Upstream
+from modelyard.gateway.writes import WriteBatcher
+from modelyard.routing.table import RoutingTable, route_to_dict
 
 __all__ = ["GatewayService", "TableSource", "parse_path", "response_headers"]
 

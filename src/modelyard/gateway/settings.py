@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.registry.settings import RegistrySettings
+from modelyard.control.settings import ControlSettings
 
 __all__ = ["GatewaySettings"]
 
@@ -24,7 +24,7 @@ class GatewaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    control: RegistrySettings = Field(default_factory=RegistrySettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=0, ge=0, le=256, description="worker processes; 0 = one per core")
@@ -54,7 +54,7 @@ class GatewaySettings(BaseModel):
         """Settings from the environment (``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB``,
         ``MODELYARD_GATEWAY_LOG_SINK``) plus explicit overrides (None means "not given")."""
         env = os.environ if environ is None else environ
-        data: dict[str, object] = {"control": RegistrySettings.from_env(env)}
+        data: dict[str, object] = {"control": ControlSettings.from_env(env)}
         if env.get("MODELYARD_GATEWAY_LOG_SINK"):
             data["log_sink"] = env["MODELYARD_GATEWAY_LOG_SINK"]
         data.update({key: value for key, value in overrides.items() if value is not None})

@@ -19,8 +19,8 @@ from typing import Any
 
 import httptools
 
-from modelyard.gateway.batching import WriteBatcher
 from modelyard.gateway.idlepoll import REPLY
+from modelyard.gateway.writes import WriteBatcher
 
 __all__ = ["HOP_BY_HOP", "Done", "Upstream", "UpstreamError", "UpstreamFailure", "UpstreamResponse"]
 

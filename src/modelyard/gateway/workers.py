@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from modelyard._process import stop_with_parent, watch_parent_from_env
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.lifeline import stop_with_parent, watch_parent_from_env
-from modelyard.protocols.listen import bind_socket
+from modelyard.web.listen import bind_socket
 
 __all__ = ["run_gateway"]
 

@@ -7,29 +7,35 @@ what ``modelyard serve name@production`` calls. See docs/registry.md.
 
 from __future__ import annotations
 
-from modelyard.registry.api import RegistryAPI
-from modelyard.registry.client import RegistryClient
-from modelyard.registry.core import Registry
-from modelyard.registry.fetch import fetch_model, open_registry
-from modelyard.registry.refs import ModelRef, parse_ref
-from modelyard.registry.settings import RegistrySettings
-from modelyard.registry.store import ArtifactStore, FsspecArtifactStore
-from modelyard.registry.types import (
-    Alias,
-    AliasEvent,
-    ListedArtifact,
-    ModelVersion,
-    Page,
-    RegisteredModel,
-    StoredArtifact,
-    VersionSpec,
-    VersionUsage,
-)
+from typing import TYPE_CHECKING
+
+from modelyard._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.control.settings import ControlSettings
+    from modelyard.registry.api import RegistryAPI
+    from modelyard.registry.client import RegistryClient
+    from modelyard.registry.core import Registry
+    from modelyard.registry.fetch import fetch_model, open_registry
+    from modelyard.registry.refs import ModelRef, parse_ref
+    from modelyard.registry.store import ArtifactStore, FsspecArtifactStore
+    from modelyard.registry.types import (
+        Alias,
+        AliasEvent,
+        ListedArtifact,
+        ModelVersion,
+        Page,
+        RegisteredModel,
+        StoredArtifact,
+        VersionSpec,
+        VersionUsage,
+    )
 
 __all__ = [
     "Alias",
     "AliasEvent",
     "ArtifactStore",
+    "ControlSettings",
     "FsspecArtifactStore",
     "ListedArtifact",
     "ModelRef",
@@ -39,7 +45,6 @@ __all__ = [
     "Registry",
     "RegistryAPI",
     "RegistryClient",
-    "RegistrySettings",
     "StoredArtifact",
     "VersionSpec",
     "VersionUsage",
@@ -47,3 +52,28 @@ __all__ = [
     "open_registry",
     "parse_ref",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Alias": "types",
+        "AliasEvent": "types",
+        "ArtifactStore": "store",
+        "FsspecArtifactStore": "store",
+        "ListedArtifact": "types",
+        "ModelRef": "refs",
+        "ModelVersion": "types",
+        "Page": "types",
+        "RegisteredModel": "types",
+        "Registry": "core",
+        "RegistryAPI": "api",
+        "RegistryClient": "client",
+        "ControlSettings": "modelyard.control.settings",
+        "StoredArtifact": "types",
+        "VersionSpec": "types",
+        "VersionUsage": "types",
+        "fetch_model": "fetch",
+        "open_registry": "fetch",
+        "parse_ref": "refs",
+    },
+)

@@ -15,8 +15,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from modelyard.protocols.api_client import ApiClient
-from modelyard.protocols.errors import error_from_body
 from modelyard.registry.files import download_verified, file_chunks
 from modelyard.registry.packages import inspect_package
 from modelyard.registry.refs import ModelRef, check_consumer
@@ -30,6 +28,8 @@ from modelyard.registry.types import (
     VersionSpec,
     VersionUsage,
 )
+from modelyard.web.api_client import ApiClient
+from modelyard.web.errors import error_from_body
 
 __all__ = ["RegistryClient"]
 

@@ -19,11 +19,12 @@ from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from modelyard.control.db import WRITE, create_engine_for, migrate
+from modelyard.control.settings import ControlSettings
 from modelyard.errors import Conflict, InvalidInput, NotFound, PackageInvalid
 from modelyard.registry import queries as q
 from modelyard.registry import schema as t
 from modelyard.registry.aliases import move_alias, record_event, remove_alias
-from modelyard.registry.db import WRITE, create_registry_engine, migrate
 from modelyard.registry.files import download_verified, file_chunks
 from modelyard.registry.packages import PACKAGE_SUFFIX, inspect_package, is_package_name
 from modelyard.registry.pages import decode_token, encode_token, page_size
@@ -35,7 +36,6 @@ from modelyard.registry.refs import (
     check_text,
     parse_ref,
 )
-from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.store import ArtifactStore, FsspecArtifactStore, check_digest
 from modelyard.registry.types import (
     Alias,
@@ -66,10 +66,10 @@ class Registry:
     """
 
     def __init__(
-        self, settings: RegistrySettings | None = None, *, store: ArtifactStore | None = None
+        self, settings: ControlSettings | None = None, *, store: ArtifactStore | None = None
     ) -> None:
-        self.settings = settings if settings is not None else RegistrySettings.from_env()
-        self._engine = create_registry_engine(self.settings.resolved_database_url())
+        self.settings = settings if settings is not None else ControlSettings.from_env()
+        self._engine = create_engine_for(self.settings.resolved_database_url())
         self._writer = self._engine.execution_options(**{WRITE: True})
         migrate(self._engine)
         self.store: ArtifactStore = store or FsspecArtifactStore(self.settings.resolved_artifact_url())

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelyard.control.settings import ControlSettings
 from modelyard.registry.api import RegistryAPI
 from modelyard.registry.client import RegistryClient
 from modelyard.registry.core import Registry
-from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.types import ModelVersion
 
 __all__ = ["fetch_model", "fetch_version", "open_registry"]
 
 
-def open_registry(settings: RegistrySettings, registry_url: str | None = None) -> RegistryAPI:
+def open_registry(settings: ControlSettings, registry_url: str | None = None) -> RegistryAPI:
     """A client of the registry server at ``registry_url``, or else the local registry itself."""
     return RegistryClient(registry_url) if registry_url else Registry(settings)
 
@@ -21,7 +21,7 @@ def open_registry(settings: RegistrySettings, registry_url: str | None = None) -
 def fetch_model(
     ref: str,
     *,
-    settings: RegistrySettings | None = None,
+    settings: ControlSettings | None = None,
     registry_url: str | None = None,
     dest_dir: Path | None = None,
 ) -> Path:
@@ -37,12 +37,12 @@ def fetch_model(
 def fetch_version(
     ref: str,
     *,
-    settings: RegistrySettings | None = None,
+    settings: ControlSettings | None = None,
     registry_url: str | None = None,
     dest_dir: Path | None = None,
 ) -> tuple[Path, ModelVersion]:
     """Like :func:`fetch_model`, also returning the version the reference resolved to."""
-    settings = settings if settings is not None else RegistrySettings.from_env()
+    settings = settings if settings is not None else ControlSettings.from_env()
     registry = open_registry(settings, registry_url)
     try:
         version = registry.resolve(ref)

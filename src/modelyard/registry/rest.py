@@ -1,7 +1,7 @@
 """The registry's REST API under ``/api/v1``: a thin Starlette adapter over :class:`Registry`.
 
 Handlers parse the request, call the core in a worker thread (it is synchronous: SQLAlchemy and
-fsspec), and render JSON. Domain errors go through ``modelyard.protocols.errors``, the same
+fsspec), and render JSON. Domain errors go through ``modelyard.web.errors``, the same
 kind -> status table and ``{"error", "kind", "field"}`` body the model server uses.
 """
 
@@ -23,18 +23,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from modelyard.control.settings import ControlSettings
 from modelyard.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
 )
-from modelyard.protocols.http import guarded_routes, http_error, in_thread, json_response, read_model
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
-from modelyard.registry.settings import RegistrySettings
 from modelyard.registry.types import RegisterRequest, VersionSpec
 from modelyard.registry.uploads import stream_upload
+from modelyard.web.http import guarded_routes, http_error, in_thread, json_response, read_model
 
 __all__ = ["MAX_JSON_BODY", "build_registry_app", "content_disposition", "routes"]
 
@@ -262,14 +262,14 @@ def routes(endpoints: _Endpoints) -> list[Route]:
 
 
 def build_registry_app(
-    settings: RegistrySettings,
+    settings: ControlSettings,
     registry: Registry | None = None,
     *,
     planes: Sequence[Callable[[Registry], Sequence[BaseRoute]]] = (),
 ) -> Starlette:
     """The registry REST API as an ASGI app; it opens (and migrates) the registry unless given one.
 
-    ``planes`` add routes built on the open registry: ``modelyard.control`` serves the gateway's
+    ``planes`` add routes built on the open registry: ``modelyard.control.app`` serves the gateway's
     routing table this way, on the registry's engine, without the registry importing the gateway.
     """
     own = registry is None

@@ -17,16 +17,15 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-__all__ = ["alias_events", "aliases", "metadata", "models", "version_usages", "versions"]
+from modelyard.control.db import metadata
 
-metadata = MetaData()
+__all__ = ["alias_events", "aliases", "metadata", "models", "version_usages", "versions"]
 
 models = Table(
     "registered_models",

@@ -1,6 +1,6 @@
 """The model author's API: one class, optional hooks, ``@model`` and ``@batch``."""
 
-from modelyard.sdk.batching import BatchedMethod, BatchSpec, batch
+from modelyard.sdk.batch import BatchedMethod, BatchSpec, batch
 from modelyard.sdk.model import HOOKS, ModelSpec, model
 from modelyard.sdk.signature import ModelMetadata, TensorSpec
 

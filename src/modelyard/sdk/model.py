@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelyard.sdk.batching import BatchedMethod, BatchSpec
+from modelyard.sdk.batch import BatchedMethod, BatchSpec
 from modelyard.sdk.signature import ModelMetadata, TensorSpec
 
 __all__ = ["HOOKS", "ModelSpec", "model"]

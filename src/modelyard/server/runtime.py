@@ -15,7 +15,7 @@ import numpy as np
 
 from modelyard.errors import ModelError, ModelNotReady, ModelyardError
 from modelyard.sdk import BatchSpec, ModelMetadata, ModelSpec
-from modelyard.server.batching import Batcher
+from modelyard.server.batcher import Batcher
 from modelyard.server.stacking import count_rows, split_rows, stack_items
 
 __all__ = ["ModelRuntime", "ModelState", "RuntimeOptions"]

@@ -1,0 +1,64 @@
+"""The control plane's one settings object: where its database and artifacts live, and its server's limits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ControlSettings", "default_home"]
+
+GIB = 1024**3
+
+
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``$MODELYARD_HOME``, else ``~/.modelyard`` (read when called, never at import)."""
+    env = os.environ if environ is None else environ
+    value = env.get("MODELYARD_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".modelyard"
+
+
+class ControlSettings(BaseModel):
+    """Control-plane settings (registry, routing table, deploy history); every field has a working
+    default on a laptop (SQLite + a local folder).
+
+    ``database_url`` is any SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://u@h/db``);
+    ``artifact_url`` is any fsspec URL or local path (``/srv/artifacts``, ``s3://bucket/prefix``,
+    ``memory://test``). Unset, both live under ``home``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    artifact_url: str | None = None
+    cache_dir: Path | None = Field(default=None, description="where fetch() keeps verified downloads")
+    max_upload_bytes: int = Field(default=20 * GIB, ge=1, description="larger uploads get 413")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    default_page_size: int = Field(default=50, ge=1, le=1000)
+    max_page_size: int = Field(default=1000, ge=1)
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ControlSettings:
+        """Settings from ``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB`` and ``MODELYARD_ARTIFACTS``."""
+        env = os.environ if environ is None else environ
+        data: dict[str, object] = {"home": default_home(env)}
+        if env.get("MODELYARD_REGISTRY_DB"):
+            data["database_url"] = env["MODELYARD_REGISTRY_DB"]
+        if env.get("MODELYARD_ARTIFACTS"):
+            data["artifact_url"] = env["MODELYARD_ARTIFACTS"]
+        data.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(data)
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'registry.db'}"
+
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or str(self.home / "artifacts")
+
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or self.home / "cache"

@@ -1,0 +1,1 @@
+"""Deploy targets: where a deployment's versions run (``DeployTarget`` in ``deploy.backend``)."""

@@ -1,1 +1,0 @@
-"""Alembic migrations of the registry database, run in code by :func:`modelyard.registry.db.migrate`."""

@@ -685,13 +685,13 @@ def platform_act(model_file: Path) -> None:
             up, gateway_url = launch(
                 ["up", "--port", "0", "--gateway-port", "0"],
                 "up --port 0 --gateway-port 0",
-                "modelyard up: gateway on ",
+                "modelyard gateway: serving on ",
                 env=env,
                 cwd=scratch,
                 stderr=log_file,
                 lines=lines,
             )
-        control = [line for line in lines if line.startswith("modelyard up: control plane on ")]
+        control = [line for line in lines if line.startswith("modelyard control: serving on ")]
         if not control:
             sys.exit(f"`modelyard up` did not print its control plane's URL: {lines}")
         env["MODELYARD_CONTROL_URL"] = control[0].split()[-1]

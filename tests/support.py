@@ -1,9 +1,11 @@
-"""Test helpers: run a real uvicorn server on port 0 in a thread."""
+"""Test helpers: a real uvicorn server on port 0 in a thread; a server subprocess and the URL it announced."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import numpy as np
 import uvicorn
 from starlette.types import ASGIApp
 
+from modelyard._process import announced_url
 from modelyard.web.listen import bind_socket
 
 
@@ -37,6 +40,55 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+class AnnouncedProcess:
+    """A modelyard server subprocess; :meth:`wait_until_serving` returns the URL it announced.
+
+    Its stdout is read on a thread to the end (the pipe never fills up); its stderr goes to
+    ``stderr_path``, which failure messages quote.
+    """
+
+    def __init__(
+        self, argv: list[str], stderr_path: Path, *, component: str | None = None, **popen: Any
+    ) -> None:
+        self.component = component
+        self.stderr_path = stderr_path
+        with stderr_path.open("w") as stderr:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True, **popen
+            )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = ""
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_until_serving(self, timeout: float = 60.0) -> str:
+        """The announced URL; fails the test if the process exits or stays silent for ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                message = f"no serving line within {timeout} s"
+                raise AssertionError(f"{message}; stderr:\n{self.stderr()}") from None
+            if line is None:
+                code = self.proc.wait(timeout=30)
+                message = f"the server exited with {code} before serving"
+                raise AssertionError(f"{message}; stderr:\n{self.stderr()}")
+            url = announced_url(line, self.component)
+            if url is not None:
+                self.url = url
+                return url
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
 
 
 def tensor(name: str, array: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:

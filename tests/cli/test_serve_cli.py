@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 import modelyard
-from tests.support import linear_onnx
+from tests.support import AnnouncedProcess, linear_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +35,6 @@ _SCRIPT = Path(sys.executable).with_name("modelyard")  # the console script pip 
 CLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "modelyard.cli.main"]
 START_TIMEOUT_S = 60.0  # the first start on a cold, busy 2-core machine can take a while
 EXIT_TIMEOUT_S = 30.0
-SERVING_LINE = re.compile(r"modelyard: serving on (http://\S+)")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 RNG = np.random.default_rng(7)
@@ -87,53 +84,15 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-class Server:
+class Server(AnnouncedProcess):
     """A ``modelyard serve ... --port 0`` subprocess and the URL it announced."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
-        self.stderr_path = cwd / f"serve-stderr-{time.monotonic_ns()}.txt"
-        self._stderr = self.stderr_path.open("w")
-        self.proc = subprocess.Popen(
-            [*CLI, "serve", *args, "--port", "0", "--log-level", "warning"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            cwd=cwd,
-            env=ENV,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        self.url = ""
-
-    def _read_stdout(self) -> None:  # keeps draining, so the pipe never fills up
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
+        argv = [*CLI, "serve", *args, "--port", "0", "--log-level", "warning"]
+        super().__init__(argv, cwd / f"serve-stderr-{time.monotonic_ns()}.txt", cwd=cwd, env=ENV)
 
     def wait_until_serving(self, timeout: float = START_TIMEOUT_S) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(
-                    f"no serving line within {timeout} s; stderr:\n{self.stderr()}"
-                ) from None
-            if line is None:
-                code = self.proc.wait(timeout=EXIT_TIMEOUT_S)
-                raise AssertionError(
-                    f"the server exited with {code} before serving; stderr:\n{self.stderr()}"
-                )
-            match = SERVING_LINE.fullmatch(line.strip())
-            if match:
-                self.url = match.group(1)
-                return self.url
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text()
+        return super().wait_until_serving(timeout)
 
     def stop(self) -> int:
         """SIGTERM, then the exit code (the default drain_grace_s is 0: it stops at once)."""
@@ -144,7 +103,6 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=EXIT_TIMEOUT_S)
-        self._stderr.close()
 
 
 @contextlib.contextmanager

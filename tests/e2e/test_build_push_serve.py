@@ -7,7 +7,6 @@ Every step is the real ``modelyard`` CLI in a subprocess, against a private loca
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,10 +16,10 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
+from modelyard._process import announced_url
 from tests.package.conftest import linear_onnx
 
 CLI = str(Path(sys.executable).with_name("modelyard"))
-SERVING = re.compile(r"modelyard: serving on (http://\S+)")
 
 
 def run(*args: str, env: dict[str, str]) -> str:
@@ -49,9 +48,8 @@ def test_build_push_alias_then_serve_name_at_production(tmp_path: Path) -> None:
         assert proc.stdout is not None
         url = ""
         for line in proc.stdout:
-            match = SERVING.match(line.strip())
-            if match:
-                url = match.group(1)
+            url = announced_url(line) or ""
+            if url:
                 break
         assert url, proc.stderr.read() if proc.stderr else ""
         x = np.arange(6, dtype=np.float32).reshape(2, 3)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,10 +20,10 @@ import onnxruntime as ort
 import pytest
 
 import modelyard
+from modelyard._process import announced_url
 from tests.support import linear_onnx
 
 CLI = str(Path(sys.executable).with_name("modelyard"))
-SERVING = re.compile(r"modelyard(?: gateway)?: serving on (http://\S+)")
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +40,9 @@ class Processes:
         self.started.append(proc)
         assert proc.stdout is not None
         for line in proc.stdout:
-            match = SERVING.match(line.strip())
-            if match:
-                return match.group(1)
+            url = announced_url(line) or announced_url(line, "gateway")
+            if url:
+                return url
         raise AssertionError(f"{args} did not start: {proc.stderr.read() if proc.stderr else ''}")
 
     def run(self, *args: str) -> str:

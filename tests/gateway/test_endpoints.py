@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelyard._process import announced_url
 from modelyard.control.app import build_control_app
 from modelyard.errors import InvalidInput
 from modelyard.registry import ControlSettings, Registry
@@ -154,11 +154,11 @@ def test_modelyard_serve_announce_registers_then_deregisters_on_sigterm(tmp_path
         )  # fmt: skip
         try:
             assert proc.stdout is not None
-            match = re.match(r"modelyard: serving on (http://\S+)", proc.stdout.readline().strip())
-            assert match, proc.stderr.read() if proc.stderr else ""
-            assert wait_for(lambda: [e.url for e in store.endpoints()] == [match.group(1)], timeout=10)
+            url = announced_url(proc.stdout.readline())
+            assert url, proc.stderr.read() if proc.stderr else ""
+            assert wait_for(lambda: [e.url for e in store.endpoints()] == [url], timeout=10)
             assert store.endpoints()[0].ready
-            assert replicas(store) == (match.group(1),)
+            assert replicas(store) == (url,)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
             assert store.endpoints() == []  # deregistered on the way out

@@ -17,8 +17,6 @@ import concurrent.futures
 import contextlib
 import http.client
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
@@ -32,11 +30,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.support import GatewayWorld, StubReplica, wait_for, world
+from tests.support import AnnouncedProcess
 
 pytestmark = pytest.mark.slow
 
 START_TIMEOUT_S = 60.0  # two workers importing the gateway on a busy 2-core machine
-SERVING_LINE = re.compile(r"modelyard gateway: serving on (http://\S+)")
 PREDICT = "/projects/mail/models/spam:predict"
 SERVE = [sys.executable, "-m", "modelyard", "gateway", "serve", "--port", "0"]
 
@@ -66,53 +64,20 @@ def alive(pid: int, started: int) -> bool:
     return fields is not None and int(fields[19]) == started and fields[0] != "Z"
 
 
-class GatewayProcess:
+class GatewayProcess(AnnouncedProcess):
     """``modelyard gateway serve`` in its own session; ``url`` once it printed its serving line."""
 
     def __init__(self, tmp_path: Path, home: Path, args: list[str]) -> None:
         self.tmp = tmp_path / "gateway-tmp"  # the gateway's TMPDIR: its metrics folder lands here
         self.tmp.mkdir(exist_ok=True)
-        self.stderr_path = tmp_path / "gateway-stderr.txt"
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "PROMETHEUS_"))}
         environ.update(MODELYARD_HOME=str(home), TMPDIR=str(self.tmp), PYTHONUNBUFFERED="1")
-        with self.stderr_path.open("w") as stderr:
-            self.proc = subprocess.Popen(
-                [*SERVE, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=tmp_path,
-                env=environ,
-                start_new_session=True,  # its own process group: the workers can all be killed
-            )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.url = ""
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
+        # Its own process group: the workers can all be killed.
+        super().__init__([*SERVE, *args], tmp_path / "gateway-stderr.txt", component="gateway",
+                         cwd=tmp_path, env=environ, start_new_session=True)  # fmt: skip
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no serving line in {timeout} s; stderr:\n{self.stderr()}") from None
-            if line is None:
-                raise AssertionError(f"gateway exited with {self.proc.wait()}; stderr:\n{self.stderr()}")
-            match = SERVING_LINE.fullmatch(line.strip())
-            if match:
-                self.url = match.group(1)
-                return self.url
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
+        return self.wait_until_serving(timeout)
 
     def workers(self) -> dict[int, int]:
         return children(self.proc.pid)

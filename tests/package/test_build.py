@@ -41,7 +41,9 @@ def test_an_author_directory_becomes_one_package_with_every_file_hashed(tmp_path
     assert manifest.files == {
         rel: sha256_file(source / rel) for rel in ("model.py", "requirements.txt", "weights.npy")
     }
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("x", "FP64", [-1, 3])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.inputs] == [
+        ("x", "FP64", [-1, 3])
+    ]
     assert manifest.requirements == ["six==1.16.0"]
     assert manifest.framework["python"] == platform.python_version()
     assert (manifest.author, manifest.created_at) == ("ada", FIXED_TIME)
@@ -70,8 +72,12 @@ def test_an_onnx_directory_records_the_graph_signature_and_onnxruntime(tmp_path:
     manifest = verify_package(path)
     assert path.name == "ranker-2.modelyard"
     assert (manifest.runtime, manifest.model_file, manifest.entry) == ("onnx", "scorer.onnx", None)
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("x", "FP32", [-1, 3])]
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.outputs] == [("y", "FP32", [-1, 2])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.inputs] == [
+        ("x", "FP32", [-1, 3])
+    ]
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.outputs] == [
+        ("y", "FP32", [-1, 2])
+    ]
     assert manifest.framework["onnxruntime"] == importlib.metadata.version("onnxruntime")
 
 

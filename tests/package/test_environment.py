@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelyard._process import announced_url
 from modelyard.errors import PackageInvalid
 from modelyard.package import build_package
 from modelyard.package.environment import (
@@ -54,7 +54,6 @@ SIX_MODEL = textwrap.dedent(
             return {"six": np.array([self.six.__version__.encode()] * len(inputs["x"]), dtype=object)}
     """
 )
-SERVING_LINE = re.compile(r"modelyard: serving on (http://\S+)")
 
 
 @pytest.fixture(scope="session")
@@ -160,9 +159,9 @@ class Isolated:
                 raise AssertionError(
                     f"exited {self.proc.wait()}: {self.proc.stderr.read() if self.proc.stderr else ''}"
                 )
-            match = SERVING_LINE.fullmatch(line.strip())
-            if match:
-                return match.group(1)
+            url = announced_url(line)
+            if url:
+                return url
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 
 from modelyard.errors import PackageInvalid
 from modelyard.package import read_manifest
+from modelyard.package.loading import spec_from_path
 from modelyard.package.mlflow import PYFUNC_ENTRY, import_mlflow
-from modelyard.runtimes import spec_from_path
 from modelyard.server import ModelConfig, Settings
 from modelyard.server.app import build_app
 from tests.package.conftest import linear_onnx, regressor
@@ -74,7 +74,9 @@ def test_the_sklearn_flavor_becomes_the_zero_code_runtime(tmp_path: Path) -> Non
     manifest = read_manifest(package)
     assert (manifest.name, manifest.runtime, manifest.model_file) == ("housing", "sklearn", "model.pkl")
     assert {"MLmodel", "model.pkl", "requirements.txt", "conda.yaml"} == set(manifest.files)
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("input", "FP64", [-1, 4])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.inputs] == [
+        ("input", "FP64", [-1, 4])
+    ]
     assert [(t.name, t.datatype) for t in manifest.signature.outputs] == [("predict", "FP64")]
     assert [r.split("==")[0] for r in manifest.requirements] == ["numpy", "scikit-learn"]  # mlflow dropped
     assert manifest.labels["mlflow_flavor"] == "sklearn"
@@ -95,7 +97,9 @@ def test_the_onnx_flavor_reads_the_signature_from_the_graph(tmp_path: Path) -> N
     linear_onnx(directory / "model.onnx")
     manifest = read_manifest(import_mlflow(directory, tmp_path, version="3"))
     assert (manifest.runtime, manifest.model_file, manifest.version) == ("onnx", "model.onnx", "3")
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("x", "FP32", [-1, 3])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.inputs] == [
+        ("x", "FP32", [-1, 3])
+    ]
     assert manifest.requirements == ["onnx==1.16.0"]
 
 
@@ -135,7 +139,9 @@ def test_other_flavors_get_the_pyfunc_wrapper_which_needs_mlflow(
     manifest = read_manifest(package)
     assert (manifest.entry, manifest.runtime) == (PYFUNC_ENTRY, None)
     assert manifest.requirements == ["mlflow==2.10.0"]  # kept: the wrapper imports it
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("input", "FP64", [-1, 3])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.inputs] == [
+        ("input", "FP64", [-1, 3])
+    ]
 
     spec = spec_from_path(str(package))
     assert [t.name for t in spec.metadata.inputs] == ["input"]
@@ -178,7 +184,7 @@ def test_column_signatures_map_each_column_for_pyfunc(tmp_path: Path) -> None:
     signature["inputs"] = json.dumps(inputs)
     directory = mlflow_dir(tmp_path / "cols", {"python_function": {"loader_module": "x"}}, signature, "")
     manifest = read_manifest(import_mlflow(directory, tmp_path))
-    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [
+    assert [(t.name, t.datatype, list(t.shape)) for t in manifest.signature.inputs] == [
         ("age", "FP64", [-1]),
         ("city", "BYTES", [-1]),
     ]

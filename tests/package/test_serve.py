@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from modelyard.errors import PackageInvalid
 from modelyard.package import build_package
-from modelyard.runtimes import spec_from_config, spec_from_path
+from modelyard.package.loading import spec_from_config, spec_from_path
 from modelyard.server import ModelConfig, Settings
 from modelyard.server.app import build_app
 from tests.package.conftest import FIXED_TIME, author_dir, linear_onnx, onnx_dir, sklearn_dir

@@ -10,7 +10,8 @@ import pytest
 from onnx import TensorProto, helper, save_model
 from starlette.testclient import TestClient
 
-from modelyard.runtimes import SUFFIXES, spec_from_config, spec_from_path
+from modelyard.package.loading import spec_from_config, spec_from_path
+from modelyard.runtimes.formats import SUFFIXES
 from modelyard.runtimes.onnx import OnnxModel
 from modelyard.runtimes.sklearn import SklearnModel
 from modelyard.runtimes.torch import TorchModel

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import AnnouncedProcess
 
 pytestmark = pytest.mark.slow
 
@@ -40,53 +39,19 @@ class Sleeper:
 """
 
 
-class Server:
+class Server(AnnouncedProcess):
     """A ``modelyard serve`` subprocess; knows its URL once it printed the serving line."""
 
     def __init__(self, args: list[str], tmp: Path) -> None:
-        self.stderr_path = tmp / "stderr.txt"
-        self._stderr = self.stderr_path.open("w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelyard.cli.main", "serve", *args, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for_url(timeout=60)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _wait_for_url(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no serving line in {timeout} s: {self.stderr()}") from None
-            if line is None:
-                raise AssertionError(f"server exited with {self.proc.wait()}: {self.stderr()}")
-            match = re.fullmatch(r"modelyard: serving on (http://\S+)\n", line)
-            if match:
-                return match.group(1)
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text()
+        argv = [sys.executable, "-m", "modelyard.cli.main", "serve", *args, "--port", "0"]
+        super().__init__(argv, tmp / "stderr.txt", cwd=ROOT, env=env)
+        self.wait_until_serving(timeout=60)
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
-        self._stderr.close()
 
 
 @pytest.fixture

@@ -1,22 +1,25 @@
-"""The control plane's REST app: the model registry, the gateway's routing table and (given a deploy
-target) the deploy API, on one database.
+"""The control plane's REST app: the model registry, the routing table and (given a deploy target)
+the deploy API, on one database.
 
-A composition root, like ``app.py`` for the model server: it is the one place that sees both the
-registry and the gateway. The gateway's store uses the registry's database (``registry.db``,
-``registry.schema``); the registry never imports the gateway, so the routing-table endpoints are
-handed to ``build_registry_app`` as a *plane* built on the open registry's engine.
+A composition root, like ``server/app.py`` for the model server: the one place that sees every
+plane. Each plane offers its routes on an open store (``registry_routes``, ``routes_endpoints``,
+``deploy_endpoints``); the stores share the registry's engine, so there is one connection pool, and
+this app's lifespan closes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import DeployTarget
@@ -27,10 +30,11 @@ from modelyard.deploy.state import DeployStore
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.registry.core import Registry
 from modelyard.registry.refs import ModelRef, parse_ref
-from modelyard.registry.rest import build_registry_app
+from modelyard.registry.rest import PREFIX, registry_routes
 from modelyard.registry.types import ModelVersion
 from modelyard.routing.rest import routes_endpoints
 from modelyard.routing.store import RouteStore
+from modelyard.web.http import http_error, json_response
 
 __all__ = ["RegistryUsage", "build_control_app"]
 
@@ -97,12 +101,29 @@ def _deploy_plane(target: DeployTarget) -> Callable[[Registry], list[BaseRoute]]
 def build_control_app(
     settings: ControlSettings, registry: Registry | None = None, *, target: DeployTarget | None = None
 ) -> Starlette:
-    """The registry API (``/api/v1/models`` ...), the routing table (``/api/v1/routes`` ...) and, with
-    a ``target``, the deploy API (``/api/v1/deploy`` ...).
+    """The registry API (``/api/v1/models`` ...), the routing table (``/api/v1/routes`` ...), a health
+    check (``/api/v1/health``) and, with a ``target``, the deploy API (``/api/v1/deploy`` ...).
 
-    It opens (and migrates) the registry unless given one, exactly as ``build_registry_app`` does.
+    It opens (and migrates) the database unless given an open ``registry``; one it opened, its
+    lifespan closes.
     """
-    planes: Sequence[Callable[[Registry], Sequence[BaseRoute]]] = [_routing_table]
+    own = registry is None
+    core = registry if registry is not None else Registry(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if own:
+            core.close()
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    planes = [registry_routes(core), _routing_table(core)]
     if target is not None:
-        planes = [_routing_table, _deploy_plane(target)]
-    return build_registry_app(settings, registry, planes=planes)
+        planes.append(_deploy_plane(target)(core))
+    all_routes = [route for plane in planes for route in plane]
+    all_routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))
+    app = Starlette(routes=all_routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app.state.registry = core
+    return app

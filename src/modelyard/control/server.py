@@ -7,23 +7,23 @@ from collections.abc import Callable
 import uvicorn
 from starlette.applications import Starlette
 
+from modelyard._process import announce
+from modelyard.control.app import build_control_app
 from modelyard.control.settings import ControlSettings
-from modelyard.registry.rest import build_registry_app
 from modelyard.web.listen import AnnouncingServer, bind_socket
 
 __all__ = ["run_registry_server"]
 
 
 def _announce(url: str) -> None:
-    # One machine-readable line on stdout, like the model server's: scripts wait for it.
-    print(f"modelyard registry: serving on {url}", flush=True)
+    announce(url, "registry")
 
 
 def run_registry_server(
     settings: ControlSettings,
     on_ready: Callable[[str], None] = _announce,
     *,
-    build: Callable[[ControlSettings], Starlette] = build_registry_app,
+    build: Callable[[ControlSettings], Starlette] = build_control_app,
 ) -> None:
     """Serve the registry on ``settings.host:settings.port`` (port 0 picks one) until a signal stops it.
 

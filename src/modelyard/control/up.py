@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
 
-from modelyard._process import PARENT_ENV
+from modelyard._process import PARENT_ENV, ChildFailed, announce, spawn_announced, terminate
 from modelyard.control.app import build_control_app
 from modelyard.control.settings import ControlSettings
 from modelyard.gateway.settings import GatewaySettings
@@ -49,25 +47,10 @@ def _start_gateway(gateway: GatewaySettings, control: ControlSettings) -> tuple[
         env["MODELYARD_REGISTRY_DB"] = control.database_url
     command = [sys.executable, "-m", "modelyard", "gateway", "serve", "--host", gateway.host,
                "--port", str(gateway.port), "--workers", str(gateway.workers)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = _GATEWAY_LINE.match(line.strip())
-        if match:
-            # Keep draining its stdout so a chatty gateway never blocks on a full pipe.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, match.group(1)
-    raise SystemExit(f"modelyard up: the gateway did not start (exit code {proc.wait()})")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    try:
+        return spawn_announced(command, env=env, component="gateway")
+    except ChildFailed as exc:
+        raise SystemExit(f"modelyard up: the gateway did not start ({exc})") from None
 
 
 def _local_target(control: ControlSettings) -> DeployTarget:
@@ -130,12 +113,11 @@ def run_up(
         AnnouncingServer(config, started).run(sockets=[sock])
     finally:
         for proc in gateway_proc:
-            _stop(proc)
+            terminate([proc], grace_s=30.0)
         target.close()
         sock.close()
 
 
 def _announce(control_url: str, gateway_url: str) -> None:
-    # Machine-readable lines on stdout, like every other modelyard server's.
-    print(f"modelyard up: control plane on {control_url}", flush=True)
-    print(f"modelyard up: gateway on {gateway_url}", flush=True)
+    announce(control_url, "control")
+    announce(gateway_url, "gateway")

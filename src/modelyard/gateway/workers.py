@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from modelyard._process import stop_with_parent, watch_parent_from_env
+from modelyard._process import Backoff, announce, stop_with_parent, terminate, watch_parent_from_env
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.web.listen import bind_socket
 
@@ -37,8 +37,7 @@ SUPERVISOR_ENV = "MODELYARD_GATEWAY_SUPERVISOR"
 
 
 def _announce(url: str) -> None:
-    # One machine-readable line on stdout, like the model server's and the registry's.
-    print(f"modelyard gateway: serving on {url}", flush=True)
+    announce(url, "gateway")
 
 
 class _Supervisor:
@@ -99,8 +98,8 @@ class _Supervisor:
         return not self.stopping
 
     def _watch(self) -> None:
-        backoff = 0.5
-        last_restart = 0.0
+        # A crash a minute after the last one is not a crash loop: the delay starts over.
+        backoff = Backoff(0.5, 10.0, healthy_s=60.0)
         while not self.stopping:
             time.sleep(0.1)
             for index, worker in enumerate(self.workers):
@@ -108,27 +107,14 @@ class _Supervisor:
                     continue
                 print(f"modelyard gateway: worker {worker.pid} exited ({worker.returncode}); restarting",
                       file=sys.stderr, flush=True)  # fmt: skip
-                if time.monotonic() - last_restart > 60.0:
-                    backoff = 0.5  # the last crash was long ago: this is not a crash loop
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                last_restart = time.monotonic()
+                time.sleep(backoff.next())
                 self.workers[index] = self.spawn()
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
 
     def _shutdown(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30.0
-        for worker in self.workers:
-            try:
-                worker.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        terminate(self.workers, grace_s=30.0)
         self.sock.close()
         os.close(self.ready_r)
         os.close(self.ready_w)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from modelyard.package.archive import Limits, read_manifest, unpack_package, verify_package
     from modelyard.package.build import BuildConfig, build_package
     from modelyard.package.cache import CachedPackage, modelyard_home, package_digest, unpack_cached
-    from modelyard.package.manifest import FORMAT_VERSION, PACKAGE_SUFFIX, Manifest, Signature, TensorInfo
+    from modelyard.package.manifest import FORMAT_VERSION, PACKAGE_SUFFIX, Manifest, Signature
 
 __all__ = [
     "FORMAT_VERSION",
@@ -25,7 +25,6 @@ __all__ = [
     "Limits",
     "Manifest",
     "Signature",
-    "TensorInfo",
     "build_package",
     "modelyard_home",
     "package_digest",
@@ -45,7 +44,6 @@ __getattr__, __dir__ = lazy_exports(
         "Limits": "archive",
         "Manifest": "manifest",
         "Signature": "manifest",
-        "TensorInfo": "manifest",
         "build_package": "build",
         "modelyard_home": "cache",
         "package_digest": "cache",

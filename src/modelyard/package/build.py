@@ -24,6 +24,7 @@ from modelyard.package.archive import sha256_file, write_package
 from modelyard.package.manifest import PACKAGE_SUFFIX, Manifest, Signature
 from modelyard.package.requirements import parse_requirements_file, pin_requirements
 from modelyard.package.signatures import entry_signature, runtime_signature
+from modelyard.runtimes.formats import SUFFIXES
 
 __all__ = ["CONFIG_NAME", "BuildConfig", "build_package", "collect_files", "created_at_now"]
 
@@ -121,8 +122,6 @@ def _served(
     root: Path, files: Mapping[str, Path], entry: str | None, model_file: str | None
 ) -> tuple[str | None, str | None]:
     """``(entry, model_file)``: exactly one is set (see the module docstring)."""
-    from modelyard.runtimes.loader import SUFFIXES
-
     if entry is not None or model_file is not None:
         return entry, model_file
     models = [rel for rel in files if Path(rel).suffix.lower() in SUFFIXES]
@@ -214,8 +213,6 @@ def _signature(
     root: Path, files: Mapping[str, Path], entry: str | None, model_file: str | None
 ) -> tuple[str | None, dict[str, Any], str | None]:
     """``(runtime, declared, entry)``: declared holds the signature (and a @model's name/version)."""
-    from modelyard.runtimes.loader import SUFFIXES
-
     if model_file is not None:
         if model_file not in files:
             raise PackageInvalid(f"model file {model_file!r} is not in {root}", field=model_file)

@@ -5,9 +5,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
+
+from modelyard.sdk import ModelMetadata, TensorSpec
 
 __all__ = [
     "FORMAT_VERSION",
@@ -16,7 +26,7 @@ __all__ = [
     "RUNTIMES",
     "Manifest",
     "Signature",
-    "TensorInfo",
+    "Tensor",
     "check_member_path",
     "check_requirement",
 ]
@@ -60,14 +70,23 @@ def check_requirement(requirement: str) -> str | None:
     return None
 
 
-class TensorInfo(BaseModel):
-    """One input or output of the model: an OIP datatype and a shape (-1: any size)."""
+def _tensor(value: object) -> TensorSpec:
+    """A manifest's ``{"name", "datatype", "shape"}`` as the SDK's :class:`TensorSpec` (one type for
+    a tensor everywhere); its checks (non-empty name, an OIP datatype, dims >= -1) are the manifest's."""
+    if isinstance(value, TensorSpec):
+        return value
+    if not isinstance(value, dict) or set(value) != {"name", "datatype", "shape"}:
+        raise ValueError("a tensor is an object with exactly the keys name, datatype and shape")
+    name, datatype, shape = value["name"], value["datatype"], value["shape"]
+    if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+        raise ValueError("a tensor's name and datatype are strings and its shape a list of integers")
+    if not all(isinstance(dim, int) and not isinstance(dim, bool) for dim in shape):
+        raise ValueError(f"tensor {name!r}: shape must be a list of integers")
+    return TensorSpec(name, datatype, shape)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    datatype: str
-    shape: list[int]
+# A tensor in the manifest: the SDK's TensorSpec, read from and written as its JSON object.
+Tensor = Annotated[TensorSpec, PlainValidator(_tensor), PlainSerializer(lambda spec: spec.to_dict())]
 
 
 class Signature(BaseModel):
@@ -75,8 +94,13 @@ class Signature(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    inputs: list[TensorInfo] = Field(default_factory=list)
-    outputs: list[TensorInfo] = Field(default_factory=list)
+    inputs: list[Tensor] = Field(default_factory=list)
+    outputs: list[Tensor] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> Signature:
+        """The signature a model declares in its metadata."""
+        return cls(inputs=list(metadata.inputs), outputs=list(metadata.outputs))
 
 
 class Manifest(BaseModel):

@@ -29,8 +29,9 @@ import yaml
 
 from modelyard.errors import PackageInvalid
 from modelyard.package.build import build_package
-from modelyard.package.manifest import Signature, TensorInfo
+from modelyard.package.manifest import Signature
 from modelyard.package.requirements import parse_requirements_file, requirement_name
+from modelyard.sdk import TensorSpec
 
 __all__ = ["PYFUNC_ENTRY", "MlflowPyfuncModel", "import_mlflow", "read_mlmodel", "signature_from_mlmodel"]
 
@@ -77,7 +78,7 @@ def _schema(raw: Any) -> list[dict[str, Any]]:
     return specs
 
 
-def _tensor(spec: Mapping[str, Any], default_name: str) -> TensorInfo:
+def _tensor(spec: Mapping[str, Any], default_name: str) -> TensorSpec:
     name = str(spec.get("name") or default_name)
     if spec.get("type") == "tensor":
         tensor = spec.get("tensor-spec") or {}
@@ -87,7 +88,7 @@ def _tensor(spec: Mapping[str, Any], default_name: str) -> TensorInfo:
             )
         try:
             tensor_type = _numpy_datatype(str(tensor.get("dtype")))
-            return TensorInfo(
+            return TensorSpec(
                 name=name, datatype=tensor_type, shape=[int(d) for d in tensor.get("shape", [-1])]
             )
         except (TypeError, ValueError) as exc:
@@ -97,7 +98,7 @@ def _tensor(spec: Mapping[str, Any], default_name: str) -> TensorInfo:
         raise PackageInvalid(
             f"MLmodel signature column {name!r} has unsupported type {spec.get('type')!r}", field="MLmodel"
         )
-    return TensorInfo(name=name, datatype=datatype, shape=[-1])
+    return TensorSpec(name=name, datatype=datatype, shape=[-1])
 
 
 def _numpy_datatype(dtype: str) -> str:
@@ -138,8 +139,8 @@ def _sklearn_signature(signature: Signature, column_based: bool) -> Signature:
     width = len(signature.inputs) if column_based else (signature.inputs[0].shape[1:2] or [-1])[0]
     predict = signature.outputs[0].datatype if signature.outputs else "FP64"
     return Signature(
-        inputs=[TensorInfo(name="input", datatype="FP64", shape=[-1, width])],
-        outputs=[TensorInfo(name="predict", datatype=predict, shape=[-1])],
+        inputs=[TensorSpec(name="input", datatype="FP64", shape=[-1, width])],
+        outputs=[TensorSpec(name="predict", datatype=predict, shape=[-1])],
     )
 
 

@@ -14,18 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import PackageInvalid
-from modelyard.package.manifest import Signature, TensorInfo
+from modelyard.package.manifest import Signature
+from modelyard.runtimes.sources import load_source
 from modelyard.sdk import ModelMetadata, ModelSpec
 
-__all__ = ["entry_signature", "runtime_signature", "signature_of"]
-
-
-def signature_of(metadata: ModelMetadata) -> Signature:
-    """The manifest form of a model's declared inputs and outputs."""
-    return Signature(
-        inputs=[TensorInfo(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in metadata.inputs],
-        outputs=[TensorInfo(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in metadata.outputs],
-    )
+__all__ = ["entry_signature", "runtime_signature"]
 
 
 def runtime_signature(runtime: str, path: Path) -> Signature:
@@ -48,7 +41,7 @@ def runtime_signature(runtime: str, path: Path) -> Signature:
         raise
     except Exception as exc:  # a corrupt file fails here, at build time, not when served
         raise PackageInvalid(f"cannot read {path.name} as {runtime}: {exc}", field=path.name) from None
-    return signature_of(metadata)
+    return Signature.of(metadata)
 
 
 def entry_signature(root: Path, entry: str) -> tuple[str, dict[str, Any]]:
@@ -56,8 +49,6 @@ def entry_signature(root: Path, entry: str) -> tuple[str, dict[str, Any]]:
 
     ``declared`` holds ``signature`` and, for a ``@model`` class, its ``name`` and ``version``.
     """
-    from modelyard.runtimes.loader import load_source
-
     source, _, attr = entry.partition(":")
     if not source.endswith(".py") or not (root / source).is_file():
         raise PackageInvalid(f"entry {entry!r}: {source} is not a Python file in {root}", field=source)
@@ -82,7 +73,7 @@ def entry_signature(root: Path, entry: str) -> tuple[str, dict[str, Any]]:
     if isinstance(target, ModelSpec):
         meta = target.metadata
         return f"{source}:{attr}", {
-            "signature": signature_of(meta),
+            "signature": Signature.of(meta),
             "name": meta.name,
             "version": meta.version,
         }

@@ -7,23 +7,19 @@ kind -> status table and ``{"error", "kind", "field"}`` body the model server us
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from modelyard.control.settings import ControlSettings
 from modelyard.errors import (
     InvalidInput,
     NotFound,
@@ -34,9 +30,9 @@ from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, open
 from modelyard.registry.refs import parse_version
 from modelyard.registry.types import RegisterRequest, VersionSpec
 from modelyard.registry.uploads import stream_upload
-from modelyard.web.http import guarded_routes, http_error, in_thread, json_response, read_model
+from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
 
-__all__ = ["MAX_JSON_BODY", "build_registry_app", "content_disposition", "routes"]
+__all__ = ["MAX_JSON_BODY", "PREFIX", "content_disposition", "registry_routes", "routes"]
 
 log = logging.getLogger("modelyard.registry")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -261,38 +257,11 @@ def routes(endpoints: _Endpoints) -> list[Route]:
     return guarded_routes(table)
 
 
-def build_registry_app(
-    settings: ControlSettings,
-    registry: Registry | None = None,
-    *,
-    planes: Sequence[Callable[[Registry], Sequence[BaseRoute]]] = (),
-) -> Starlette:
-    """The registry REST API as an ASGI app; it opens (and migrates) the registry unless given one.
-
-    ``planes`` add routes built on the open registry: ``modelyard.control.app`` serves the gateway's
-    routing table this way, on the registry's engine, without the registry importing the gateway.
-    """
-    own = registry is None
-    core = registry if registry is not None else Registry(settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        if own:
-            core.close()
+def registry_routes(registry: Registry) -> list[BaseRoute]:
+    """The registry's routes on an open ``registry``, its OpenAPI document among them; the control
+    plane (``modelyard.control.app``) serves them beside the other planes'."""
 
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
 
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    all_routes = [
-        *routes(_Endpoints(core)),
-        Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"]),
-        Route(f"{PREFIX}/health", health, methods=["GET"]),
-        *(route for plane in planes for route in plane(core)),
-    ]
-    app = Starlette(routes=all_routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
-    app.state.registry = core
-    return app
+    return [*routes(_Endpoints(registry)), Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"])]

@@ -1,4 +1,5 @@
-"""Turn a model file (or ``file.py:Class``) into a :class:`ModelSpec`, choosing the runtime by suffix.
+"""Turn a model file (or ``file.py:Class``) into a :class:`ModelSpec`, choosing the runtime by suffix
+(``formats.SUFFIXES``); ``modelyard.package.loading`` does the same for a ``.modelyard`` package.
 
 | suffix                                | runtime                                   |
 |---------------------------------------|-------------------------------------------|
@@ -7,47 +8,25 @@
 | ``.pt``, ``.pth``, ``.ts``            | TorchScript                               |
 | ``.pt2``                              | a ``torch.export`` program                |
 | ``path/to/file.py:Name``              | the author's own ``@model`` class         |
-| ``.modelyard``                        | a package: verified, unpacked, then as above |
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from modelyard.package.manifest import PACKAGE_SUFFIX, Manifest
-from modelyard.sdk import BatchSpec, ModelSpec, TensorSpec
+from modelyard.runtimes.formats import SUFFIXES
+from modelyard.runtimes.sources import load_source
+from modelyard.sdk import BatchSpec, ModelSpec
 from modelyard.server.settings import ModelConfig, Settings
 
-__all__ = ["SUFFIXES", "load_source", "spec_from_config", "spec_from_path"]
-
-SUFFIXES = {
-    ".onnx": "onnx",
-    ".joblib": "sklearn",
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".pt": "torchscript",
-    ".pth": "torchscript",
-    ".ts": "torchscript",
-    ".pt2": "torch_export",
-}
+__all__ = ["spec_from_file"]
 
 
-def spec_from_path(path: str, name: str | None = None, version: str | None = None) -> ModelSpec:
-    """The spec for one file with default settings (see :func:`spec_from_config`)."""
-    return spec_from_config(ModelConfig(path=path, name=name, version=version), Settings())
-
-
-def spec_from_config(config: ModelConfig, settings: Settings) -> ModelSpec:
-    """Build the spec for one configured model; nothing is loaded until the server starts."""
-    if config.path.endswith(PACKAGE_SUFFIX):
-        return _package_spec(config, settings)
+def spec_from_file(config: ModelConfig, settings: Settings) -> ModelSpec:
+    """Build the spec for one model file or ``file.py:Class``; nothing is loaded until the server
+    starts. (A ``.modelyard`` package is unpacked first: ``modelyard.package.loading``.)"""
     if ".py:" in config.path:
         return _python_spec(config)
     path = Path(config.path)
@@ -75,49 +54,6 @@ def spec_from_config(config: ModelConfig, settings: Settings) -> ModelSpec:
     return spec.replace(batching=batching, init_kwargs=kwargs)
 
 
-def _package_spec(config: ModelConfig, settings: Settings) -> ModelSpec:
-    """A ``.modelyard`` package: verified, unpacked once into the cache, then served like its contents.
-
-    The manifest's name and version are the defaults; the config's override them.
-    """
-    from modelyard.package.cache import unpack_cached
-
-    if not Path(config.path).is_file():
-        raise FileNotFoundError(f"model package not found: {config.path}")
-    package = unpack_cached(Path(config.path))
-    manifest = package.manifest
-    inner = config.model_copy(
-        update={"name": config.name or manifest.name, "version": config.version or manifest.version}
-    )
-    if manifest.model_file is not None:
-        return spec_from_config(
-            inner.model_copy(update={"path": str(package.files / manifest.model_file)}), settings
-        )
-    assert manifest.entry is not None  # the manifest has exactly one of model_file and entry
-    if not manifest.entry_is_module:
-        return _python_spec(inner.model_copy(update={"path": f"{package.files}/{manifest.entry}"}))
-    return _module_entry_spec(inner, manifest, str(package.files))
-
-
-def _module_entry_spec(config: ModelConfig, manifest: Manifest, files: str) -> ModelSpec:
-    """A package whose entry is a class inside modelyard (``modelyard.x:Cls``), made with ``model_dir``."""
-    module_name, _, attr = (manifest.entry or "").partition(":")
-    cls = getattr(importlib.import_module(module_name), attr, None)
-    if not inspect.isclass(cls):
-        raise TypeError(f"package entry {manifest.entry} is not a class")
-    signature = manifest.signature
-    spec = ModelSpec.from_class(
-        cls,
-        name=config.name,
-        version=config.version,
-        inputs=tuple(TensorSpec(t.name, t.datatype, t.shape) for t in signature.inputs),
-        outputs=tuple(TensorSpec(t.name, t.datatype, t.shape) for t in signature.outputs),
-        platform=getattr(cls, "platform", "modelyard_python"),
-        labels=dict(manifest.labels),
-    )
-    return spec.replace(init_kwargs={"model_dir": files, "signature": signature.model_dump()})
-
-
 def _runtime_class(kind: str) -> tuple[type, str]:
     if kind == "onnx":
         from modelyard.runtimes.onnx import OnnxModel
@@ -130,29 +66,6 @@ def _runtime_class(kind: str) -> tuple[type, str]:
     from modelyard.runtimes.torch import TorchModel
 
     return TorchModel, "pytorch_torchscript" if kind == "torchscript" else "pytorch_export"
-
-
-def load_source(module_path: Path) -> ModuleType:
-    """Import an author's ``.py`` file as a module of its own (the file's folder need not be on sys.path).
-
-    The module name includes a hash of the file's path, so two packages that both ship a
-    ``model.py`` never replace each other's module in ``sys.modules``.
-    """
-    if not module_path.is_file():
-        raise FileNotFoundError(f"model source not found: {module_path}")
-    tag = hashlib.sha256(str(module_path.resolve()).encode()).hexdigest()[:12]
-    module_name = f"modelyard_user_{module_path.stem}_{tag}"
-    spec = importlib.util.spec_from_file_location(module_name, module_path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {module_path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module
 
 
 def _python_spec(config: ModelConfig) -> ModelSpec:

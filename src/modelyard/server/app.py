@@ -12,7 +12,7 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from modelyard import __version__
-from modelyard.runtimes.loader import spec_from_config
+from modelyard.package.loading import spec_from_config
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, ModelRepository, ModelRuntime, RuntimeOptions, ServerMetrics, Settings
 from modelyard.server.protocols import oip_routes, probe_routes, tfserving_routes

@@ -16,7 +16,7 @@ from types import FrameType
 
 import uvicorn
 
-from modelyard._process import watch_parent_from_env
+from modelyard._process import announce, watch_parent_from_env
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
 from modelyard.server.app import build_app
@@ -57,11 +57,6 @@ def _configure_logging(level: str) -> None:
     logger.setLevel("DEBUG" if level == "trace" else level.upper())  # "trace" is uvicorn-only
 
 
-def _announce(url: str) -> None:
-    # One machine-readable line on stdout: scripts and tests wait for it to learn the port.
-    print(f"modelyard: serving on {url}", flush=True)
-
-
 # Given the server's URL and its readiness check once it listens; returns what to call on the
 # way out (``modelyard serve --announce`` passes one that heart-beats into the routing table).
 OnListening = Callable[[str, Callable[[], bool]], Callable[[], None]]
@@ -70,7 +65,7 @@ OnListening = Callable[[str, Callable[[], bool]], Callable[[], None]]
 def run(
     settings: Settings,
     models: Iterable[ModelSpec] = (),
-    on_ready: Callable[[str], None] = _announce,
+    on_ready: Callable[[str], None] = announce,
     on_listening: OnListening | None = None,
 ) -> None:
     """Build the app and serve it until a signal stops it."""

@@ -1,10 +1,9 @@
-"""Small HTTP helpers shared by the protocol adapters: bodies, JSON responses, error mapping."""
+"""Small HTTP helpers every plane's REST edge shares: bodies, JSON responses, error mapping."""
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -18,13 +17,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, PayloadTooLarge, RouteNotFound
-from modelyard.server.metrics import ServerMetrics
 from modelyard.web.errors import error_body, error_headers, status_for
 
 __all__ = [
     "Endpoint",
     "decompress",
-    "endpoint",
     "error_response",
     "guarded",
     "guarded_routes",
@@ -91,31 +88,6 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if not inflater.eof:
         raise InvalidInput(f"body is truncated {encoding} data", field="body")
     return out
-
-
-def endpoint(metrics: ServerMetrics, protocol: str, handler: Endpoint, *, observe: bool = True) -> Endpoint:
-    """Wrap a handler: map domain errors through the one table, count and time the request."""
-
-    async def wrapped(request: Request) -> Response:
-        started = time.perf_counter()
-        gauge = metrics.in_flight.labels(protocol)
-        gauge.inc()
-        try:
-            response = await handler(request)
-        except ModelyardError as exc:
-            response = error_response(exc)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = error_response(ModelyardError("internal server error"))
-        finally:
-            gauge.dec()
-        if observe:
-            # An unknown model's name must not become a label value (unbounded series).
-            model = request.path_params.get("model", "") if response.status_code != 404 else ""
-            metrics.observe_request(model, protocol, response.status_code, time.perf_counter() - started)
-        return response
-
-    return wrapped
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

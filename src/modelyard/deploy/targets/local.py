@@ -50,7 +50,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -62,7 +61,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import httpx
 
-from modelyard._process import PARENT_ENV
+from modelyard._process import PARENT_ENV, Backoff, announced_url
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import VersionSpec
@@ -80,7 +79,6 @@ _TICK_S = 0.1  # how often the supervisor looks at its processes (and probes sta
 _STABLE_S = 10.0  # a run this long before dying resets the restart back-off
 _TAIL_LINES = 20  # stderr lines kept per process, for error messages
 _ANNOUNCE_TTL_S = 6.0  # the announcer's time-to-live (discovery.Announcer), reused for our mark
-_SERVING = re.compile(r"modelyard: serving on (http://\S+)")
 
 
 class _Routes(EndpointsAPI, Protocol):
@@ -111,9 +109,8 @@ class _Process:
     def _read_stdout(self) -> None:
         assert self.popen.stdout is not None
         for line in self.popen.stdout:  # read to the end, so the pipe never fills up and blocks it
-            match = _SERVING.match(line.strip())
-            if match and self.url is None:
-                self.url = match.group(1)
+            if self.url is None:
+                self.url = announced_url(line)
 
     def _read_stderr(self) -> None:
         assert self.popen.stderr is not None
@@ -152,7 +149,7 @@ class _Replica:
     key: VersionKey
     id: str
     spec: VersionSpec
-    backoff_s: float
+    backoff: Backoff
     process: _Process | None = None
     state: str = "starting"  # starting, ready, restarting, failed, stopping (as ReplicaStatus)
     restarts: int = 0
@@ -363,7 +360,12 @@ class LocalTarget:
     def _add(self, version: _Version, spec: VersionSpec) -> _Replica:
         with self._lock:
             self._check_open()
-            replica = _Replica(version.key, str(version.next_id), spec, backoff_s=self.restart_backoff_s)
+            replica = _Replica(
+                version.key,
+                str(version.next_id),
+                spec,
+                backoff=Backoff(self.restart_backoff_s, self.max_backoff_s),
+            )
             version.next_id += 1
             version.replicas.append(replica)
             self._spawn(replica)
@@ -496,9 +498,8 @@ class LocalTarget:
                 return
             replica.detail = f"exited with code {code}{stderr}"
             if process is not None and now - process.started_at >= _STABLE_S:
-                replica.backoff_s = self.restart_backoff_s
-            replica.restart_at = now + replica.backoff_s
-            replica.backoff_s = min(replica.backoff_s * 2, self.max_backoff_s)
+                replica.backoff.reset()
+            replica.restart_at = now + replica.backoff.next(now)
             replica.restarts += 1
             replica.state = "restarting"
         log.warning("replica %s of %s %s: restarting", replica.id, "/".join(replica.key), replica.detail)

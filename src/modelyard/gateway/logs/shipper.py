@@ -15,6 +15,7 @@ import math
 import time
 from collections import deque
 
+from modelyard._process import Backoff
 from modelyard.gateway.logs.record import Count, InferenceLog, LogSink
 
 logger = logging.getLogger(__name__)
@@ -45,23 +46,6 @@ class _Throttled:
         logger.warning(message)
         self._last = now
         self._suppressed = 0
-
-
-class _Backoff:
-    """Delays that start at ``initial_s`` and double up to ``max_s``; reset after a success."""
-
-    def __init__(self, initial_s: float, max_s: float) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self._next = initial_s
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.max_s)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial_s
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -111,7 +95,7 @@ class LogShipper:
         self.dropped = 0
         self.open_failures = 0
         self._count = count
-        self._backoff = _Backoff(retry_initial_s, retry_max_s)
+        self._backoff = Backoff(retry_initial_s, retry_max_s)
         self._buffer: deque[InferenceLog] = deque()
         self._wake = asyncio.Event()  # a full batch is waiting, or stop() was called
         self._stopping = asyncio.Event()

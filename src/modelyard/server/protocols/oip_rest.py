@@ -17,8 +17,9 @@ from starlette.types import Receive, Scope, Send
 from modelyard.errors import InvalidInput
 from modelyard.sdk import ModelMetadata, TensorSpec
 from modelyard.server.dataplane import DataPlane
+from modelyard.server.protocols.metered import metered
 from modelyard.server.protocols.oip_infer import InferEndpoint
-from modelyard.web.http import endpoint, json_response, read_body
+from modelyard.web.http import json_response, read_body
 
 __all__ = ["oip_routes"]
 
@@ -29,10 +30,10 @@ _NOT_READY = 503
 def oip_routes(plane: DataPlane) -> list[Route]:
     m = plane.metrics
     infer = _RoutedInfer(plane)
-    meta = endpoint(m, PROTOCOL, _model_metadata(plane), observe=False)
-    ready = endpoint(m, PROTOCOL, _model_ready(plane), observe=False)
-    config = endpoint(m, PROTOCOL, _model_config(plane), observe=False)
-    server = endpoint(m, PROTOCOL, _server_metadata(plane), observe=False)
+    meta = metered(m, PROTOCOL, _model_metadata(plane), observe=False)
+    ready = metered(m, PROTOCOL, _model_ready(plane), observe=False)
+    config = metered(m, PROTOCOL, _model_config(plane), observe=False)
+    server = metered(m, PROTOCOL, _server_metadata(plane), observe=False)
     return [
         Route("/v2", server, methods=["GET"]),
         Route("/v2/", server, methods=["GET"]),
@@ -46,10 +47,10 @@ def oip_routes(plane: DataPlane) -> list[Route]:
         Route("/v2/models/{model}/versions/{version}/config", config, methods=["GET"]),
         Route("/v2/models/{model}/infer", infer, methods=["POST"]),
         Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/v2/repository/index", endpoint(m, PROTOCOL, _index(plane), observe=False), methods=["POST"]),
+        Route("/v2/repository/index", metered(m, PROTOCOL, _index(plane), observe=False), methods=["POST"]),
         Route(
             "/v2/repository/models/{model}/{action:str}",
-            endpoint(m, PROTOCOL, _load_unload(plane), observe=False),
+            metered(m, PROTOCOL, _load_unload(plane), observe=False),
             methods=["POST"],
         ),
     ]

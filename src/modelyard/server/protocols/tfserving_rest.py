@@ -23,9 +23,10 @@ from modelyard.dtypes import numpy_dtype
 from modelyard.errors import InvalidInput, MethodNotAllowed, RouteNotFound, Unsupported
 from modelyard.sdk import ModelMetadata, TensorSpec
 from modelyard.server.dataplane import DataPlane
+from modelyard.server.protocols.metered import metered
 from modelyard.server.runtime import ModelRuntime
 from modelyard.server.types import InferenceRequest
-from modelyard.web.http import JSON, endpoint, json_response, read_body
+from modelyard.web.http import JSON, json_response, read_body
 
 __all__ = ["decode_predict", "encode_predict", "tfserving_routes"]
 
@@ -53,8 +54,8 @@ def tfserving_routes(plane: DataPlane) -> list[Route]:
     ``{rest:path}`` captures everything after ``/v1/models/``: the ``:predict`` verb is glued to the
     last path segment, which Starlette's path parameters cannot split, so we parse it ourselves.
     """
-    get = endpoint(plane.metrics, PROTOCOL, _Get(plane), observe=False)
-    post = endpoint(plane.metrics, PROTOCOL, _Predict(plane))
+    get = metered(plane.metrics, PROTOCOL, _Get(plane), observe=False)
+    post = metered(plane.metrics, PROTOCOL, _Predict(plane))
     return [
         Route("/v1/models/{rest:path}", get, methods=["GET"]),
         Route("/v1/models/{rest:path}", post, methods=["POST"]),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from modelyard._process import announced_url
 from tests.support import linear_onnx, processes_with_env
 
 CLI = str(Path(sys.executable).with_name("modelyard"))
@@ -50,7 +50,8 @@ def platform(tmp_path: Path) -> Iterator[tuple[dict[str, str], str, str]]:
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline().strip() for _ in range(2)]
-        urls = [m.group(1) for line in lines if (m := re.match(r"modelyard up: .* on (http://\S+)", line))]
+        pairs = zip(lines, ("control", "gateway"), strict=True)
+        urls = [url for line, who in pairs if (url := announced_url(line, who))]
         assert len(urls) == 2, (lines, proc.stderr.read() if proc.stderr else "")
         yield {**env, "MODELYARD_CONTROL_URL": urls[0]}, urls[0], urls[1]
         proc.send_signal(signal.SIGTERM)

@@ -411,9 +411,9 @@ def test_the_registry_rules_tell_similar_names_apart() -> None:
     found = Import(
         "modelyard.server.serve", 43, "from modelyard.server.serve import bind_socket", eager=False
     )
-    source = Source("src/modelyard/registry/server.py", "modelyard.control.server", (found,))
+    source = Source("src/modelyard/control/server.py", "modelyard.control.server", (found,))
     assert list(registry_rule.violations(source)) == [
-        "src/modelyard/registry/server.py:43: `from modelyard.server.serve import bind_socket`"
+        "src/modelyard/control/server.py:43: `from modelyard.server.serve import bind_socket`"
         " imports modelyard.server.serve"
     ]
     package_rule = next(rule for rule in RULES if rule.id == "package-never-imports-the-edge-or-the-registry")

@@ -100,7 +100,7 @@ async def run_all_hooks(runtime: ModelRuntime) -> Any:
     await runtime.load()
     assert runtime.state is ModelState.READY
     result = await runtime.infer({"x": np.array([[1.0, 2.0]], dtype=np.float32)})
-    assert await runtime.healthy() is True
+    assert await runtime.check_health(timeout_s=5) is True
     await runtime.unload()
     return result
 
@@ -301,7 +301,8 @@ async def test_load_failure_leaves_the_model_failed_with_its_reason() -> None:
     assert runtime.state is ModelState.FAILED
     assert "weights.bin: no such file" in runtime.reason
     assert not runtime.ready
-    assert await runtime.healthy() is False
+    assert await runtime.check_health(timeout_s=5) is False
+    assert runtime.healthy is False
     with pytest.raises(ModelNotReady, match=r"model 'broken_load' is not ready \(state: FAILED\)"):
         await runtime.infer({"x": np.zeros(1)})
 
@@ -348,9 +349,12 @@ async def test_health_hook_decides_healthy(verdict: Any, healthy: bool) -> None:
     runtime = ModelRuntime(Moody.replace(init_kwargs={"verdict": verdict}))
     await runtime.load()
     assert runtime.ready  # loaded fine: health is a separate, later verdict
-    assert await runtime.healthy() is healthy
+    assert runtime.healthy is True  # no verdict before the first check
+    assert await runtime.check_health(timeout_s=5) is healthy
+    assert runtime.healthy is healthy
     await runtime.unload()
-    assert await runtime.healthy() is False
+    assert runtime.healthy is False
+    assert await runtime.check_health(timeout_s=5) is False
 
 
 def test_unhealthy_model_ready_endpoint_is_503() -> None:

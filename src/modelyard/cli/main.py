@@ -113,6 +113,12 @@ def serve(
         float | None,
         typer.Option(help="on SIGTERM, report not-ready and keep serving this many seconds (default 0)"),
     ] = None,
+    health_interval: Annotated[
+        float | None, typer.Option(help="seconds between polls of each model's health() hook (default 5)")
+    ] = None,
+    health_timeout: Annotated[
+        float | None, typer.Option(help="a health() call slower than this counts as unhealthy (default 2)")
+    ] = None,
     isolated: Annotated[
         bool, typer.Option("--isolated", help="run packages in a venv built from their pinned requirements")
     ] = False,
@@ -143,6 +149,7 @@ def serve(
     overrides: dict[str, Any] = {
         "host": host, "port": port, "intra_op_threads": intra_op_threads,
         "max_queue": max_queue, "log_level": log_level, "drain_grace_s": drain_grace,
+        "health_interval_s": health_interval, "health_timeout_s": health_timeout,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
     }  # fmt: skip
     settings = _settings(config, paths, name, model_version, overrides)

@@ -8,7 +8,7 @@ A model is one class. Every hook is optional except ``predict``; sync and async 
     predict(self, item) -> result                          or list[item] -> list[result] with @batch
     postprocess(self, result) -> dict[str, ndarray] | ndarray    per request, outside the batch
     warmup(self) -> None                                   after load; readiness waits for it
-    health(self) -> bool                                   polled by the readiness probe
+    health(self) -> bool                                   polled in the background; readiness follows it
     metadata(self) -> ModelMetadata                        refine the signature once loaded
 
 The decorator never touches the class: it returns a spec that the server reads.

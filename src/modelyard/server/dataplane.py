@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from modelyard.errors import ModelNotReady
 from modelyard.sdk import ModelMetadata
+from modelyard.server.health import HealthPoller
 from modelyard.server.metrics import ServerMetrics
 from modelyard.server.repository import ModelRepository
 from modelyard.server.runtime import ModelRuntime
@@ -40,6 +41,7 @@ class ModelStatus:
     version: str
     state: str
     reason: str
+    healthy: bool = True  # the last verdict of the model's health hook (True without one)
 
 
 class DataPlane:
@@ -53,6 +55,7 @@ class DataPlane:
         self.metrics = metrics
         self.lifecycle = Lifecycle()
         self.server_version = version
+        self.health = HealthPoller(repository, settings.health_interval_s, settings.health_timeout_s)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -65,14 +68,15 @@ class DataPlane:
         return self.lifecycle.started and self.lifecycle.startup_error is None
 
     def ready(self) -> bool:
-        """Started, not draining, and every model ready."""
+        """Started, not draining, and every model ready and healthy (as of the last health poll)."""
         if not self.started() or self.lifecycle.draining:
             return False
-        return all(runtime.ready for runtime in self.repository)
+        return all(runtime.healthy for runtime in self.repository)
 
-    async def model_ready(self, name: str, version: str | None = None) -> bool:
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Not draining, and that model ready and healthy; reads the last poll, never calls the hook."""
         runtime = self.repository.get(name, version)
-        return not self.lifecycle.draining and await runtime.healthy()
+        return not self.lifecycle.draining and runtime.healthy
 
     # -- metadata ----------------------------------------------------------------------------
 
@@ -94,7 +98,14 @@ class DataPlane:
 
     def index(self) -> list[ModelStatus]:
         return [
-            ModelStatus(rt.spec.name, rt.spec.version, rt.state.value, rt.reason) for rt in self.repository
+            ModelStatus(
+                rt.spec.name,
+                rt.spec.version,
+                rt.state.value,
+                rt.health_reason if rt.ready and not rt.healthy else rt.reason,
+                not rt.ready or rt.healthy,  # a model not READY says so through its state
+            )
+            for rt in self.repository
         ]
 
     # -- inference ---------------------------------------------------------------------------
@@ -116,27 +127,39 @@ class DataPlane:
         """(Re)load every version of a known model (the OIP model-repository extension)."""
         runtimes = [rt for rt in self.repository if rt.spec.name == name] or [self.repository.get(name)]
         await asyncio.gather(*(rt.load() for rt in runtimes if not rt.ready))
+        await self.health.poll(runtimes)  # a fresh instance is ready only once its hook agrees
 
     async def unload_model(self, name: str) -> None:
         runtimes = [rt for rt in self.repository if rt.spec.name == name] or [self.repository.get(name)]
         await asyncio.gather(*(rt.unload() for rt in runtimes))
 
     async def start(self) -> None:
-        """Load and warm up every model, then report started (even if a model failed, say why)."""
+        """Load and warm up every model, check their health once, start polling it, report started.
+
+        A model that failed to load does not stop the start: the start-up probe says why.
+        """
         by_name: dict[str, list[ModelRuntime]] = {}
         for runtime in self.repository:
             by_name.setdefault(runtime.spec.name, []).append(runtime)
+            self.metrics.track_health(runtime.spec.name, runtime.spec.version, _health_reader(runtime))
         for name, versions in by_name.items():  # the gauge is per model: sum its versions
             self.metrics.track_queue(name, _depth_reader(versions))
         try:
             await self.repository.load_all()
         except Exception as exc:
             self.lifecycle.startup_error = f"{type(exc).__name__}: {exc}"
+        await self.health.poll()  # the first verdicts are in before readiness can turn true
+        self.health.start()
         self.lifecycle.started = True
 
     async def stop(self) -> None:
         self.lifecycle.draining = True
+        await self.health.stop()
         await self.repository.unload_all()
+
+
+def _health_reader(runtime: ModelRuntime) -> Callable[[], float]:
+    return lambda: 1.0 if runtime.healthy else 0.0
 
 
 def _depth_reader(runtimes: list[ModelRuntime]) -> Callable[[], float]:

@@ -61,6 +61,13 @@ class ServerMetrics:
         self.queue_depth = Gauge(
             "queue_depth", "Requests waiting for the model.", ["model"], namespace=ns, registry=r
         )
+        self.model_healthy = Gauge(
+            "model_healthy",
+            "1 while the model is READY and its last health() check passed, else 0.",
+            ["model", "version"],
+            namespace=ns,
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.in_flight = Gauge(
             "requests_in_flight", "Requests being handled.", ["protocol"], namespace=ns, registry=r
@@ -87,6 +94,10 @@ class ServerMetrics:
     def track_queue(self, model: str, depth: Callable[[], float]) -> None:
         """Read queue depth lazily at scrape time: no per-request cost."""
         self.queue_depth.labels(model).set_function(depth)
+
+    def track_health(self, model: str, version: str, healthy: Callable[[], float]) -> None:
+        """Read a model version's health verdict at scrape time (the poller only stores it)."""
+        self.model_healthy.labels(model, version).set_function(healthy)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,7 @@ import numpy as np
 from modelyard.errors import ModelError, ModelNotReady, ModelyardError
 from modelyard.sdk import BatchSpec, ModelMetadata, ModelSpec
 from modelyard.server.batcher import Batcher
+from modelyard.server.health import HealthVerdict
 from modelyard.server.stacking import count_rows, split_rows, stack_items
 
 __all__ = ["ModelRuntime", "ModelState", "RuntimeOptions"]
@@ -44,7 +45,8 @@ class ModelRuntime:
     """Serve one :class:`ModelSpec`: load it, warm it up, and run requests through its hooks.
 
     Sync hooks run in this model's own thread pool, so a slow model never blocks the event loop
-    or starves another model.
+    or starves another model; ``health`` is the exception: it runs in a thread of its own
+    (:mod:`modelyard.server.health`), so a hung health check never holds a predict worker.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class ModelRuntime:
         self._pool = self._new_pool()
         self._on_batch = on_batch
         self._batch_spec: BatchSpec | None = spec.batch_spec
+        self._health = HealthVerdict(self._label)
 
     @property
     def name(self) -> str:
@@ -77,6 +80,16 @@ class ModelRuntime:
         return self.state is ModelState.READY
 
     @property
+    def healthy(self) -> bool:
+        """READY, and the last check of the ``health`` hook (if any) said so; never calls the hook."""
+        return self.ready and self._health.ok
+
+    @property
+    def health_reason(self) -> str:
+        """Why the last health check failed; empty when it passed."""
+        return self._health.reason
+
+    @property
     def batch_spec(self) -> BatchSpec | None:
         """The batching in force: the spec's, or None once the signature turned batching off."""
         return self._batch_spec
@@ -88,6 +101,8 @@ class ModelRuntime:
     async def load(self) -> None:
         """Instantiate, run ``load``, refine metadata, run ``warmup``, start the batcher."""
         self.state = ModelState.LOADING
+        self._health.discard()
+        self._health = HealthVerdict(self._label)  # a fresh instance starts healthy
         try:
             self._instance = await self._in_thread(self.spec.create)
             await self._call_hook("load")
@@ -104,6 +119,7 @@ class ModelRuntime:
 
     async def unload(self) -> None:
         self.state = ModelState.UNLOADING
+        self._health.discard()
         if self._batcher is not None:  # running batches finish; none outlives a request deadline
             await self._batcher.stop(self.options.timeout_s)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -112,15 +128,15 @@ class ModelRuntime:
         self._batcher = None
         self.state = ModelState.UNLOADED
 
-    async def healthy(self) -> bool:
-        """Ready, and the model's own ``health`` hook (if any) says so."""
-        if not self.ready:
-            return False
-        try:
-            result = await self._call_hook("health")
-        except ModelError:
-            return False
-        return result is None or bool(result)
+    async def check_health(self, timeout_s: float) -> bool:
+        """Call the ``health`` hook once, bounded by ``timeout_s``, and remember its verdict.
+
+        Only the data plane's health poller calls this; probes read :attr:`healthy`.
+        """
+        hook = getattr(self._instance, "health", None)
+        if self.ready and callable(hook):
+            await self._health.check(hook, timeout_s)
+        return self.healthy
 
     async def infer(self, inputs: Mapping[str, np.ndarray], timeout_s: float | None = None) -> Any:
         """preprocess -> (batched) predict -> postprocess for one request; returns the raw output."""
@@ -152,6 +168,10 @@ class ModelRuntime:
         if batch is not None and batch.stack and inputs and any(s.shape[:1] != (-1,) for s in inputs):
             log.info("model %s: inputs have no variable batch dimension; batching is off", self.name)
             self._batch_spec = None
+
+    @property
+    def _label(self) -> str:
+        return f"{self.spec.name} version {self.spec.version}"
 
     def _new_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max(1, self.options.workers), thread_name_prefix=f"model-{self.spec.name}")

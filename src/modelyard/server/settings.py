@@ -46,6 +46,14 @@ class Settings(BaseModel):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="the longest to wait for in-flight requests"
     )
+    # Readiness reads the last verdict of each model's health() hook; the hook itself runs here,
+    # off the request path, so a probe never waits on (or multiplies calls to) the model.
+    health_interval_s: float = Field(
+        default=5.0, gt=0, description="seconds between two polls of every model's health() hook"
+    )
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, description="a health() call that takes longer counts as unhealthy"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     gil_switch_interval_ms: float | None = Field(
         default=0.5,

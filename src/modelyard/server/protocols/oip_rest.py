@@ -104,7 +104,7 @@ def _model_metadata(plane: DataPlane) -> Any:
 def _model_ready(plane: DataPlane) -> Any:
     async def handler(request: Request) -> Response:
         name = request.path_params["model"]
-        ok = await plane.model_ready(name, request.path_params.get("version"))
+        ok = plane.model_ready(name, request.path_params.get("version"))
         return json_response({"name": name, "ready": ok}, status=200 if ok else _NOT_READY)
 
     return handler

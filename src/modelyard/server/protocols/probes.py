@@ -2,7 +2,8 @@
 
 - ``/health/live``: the process answers. Never looks at models (a failing liveness probe restarts).
 - ``/health/startup``: every model loaded and warmed up. Gates the other two in Kubernetes.
-- ``/health/ready``: started, not draining, every model ready and healthy enough to take traffic.
+- ``/health/ready``: started, not draining, every model ready and healthy enough to take traffic
+  (healthy: the last background poll of its ``health()`` hook passed; the probe never calls it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def probe_routes(plane: DataPlane) -> list[Route]:
 
     async def ready(request: Request) -> Response:
         ok = plane.ready()
-        models = {f"{s.name}/{s.version}": s.state for s in plane.index()}
+        models = {f"{s.name}/{s.version}": s.state if s.healthy else "UNHEALTHY" for s in plane.index()}
         body = {"ready": ok, "draining": plane.lifecycle.draining, "models": models}
         return json_response(body, status=200 if ok else 503)
 

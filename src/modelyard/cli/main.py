@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 import yaml
 from pydantic import ValidationError
 
@@ -20,6 +21,29 @@ from modelyard.server.settings import ModelConfig, Settings
 
 __all__ = ["app", "main"]
 
+
+def _flags_show_no_value() -> None:
+    """Help lists a boolean flag as ``--isolated``, not ``--isolated <bool>`` (``--help`` too).
+
+    Recent typer's rich help prints a type after every option, flags included, as if they took a
+    value (its plain-text help does not). Flags and counters show none here; options that take a
+    value are untouched, and a typer without this hook is left alone. tests/cli/test_help.py
+    checks the help of every command.
+    """
+    original = getattr(typer.core.TyperOption, "display_type_rich", None)
+    if original is None:
+        return
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        shown: str | None = original(self, ctx)
+        return shown
+
+    setattr(typer.core.TyperOption, "display_type_rich", display_type_rich)  # noqa: B010
+
+
+_flags_show_no_value()
 app = typer.Typer(help="modelyard: take a trained model to a production endpoint.", no_args_is_help=True)
 
 

@@ -187,9 +187,27 @@ def serve(
         from modelyard.serve import run  # imported here so `modelyard version` stays instant
 
         run(settings, on_listening=_announcing(announce, announce_url, control_plane, settings.host))
-    except (ModelyardError, FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
-        typer.echo(f"modelyard: {exc}", err=True)
+    except (ModelyardError, OSError) as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        typer.echo(message, err=True)
         raise typer.Exit(2) from None
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The one line for an error the user can fix, or None for a bug, which keeps its traceback.
+
+    A user's errors are modelyard's own (:class:`ModelyardError`: a bad path, package or option)
+    and the system refusing a file the user named (an ``OSError`` that carries the file name).
+    Anything else, a ``TypeError`` or ``AttributeError`` say, is a bug in modelyard or in the
+    model's own code, and a one-line message would hide where it is.
+    """
+    if isinstance(exc, ModelyardError):
+        return f"modelyard: {exc.message}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"modelyard: {exc.strerror or exc}: {exc.filename}"
+    return None
 
 
 def _announcing(target: str | None, url: str | None, control_plane: str | None, host: str) -> Any:
@@ -203,7 +221,9 @@ def _announcing(target: str | None, url: str | None, control_plane: str | None, 
     if url is not None:
         check_replica_url(url, "announce_url")
     elif host in ("0.0.0.0", "::"):
-        raise ValueError("serving on every address: say which one gateways should use with --announce-url")
+        raise typer.BadParameter(
+            "serving on every address: say which one gateways should use", param_hint="--announce-url"
+        )
 
     def start(served: str, ready: Any) -> Any:
         chosen = url or served

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import importlib.util
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from modelyard.errors import InvalidInput, PackageInvalid
 from modelyard.package.manifest import PACKAGE_SUFFIX, Manifest
 from modelyard.sdk import BatchSpec, ModelSpec, TensorSpec
 from modelyard.server.settings import ModelConfig, Settings
@@ -52,12 +54,11 @@ def spec_from_config(config: ModelConfig, settings: Settings) -> ModelSpec:
         return _python_spec(config)
     path = Path(config.path)
     if not path.exists():
-        raise FileNotFoundError(f"model file not found: {config.path}")
+        raise FileNotFoundError(errno.ENOENT, "model file not found", config.path)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise ValueError(
-            f"cannot tell the format of '{config.path}': use one of {sorted(SUFFIXES)} or 'file.py:ClassName'"
-        )
+        formats = f"use one of {sorted(SUFFIXES)} or 'file.py:ClassName'"
+        raise InvalidInput(f"cannot tell the format of '{config.path}': {formats}", field="path")
     name = config.name or path.stem
     version = config.version or "1"
     batching = BatchSpec(
@@ -83,7 +84,7 @@ def _package_spec(config: ModelConfig, settings: Settings) -> ModelSpec:
     from modelyard.package.cache import unpack_cached
 
     if not Path(config.path).is_file():
-        raise FileNotFoundError(f"model package not found: {config.path}")
+        raise FileNotFoundError(errno.ENOENT, "model package not found", config.path)
     package = unpack_cached(Path(config.path))
     manifest = package.manifest
     inner = config.model_copy(
@@ -104,7 +105,7 @@ def _module_entry_spec(config: ModelConfig, manifest: Manifest, files: str) -> M
     module_name, _, attr = (manifest.entry or "").partition(":")
     cls = getattr(importlib.import_module(module_name), attr, None)
     if not inspect.isclass(cls):
-        raise TypeError(f"package entry {manifest.entry} is not a class")
+        raise PackageInvalid(f"package entry {manifest.entry} is not a class", field="entry")
     signature = manifest.signature
     spec = ModelSpec.from_class(
         cls,
@@ -139,12 +140,12 @@ def load_source(module_path: Path) -> ModuleType:
     ``model.py`` never replace each other's module in ``sys.modules``.
     """
     if not module_path.is_file():
-        raise FileNotFoundError(f"model source not found: {module_path}")
+        raise FileNotFoundError(errno.ENOENT, "model source not found", str(module_path))
     tag = hashlib.sha256(str(module_path.resolve()).encode()).hexdigest()[:12]
     module_name = f"modelyard_user_{module_path.stem}_{tag}"
     spec = importlib.util.spec_from_file_location(module_name, module_path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {module_path}")
+        raise InvalidInput(f"cannot import {module_path} as a Python module", field="path")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -160,13 +161,13 @@ def _python_spec(config: ModelConfig) -> ModelSpec:
     module = load_source(Path(file))
     target = getattr(module, attr, None)
     if target is None:
-        raise AttributeError(f"{file} has no attribute '{attr}'")
+        raise InvalidInput(f"{file} has no attribute '{attr}'", field="path")
     if isinstance(target, ModelSpec):
         model_spec = target
     elif inspect.isclass(target):
         model_spec = ModelSpec.from_class(target)
     else:
-        raise TypeError(f"{config.path} is neither a @model spec nor a class")
+        raise InvalidInput(f"{config.path} is neither a @model spec nor a class", field="path")
     model_spec = model_spec.replace(name=config.name, version=config.version)
     if config.max_batch_size is not None or config.max_latency_ms is not None:
         current = model_spec.batch_spec or BatchSpec()

@@ -87,6 +87,22 @@ def test_cli_refuses_in_use_deletes_and_bad_input(env: dict[str, str], tmp_path:
     assert run(env, "alias", "m", "production", code=2)  # neither VERSION nor --delete
 
 
+def test_alias_records_the_caller_unless_user_is_given(env: dict[str, str], tmp_path: Path) -> None:
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"m")
+    run(env, "push", str(model))
+    caller = {**env, "LOGNAME": "carol", "USER": "carol"}  # what getpass.getuser() reads first
+    run(caller, "alias", "m", "staging", "1")
+    run(caller, "alias", "m", "production", "1", "--user", "bob")
+    run(caller, "alias", "m", "staging", "--delete")
+    history = json.loads(run(env, "history", "m", "--json"))["items"]  # newest first
+    assert [(e["alias"], e["to_version"], e["user"]) for e in history] == [
+        ("staging", None, "carol"),
+        ("production", 1, "bob"),
+        ("staging", 1, "carol"),
+    ]
+
+
 @pytest.mark.slow
 def test_registry_serve_announces_its_url_and_serves(tmp_path: Path) -> None:
     env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}

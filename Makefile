@@ -3,8 +3,11 @@
 demo:  ## build the example models, serve them, send requests, print answers
 	scripts/demo
 
-test:  ## format check, lint, mypy --strict, the whole test suite
+test:  ## make lint, then the whole test suite
 	scripts/test
+
+lint:  ## ruff format --check, ruff check, mypy --strict src (scripts/lint)
+	scripts/lint
 
 bench:  ## the adaptive-batching benchmark (see docs/performance.md)
 	scripts/bootstrap && .venv/bin/python benchmarks/serve_mlp.py

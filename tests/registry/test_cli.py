@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli.main import app
+from modelyard.control.app import build_control_app
 from modelyard.registry import ControlSettings, Registry
-from modelyard.registry.rest import build_registry_app
 from tests.support import serve_in_thread
 
 
@@ -68,7 +68,7 @@ def test_cli_on_the_local_registry(env: dict[str, str], tmp_path: Path) -> None:
 
 def test_cli_against_a_registry_server(env: dict[str, str], tmp_path: Path) -> None:
     settings = ControlSettings(home=tmp_path / "server")
-    with Registry(settings) as registry, serve_in_thread(build_registry_app(settings, registry)) as address:
+    with Registry(settings) as registry, serve_in_thread(build_control_app(settings, registry)) as address:
         walkthrough({**env, "MODELYARD_REGISTRY_URL": f"http://{address}"}, tmp_path)
         assert registry.resolve("churn@production").version == 2  # it went to the server...
     assert not (tmp_path / "home" / "registry.db").exists()  # ...not to a local registry
@@ -85,6 +85,22 @@ def test_cli_refuses_in_use_deletes_and_bad_input(env: dict[str, str], tmp_path:
     assert run(env, "delete", "m", code=2)  # a version number is required
     assert run(env, "push", str(model), "--metric", "auc=high", code=2)
     assert run(env, "alias", "m", "production", code=2)  # neither VERSION nor --delete
+
+
+def test_alias_records_the_caller_unless_user_is_given(env: dict[str, str], tmp_path: Path) -> None:
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"m")
+    run(env, "push", str(model))
+    caller = {**env, "LOGNAME": "carol", "USER": "carol"}  # what getpass.getuser() reads first
+    run(caller, "alias", "m", "staging", "1")
+    run(caller, "alias", "m", "production", "1", "--user", "bob")
+    run(caller, "alias", "m", "staging", "--delete")
+    history = json.loads(run(env, "history", "m", "--json"))["items"]  # newest first
+    assert [(e["alias"], e["to_version"], e["user"]) for e in history] == [
+        ("staging", None, "carol"),
+        ("production", 1, "bob"),
+        ("staging", 1, "carol"),
+    ]
 
 
 @pytest.mark.slow

@@ -8,16 +8,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelyard.control.app import build_control_app
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import ControlSettings, Registry, RegistryClient, VersionSpec, fetch_model
-from modelyard.registry.rest import build_registry_app
 from tests.support import serve_in_thread
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Registry]]:
     settings = ControlSettings(home=tmp_path / "server")
-    with Registry(settings) as registry, serve_in_thread(build_registry_app(settings, registry)) as address:
+    with Registry(settings) as registry, serve_in_thread(build_control_app(settings, registry)) as address:
         yield f"http://{address}", registry
 
 

@@ -16,9 +16,9 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from modelyard.cli.main import app
+from modelyard.control.app import build_control_app
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import ControlSettings, ListedArtifact, Registry, RegistryClient
-from modelyard.registry.rest import build_registry_app
 from modelyard.registry.store import ArtifactStore, FsspecArtifactStore
 from tests.support import serve_in_thread
 
@@ -158,7 +158,7 @@ def test_registrations_racing_gc_with_threads_never_point_at_nothing(settings: C
 
 def test_gc_over_rest_and_the_client(tmp_path: Path) -> None:
     settings = ControlSettings(home=tmp_path / "home")
-    with Registry(settings) as registry, TestClient(build_registry_app(settings, registry)) as client:
+    with Registry(settings) as registry, TestClient(build_control_app(settings, registry)) as client:
         digest = client.post("/api/v1/artifacts", content=b"rest orphan").json()["sha256"]
         assert client.post("/api/v1/gc").json() == []  # default: one hour
         response = client.post("/api/v1/gc", params={"older_than_s": 0, "dry_run": "true"})
@@ -171,7 +171,7 @@ def test_gc_over_rest_and_the_client(tmp_path: Path) -> None:
         assert registry.collect_garbage(timedelta.max) == []  # no overflow
         assert "post" in client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/gc"]
         with (
-            serve_in_thread(build_registry_app(settings, registry)) as address,
+            serve_in_thread(build_control_app(settings, registry)) as address,
             RegistryClient(f"http://{address}") as remote,
         ):
             assert remote.collect_garbage() == []

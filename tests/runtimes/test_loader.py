@@ -10,6 +10,7 @@ import pytest
 from onnx import TensorProto, helper, save_model
 from starlette.testclient import TestClient
 
+from modelyard.errors import InvalidInput
 from modelyard.package.loading import spec_from_config, spec_from_path
 from modelyard.runtimes.formats import SUFFIXES
 from modelyard.runtimes.onnx import OnnxModel
@@ -100,17 +101,19 @@ def test_every_suffix_in_the_table_is_tested() -> None:
 
 def test_unknown_suffix_names_the_supported_formats(tmp_path: Path) -> None:
     path = touch(tmp_path / "model.h5")
-    with pytest.raises(ValueError, match=r"model\.h5") as raised:
+    with pytest.raises(InvalidInput, match=r"model\.h5") as raised:
         spec_from_path(str(path))
     for suffix in (".onnx", ".joblib", ".pt2", "file.py:ClassName"):
         assert suffix in str(raised.value)
 
 
-def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"nope\.onnx"):
+def test_missing_file_is_file_not_found_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.onnx") as missing:
         spec_from_path(str(tmp_path / "nope.onnx"))
-    with pytest.raises(FileNotFoundError, match=r"nope\.py"):
+    assert missing.value.filename == str(tmp_path / "nope.onnx")  # the CLI's cue for a user error
+    with pytest.raises(FileNotFoundError, match=r"nope\.py") as missing:
         spec_from_path(f"{tmp_path / 'nope.py'}:Model")
+    assert missing.value.filename == str(tmp_path / "nope.py")
 
 
 def test_name_version_and_batching_come_from_the_config(tmp_path: Path) -> None:
@@ -170,7 +173,7 @@ def test_an_authors_decorated_spec_keeps_its_metadata_unless_overridden(author_f
 
 
 def test_bad_python_targets_say_what_is_wrong(author_file: Path) -> None:
-    with pytest.raises(AttributeError, match="Missing"):
+    with pytest.raises(InvalidInput, match="Missing"):
         spec_from_path(f"{author_file}:Missing")
-    with pytest.raises(TypeError, match="neither"):
+    with pytest.raises(InvalidInput, match="neither"):
         spec_from_path(f"{author_file}:NOT_A_MODEL")

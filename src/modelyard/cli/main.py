@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 import yaml
 from pydantic import ValidationError
 
@@ -20,6 +21,29 @@ from modelyard.server.settings import ModelConfig, Settings
 
 __all__ = ["app", "main"]
 
+
+def _flags_show_no_value() -> None:
+    """Help lists a boolean flag as ``--isolated``, not ``--isolated <bool>`` (``--help`` too).
+
+    Recent typer's rich help prints a type after every option, flags included, as if they took a
+    value (its plain-text help does not). Flags and counters show none here; options that take a
+    value are untouched, and a typer without this hook is left alone. tests/cli/test_help.py
+    checks the help of every command.
+    """
+    original = getattr(typer.core.TyperOption, "display_type_rich", None)
+    if original is None:
+        return
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        shown: str | None = original(self, ctx)
+        return shown
+
+    setattr(typer.core.TyperOption, "display_type_rich", display_type_rich)  # noqa: B010
+
+
+_flags_show_no_value()
 app = typer.Typer(help="modelyard: take a trained model to a production endpoint.", no_args_is_help=True)
 
 
@@ -170,9 +194,27 @@ def serve(
         from modelyard.server.serve import run  # imported here so `modelyard version` stays instant
 
         run(settings, on_listening=_announcing(announce, announce_url, control_plane, settings.host))
-    except (ModelyardError, FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as exc:
-        typer.echo(f"modelyard: {exc}", err=True)
+    except (ModelyardError, OSError) as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        typer.echo(message, err=True)
         raise typer.Exit(2) from None
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The one line for an error the user can fix, or None for a bug, which keeps its traceback.
+
+    A user's errors are modelyard's own (:class:`ModelyardError`: a bad path, package or option)
+    and the system refusing a file the user named (an ``OSError`` that carries the file name).
+    Anything else, a ``TypeError`` or ``AttributeError`` say, is a bug in modelyard or in the
+    model's own code, and a one-line message would hide where it is.
+    """
+    if isinstance(exc, ModelyardError):
+        return f"modelyard: {exc.message}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"modelyard: {exc.strerror or exc}: {exc.filename}"
+    return None
 
 
 def _announcing(target: str | None, url: str | None, control_plane: str | None, host: str) -> Any:
@@ -186,7 +228,9 @@ def _announcing(target: str | None, url: str | None, control_plane: str | None, 
     if url is not None:
         check_replica_url(url, "announce_url")
     elif host in ("0.0.0.0", "::"):
-        raise ValueError("serving on every address: say which one gateways should use with --announce-url")
+        raise typer.BadParameter(
+            "serving on every address: say which one gateways should use", param_hint="--announce-url"
+        )
 
     def start(served: str, ready: Any) -> Any:
         chosen = url or served

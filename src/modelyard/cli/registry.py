@@ -8,6 +8,7 @@ API's JSON instead of a table.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -239,7 +240,9 @@ def alias(
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. staging, production")],
     version: Annotated[int | None, typer.Argument(help="the version to point at")] = None,
     delete: Annotated[bool, typer.Option("--delete", help="remove the alias instead")] = False,
-    user: Annotated[str, typer.Option(help="who moves it (recorded in the history)")] = "",
+    user: Annotated[
+        str | None, typer.Option(help="who moves it, recorded in the history (default: your OS user name)")
+    ] = None,
     expected_revision: Annotated[
         int | None, typer.Option(help="compare-and-set: fail unless the alias is at this revision (0: new)")
     ] = None,
@@ -249,6 +252,7 @@ def alias(
     """Point ALIAS of MODEL at VERSION (or --delete it)."""
     if delete == (version is not None):
         raise typer.BadParameter("give a VERSION, or --delete", param_hint="VERSION")
+    user = _os_user() if user is None else user
     with _registry(registry) as api:
         if delete:
             api.delete_alias(model, alias_name, user=user, expected_revision=expected_revision)
@@ -260,6 +264,14 @@ def alias(
         _print_json(moved)
     else:
         typer.echo(f"{model}@{moved.alias} -> {moved.version} (revision {moved.revision})")
+
+
+def _os_user() -> str:
+    """Who runs the command: the login name (``$LOGNAME``, ``$USER``... then the password database)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. in some containers)
+        return "unknown"
 
 
 @registry_app.command()

@@ -7,10 +7,12 @@ the other way round.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
 from pathlib import Path
 
+from modelyard.errors import PackageInvalid
 from modelyard.package.cache import unpack_cached
 from modelyard.package.manifest import PACKAGE_SUFFIX, Manifest
 from modelyard.runtimes.loader import spec_from_file
@@ -38,7 +40,7 @@ def _package_spec(config: ModelConfig, settings: Settings) -> ModelSpec:
     The manifest's name and version are the defaults; the config's override them.
     """
     if not Path(config.path).is_file():
-        raise FileNotFoundError(f"model package not found: {config.path}")
+        raise FileNotFoundError(errno.ENOENT, "model package not found", config.path)
     package = unpack_cached(Path(config.path))
     manifest = package.manifest
     inner = config.model_copy(
@@ -60,7 +62,7 @@ def _module_entry_spec(config: ModelConfig, manifest: Manifest, files: str) -> M
     module_name, _, attr = (manifest.entry or "").partition(":")
     cls = getattr(importlib.import_module(module_name), attr, None)
     if not inspect.isclass(cls):
-        raise TypeError(f"package entry {manifest.entry} is not a class")
+        raise PackageInvalid(f"package entry {manifest.entry} is not a class", field="entry")
     signature = manifest.signature
     spec = ModelSpec.from_class(
         cls,

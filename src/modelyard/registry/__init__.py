@@ -1,6 +1,6 @@
 """The model registry: named models, numbered versions, movable aliases, content-addressed artifacts.
 
-The core (:class:`Registry`) is transport-free; ``modelyard.registry.rest.build_registry_app``
+The core (:class:`Registry`) is transport-free; ``modelyard.registry.rest.build_control_app``
 serves it over HTTP and :class:`RegistryClient` talks to that server. ``fetch_model(ref)`` is
 what ``modelyard serve name@production`` calls. See docs/registry.md.
 """

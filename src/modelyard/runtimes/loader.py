@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 from pathlib import Path
 from typing import Any
 
+from modelyard.errors import InvalidInput
 from modelyard.runtimes.formats import SUFFIXES
 from modelyard.runtimes.sources import load_source
 from modelyard.sdk import BatchSpec, ModelSpec
@@ -31,12 +33,11 @@ def spec_from_file(config: ModelConfig, settings: Settings) -> ModelSpec:
         return _python_spec(config)
     path = Path(config.path)
     if not path.exists():
-        raise FileNotFoundError(f"model file not found: {config.path}")
+        raise FileNotFoundError(errno.ENOENT, "model file not found", config.path)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise ValueError(
-            f"cannot tell the format of '{config.path}': use one of {sorted(SUFFIXES)} or 'file.py:ClassName'"
-        )
+        formats = f"use one of {sorted(SUFFIXES)} or 'file.py:ClassName'"
+        raise InvalidInput(f"cannot tell the format of '{config.path}': {formats}", field="path")
     name = config.name or path.stem
     version = config.version or "1"
     batching = BatchSpec(
@@ -73,13 +74,13 @@ def _python_spec(config: ModelConfig) -> ModelSpec:
     module = load_source(Path(file))
     target = getattr(module, attr, None)
     if target is None:
-        raise AttributeError(f"{file} has no attribute '{attr}'")
+        raise InvalidInput(f"{file} has no attribute '{attr}'", field="path")
     if isinstance(target, ModelSpec):
         model_spec = target
     elif inspect.isclass(target):
         model_spec = ModelSpec.from_class(target)
     else:
-        raise TypeError(f"{config.path} is neither a @model spec nor a class")
+        raise InvalidInput(f"{config.path} is neither a @model spec nor a class", field="path")
     model_spec = model_spec.replace(name=config.name, version=config.version)
     if config.max_batch_size is not None or config.max_latency_ms is not None:
         current = model_spec.batch_spec or BatchSpec()

@@ -1,12 +1,15 @@
-"""Importing a model author's ``.py`` file as a module of its own. Imports nothing of ours."""
+"""Importing a model author's ``.py`` file as a module of its own."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+
+from modelyard.errors import InvalidInput
 
 __all__ = ["load_source"]
 
@@ -18,12 +21,12 @@ def load_source(module_path: Path) -> ModuleType:
     ``model.py`` never replace each other's module in ``sys.modules``.
     """
     if not module_path.is_file():
-        raise FileNotFoundError(f"model source not found: {module_path}")
+        raise FileNotFoundError(errno.ENOENT, "model source not found", str(module_path))
     tag = hashlib.sha256(str(module_path.resolve()).encode()).hexdigest()[:12]
     module_name = f"modelyard_user_{module_path.stem}_{tag}"
     spec = importlib.util.spec_from_file_location(module_name, module_path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {module_path}")
+        raise InvalidInput(f"cannot import {module_path} as a Python module", field="path")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-from modelyard.errors import ModelNotFound
+from modelyard.errors import Conflict, ModelNotFound
 from modelyard.server.runtime import ModelRuntime
 
 __all__ = ["ModelRepository"]
@@ -20,8 +20,9 @@ class ModelRepository:
     def add(self, runtime: ModelRuntime) -> None:
         versions = self._models.setdefault(runtime.spec.name, {})
         if runtime.spec.version in versions:
-            raise ValueError(
-                f"model '{runtime.spec.name}' version '{runtime.spec.version}' is already served"
+            raise Conflict(
+                f"model '{runtime.spec.name}' version '{runtime.spec.version}' is already served",
+                field="model",
             )
         versions[runtime.spec.version] = runtime
 

@@ -9,6 +9,7 @@ import inspect
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -20,6 +21,7 @@ from modelyard.deploy import kubernetes
 from modelyard.deploy.kubernetes import object_name, render, service_url, to_yaml
 from modelyard.deploy.spec import DeployFile
 from modelyard.errors import InvalidInput
+from modelyard.gateway.route_file import RouteFile
 from modelyard.gateway.table import check_replica_url, route_from_dict
 from modelyard.package import docker
 
@@ -403,6 +405,24 @@ def test_routes_config_map_is_the_gateways_route() -> None:
         assert url == f"http://shop-ranker-{version.version}.prod.svc.cluster.local:80"
         assert check_replica_url(url) == url
         assert version.target == "ranker"
+
+
+@pytest.mark.parametrize("case", sorted(FILES))
+def test_the_gateways_routes_file_reads_the_rendered_config_maps(case: str, tmp_path: Path) -> None:
+    """``modelyard gateway serve --routes FOLDER`` with the ConfigMaps mounted (after the YAML that
+    `modelyard deploy render` writes): every route, as the ConfigMaps say."""
+    objects = list(yaml.safe_load_all(to_yaml(rendered(FILES[case], namespace="prod"))))
+    config_maps = by_kind(objects, "ConfigMap")
+    for config_map in config_maps:  # as a projected volume mounts them: one file each
+        (tmp_path / f"{config_map['metadata']['name']}.json").write_text(config_map["data"]["routes.json"])
+    table = RouteFile(tmp_path).load()
+    expected = [route_from_dict(json.loads(item["data"]["routes.json"])) for item in config_maps]
+    assert sorted(table.routes.values(), key=repr) == sorted(expected, key=repr)
+    assert len(table.routes) == len(config_maps) >= 1
+    single = tmp_path / "one"  # one ConfigMap as a plain configMap volume: its key is the file name
+    single.mkdir()
+    (single / "routes.json").write_text(config_maps[0]["data"]["routes.json"])
+    assert list(RouteFile(single).load().routes.values()) == expected[:1]
 
 
 def test_issue_example_routes_split_80_20() -> None:

@@ -29,7 +29,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,11 @@ class RouteFile:
     """A :class:`~modelyard.gateway.service.TableSource` on a routes file or folder (see the module
     docstring). Not thread-safe: one worker polls it from one thread at a time."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
+        self._clock = clock
         self._stats: object = None  # what the files' stats were at the last read
-        self._read_at = -math.inf  # time.monotonic() of the last read
+        self._read_at = -math.inf  # the clock's time of the last read
         self._digest: bytes | None = None  # of the content last read
         self._good: bytes | None = None  # of the content that made the table in use
         self._table: RoutingTable | None = None
@@ -91,7 +92,7 @@ class RouteFile:
         return self._table
 
     def _check(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         stats = self._stat()
         if stats == self._stats and now - self._read_at < RECHECK_S:
             return

@@ -21,7 +21,7 @@ from modelyard.deploy import kubernetes
 from modelyard.deploy.kubernetes import object_name, render, service_url, to_yaml
 from modelyard.deploy.spec import DeployFile
 from modelyard.errors import InvalidInput
-from modelyard.gateway.route_file import RouteFile
+from modelyard.gateway.route_file import SUFFIXES, RouteFile
 from modelyard.gateway.table import check_replica_url, route_from_dict
 from modelyard.package import docker
 
@@ -30,6 +30,7 @@ K8S_VERSIONS = ("1.25", "1.30", kubernetes_validate.latest_version())
 DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 IMAGE = "registry.example.com/models/spam:1"
+DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 ISSUE_EXAMPLE = """
 deployments:
@@ -423,6 +424,28 @@ def test_the_gateways_routes_file_reads_the_rendered_config_maps(case: str, tmp_
     single.mkdir()
     (single / "routes.json").write_text(config_maps[0]["data"]["routes.json"])
     assert list(RouteFile(single).load().routes.values()) == expected[:1]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_documented_gateway_deployment_mounts_the_routes_config_map(version: str) -> None:
+    """docs/deploy.md's gateway Deployment is a valid object whose --routes folder is where the
+    rendered routes ConfigMap is mounted."""
+    section = DEPLOY_DOC.read_text().split("### Running the gateway in the cluster", 1)[1]
+    manifest = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert kubernetes_validate.validate(manifest, version, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    gateway = container(manifest)
+    assert gateway["command"] == ["modelyard", "gateway", "serve"]
+    args = gateway["args"]
+    (mount,) = gateway["volumeMounts"]
+    assert args[args.index("--routes") + 1] == mount["mountPath"]
+    (volume,) = [item for item in pod["volumes"] if item["name"] == mount["name"]]
+    (source,) = volume["projected"]["sources"]
+    (config_map,) = by_kind(rendered(ISSUE_EXAMPLE, namespace=manifest["metadata"]["namespace"]), "ConfigMap")
+    assert source["configMap"]["name"] == config_map["metadata"]["name"]
+    (item,) = source["configMap"]["items"]
+    assert item["key"] in config_map["data"]
+    assert item["path"].endswith(SUFFIXES)
 
 
 def test_issue_example_routes_split_80_20() -> None:

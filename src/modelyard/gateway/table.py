@@ -1,8 +1,9 @@
 """The routing table: which replicas serve each project/model/version, with what weight.
 
 A :class:`RoutingTable` is an immutable snapshot. The control plane stores it in the database
-(``gateway/store.py``); every gateway worker polls the table's ``revision`` and swaps in a fresh
-snapshot when it changes, so a request in flight keeps the snapshot it started with.
+(``gateway/store.py``), or a file holds it (``gateway/route_file.py``); every gateway worker polls
+the table's ``revision`` and swaps in a fresh snapshot when it changes, so a request in flight keeps
+the snapshot it started with.
 """
 
 from __future__ import annotations

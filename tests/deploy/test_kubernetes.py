@@ -9,6 +9,7 @@ import inspect
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -21,6 +22,7 @@ from modelyard.deploy.targets.kubernetes import manifests as kubernetes
 from modelyard.deploy.targets.kubernetes.manifests import object_name, render, service_url, to_yaml
 from modelyard.errors import InvalidInput
 from modelyard.package import docker
+from modelyard.routing.route_file import SUFFIXES, RouteFile
 from modelyard.routing.table import check_replica_url, route_from_dict
 
 # The oldest schemas the package ships, the version the issue names, and the newest it ships.
@@ -28,6 +30,7 @@ K8S_VERSIONS = ("1.25", "1.30", kubernetes_validate.latest_version())
 DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 IMAGE = "registry.example.com/models/spam:1"
+DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 ISSUE_EXAMPLE = """
 deployments:
@@ -403,6 +406,46 @@ def test_routes_config_map_is_the_gateways_route() -> None:
         assert url == f"http://shop-ranker-{version.version}.prod.svc.cluster.local:80"
         assert check_replica_url(url) == url
         assert version.target == "ranker"
+
+
+@pytest.mark.parametrize("case", sorted(FILES))
+def test_the_gateways_routes_file_reads_the_rendered_config_maps(case: str, tmp_path: Path) -> None:
+    """``modelyard gateway serve --routes FOLDER`` with the ConfigMaps mounted (after the YAML that
+    `modelyard deploy render` writes): every route, as the ConfigMaps say."""
+    objects = list(yaml.safe_load_all(to_yaml(rendered(FILES[case], namespace="prod"))))
+    config_maps = by_kind(objects, "ConfigMap")
+    for config_map in config_maps:  # as a projected volume mounts them: one file each
+        (tmp_path / f"{config_map['metadata']['name']}.json").write_text(config_map["data"]["routes.json"])
+    table = RouteFile(tmp_path).load()
+    expected = [route_from_dict(json.loads(item["data"]["routes.json"])) for item in config_maps]
+    assert sorted(table.routes.values(), key=repr) == sorted(expected, key=repr)
+    assert len(table.routes) == len(config_maps) >= 1
+    single = tmp_path / "one"  # one ConfigMap as a plain configMap volume: its key is the file name
+    single.mkdir()
+    (single / "routes.json").write_text(config_maps[0]["data"]["routes.json"])
+    assert list(RouteFile(single).load().routes.values()) == expected[:1]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_documented_gateway_deployment_mounts_the_routes_config_map(version: str) -> None:
+    """docs/deploy.md's gateway Deployment is a valid object whose --routes folder is where the
+    rendered routes ConfigMap is mounted."""
+    section = DEPLOY_DOC.read_text().split("### Running the gateway in the cluster", 1)[1]
+    manifest = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert kubernetes_validate.validate(manifest, version, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    gateway = container(manifest)
+    assert gateway["command"] == ["modelyard", "gateway", "serve"]
+    args = gateway["args"]
+    (mount,) = gateway["volumeMounts"]
+    assert args[args.index("--routes") + 1] == mount["mountPath"]
+    (volume,) = [item for item in pod["volumes"] if item["name"] == mount["name"]]
+    (source,) = volume["projected"]["sources"]
+    (config_map,) = by_kind(rendered(ISSUE_EXAMPLE, namespace=manifest["metadata"]["namespace"]), "ConfigMap")
+    assert source["configMap"]["name"] == config_map["metadata"]["name"]
+    (item,) = source["configMap"]["items"]
+    assert item["key"] in config_map["data"]
+    assert item["path"].endswith(SUFFIXES)
 
 
 def test_issue_example_routes_split_80_20() -> None:

@@ -202,7 +202,9 @@ class GatewayWorld:
             "log_sink": str(self.log_path),
         }
         data.update(overrides)
-        service = build_service(GatewaySettings(**data), source or self.store, sink)
+        if source is None and "routes_file" not in overrides:  # with a routes file: as the CLI builds it
+            source = self.store
+        service = build_service(GatewaySettings(**data), source, sink)
         gateway = GatewayThread(service, self.loop)
         self.gateways.append(gateway)
         return gateway

@@ -218,6 +218,26 @@ def test_routing_change_reaches_every_worker_within_a_second(
     assert all(after.get(pid, 0.0) > before.get(pid, 0.0) for pid in workers), (before, after)
 
 
+def test_with_routes_every_worker_routes_by_the_file_and_follows_it(
+    env: GatewayWorld, serve: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    one, two = env.replica("v1"), env.replica("v2")
+    path = tmp_path / "routes.yaml"
+
+    def write(live: str) -> None:
+        versions = [(name, replica.url, int(name == live)) for name, replica in (("v1", one), ("v2", two))]
+        lines = [f"  - {{version: {n}, weight: {w}, replicas: [{url}]}}" for n, url, w in versions]
+        path.write_text("- project: mail\n  model: spam\n  versions:\n" + "\n".join(lines) + "\n")
+
+    write("v1")
+    gateway = serve("--routes", str(path))
+    gateway.wait_workers()
+    assert env.store.list() == []  # the database routes nothing: every answer below is the file's
+    assert [predict(gateway) for _ in range(20)] == [(200, "v1")] * 20
+    write("v2")
+    assert wait_for(lambda: [predict(gateway) for _ in range(20)] == [(200, "v2")] * 20, timeout=10)
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_0_leaving_no_worker(
     env: GatewayWorld, serve: Callable[..., GatewayProcess]
 ) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import InvalidInput, ModelyardError
 
 __all__ = ["gateway_app"]
 
@@ -43,8 +44,17 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    routes: Annotated[
+        Path | None,
+        typer.Option(
+            "--routes",
+            metavar="PATH",
+            help="read the routing table from this JSON/YAML file or folder (watched), not the database",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the gateway; routes come from the control-plane database (see `modelyard route`)."""
+    """Serve the gateway; routes come from the control-plane database (see `modelyard route`),
+    or from a file with --routes."""
     from modelyard.gateway.logs import open_sink
     from modelyard.gateway.settings import GatewaySettings
     from modelyard.gateway.workers import run_gateway
@@ -52,11 +62,13 @@ def serve(
     overrides: dict[str, object] = {
         "host": host, "port": port, "workers": workers, "log_sink": log_sink,
         "max_body_bytes": max_body_bytes, "retries": retries, "refresh_interval_s": refresh_interval,
-        "idle_poll_us": idle_poll_us, "log_level": log_level,
+        "idle_poll_us": idle_poll_us, "log_level": log_level, "routes_file": routes,
     }  # fmt: skip
     try:
         settings = GatewaySettings.from_env(None, **overrides)
         open_sink(settings.resolved_log_sink())  # a malformed sink URL: one line now, not per worker
+        if routes is not None:
+            _check_routes(routes)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -66,3 +78,16 @@ def serve(
         typer.echo(f"modelyard: {exc.message}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(run_gateway(settings))
+
+
+def _check_routes(path: Path) -> None:
+    """Read ``--routes`` once before any worker starts: a wrong path or a malformed file is one
+    line and exit 2 now (once running, a bad edit keeps the last good table instead)."""
+    from modelyard.routing.route_file import RouteFile
+
+    if not path.exists():
+        raise InvalidInput(f"--routes: {path}: no such file or folder", field="routes")
+    try:
+        RouteFile(path).load()
+    except InvalidInput as exc:
+        raise InvalidInput(f"--routes: {exc.message}", field="routes") from None

@@ -2,7 +2,8 @@
 
 Weighted versions (canary, A/B), round robin over replicas with retries and passive health,
 request mirroring, one inference-log schema shipped to a sink, Prometheus metrics. The routing
-table lives in the control-plane database and is reloaded live. See docs/gateway.md.
+table lives in the control-plane database (or a watched file: ``--routes``) and is reloaded live.
+See docs/gateway.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Routes (``{p}`` project, ``{m}`` model, ``{v}`` version):
     POST /projects/{p}/models/{m}[/versions/{v}]:predict   TF-Serving body, passed through
     POST /projects/{p}/models/{m}[/versions/{v}]/infer     Open Inference Protocol body, passed through
     GET  /projects/{p}/models/{m}[/versions/{v}]           the replica's V2 model metadata
-    GET  /health/live, /health/ready, /metrics, /-/routing
+    GET  /health/live, /health/ready (also as /v2/health/live, /v2/health/ready), /metrics, /-/routing
 
 This adapter makes the gateway buildable in-process (tests, any ASGI server); ``modelyard gateway
 serve`` runs the same :class:`GatewayService` behind the raw HTTP/1.1 server in ``http1.py``,
@@ -88,17 +88,21 @@ class GatewayApp:
 def build_gateway_app(
     settings: GatewaySettings, source: TableSource | None = None, sink: LogSink | None = None
 ) -> GatewayApp:
-    """The gateway ASGI app; reads routes from the control-plane database unless given a source."""
+    """The gateway ASGI app; reads routes as :func:`build_service` says."""
     return GatewayApp(build_service(settings, source, sink))
 
 
 def build_service(
     settings: GatewaySettings, source: TableSource | None = None, sink: LogSink | None = None
 ) -> GatewayService:
-    """One worker's :class:`GatewayService`; the routing table comes from ``settings.control``'s
-    database unless ``source`` is given."""
+    """One worker's :class:`GatewayService`; the routing table comes from ``source`` when given,
+    else from ``settings.routes_file`` when set, else from ``settings.control``'s database."""
     if source is not None:
         return GatewayService(settings, source, sink)
+    if settings.routes_file is not None:
+        from modelyard.routing.route_file import RouteFile
+
+        return GatewayService(settings, RouteFile(settings.routes_file), sink)
     from modelyard.routing.store import RouteStore
 
     return GatewayService(settings, RouteStore.open(settings.control), sink, owns_source=True)

@@ -71,6 +71,10 @@ class GatewayMetrics:
         )  # fmt: skip
         self.revision = self._gauge("routing_revision", "Routing-table revision in use (max over workers).")
         self.reloads = Counter("routing_reloads", "Routing-table reloads.", namespace=ns, registry=r)
+        self.routing_errors = Counter(
+            "routing_errors", "Routing-table polls that could not read it (the last table stays in use).",
+            namespace=ns, registry=r,
+        )  # fmt: skip
         self.idle_polls = Counter(
             "idle_poll_rounds",
             "Non-blocking polls a worker ran instead of sleeping, one request in flight (idlepoll.py).",

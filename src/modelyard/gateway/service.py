@@ -23,6 +23,7 @@ from typing import Protocol
 import orjson
 
 from modelyard.errors import (
+    ErrorKind,
     InvalidInput,
     MethodNotAllowed,
     ModelyardError,
@@ -50,7 +51,9 @@ Headers = list[tuple[bytes, bytes]]
 
 
 class TableSource(Protocol):
-    """Where the routing table comes from: the control-plane database (``RouteStore``)."""
+    """Where the routing table comes from: the control-plane database (``RouteStore``) or a routes
+    file (``RouteFile``, ``--routes``). :meth:`revision` is polled and :meth:`load` called when it
+    moved; either raises when the table cannot be read, and the worker keeps the table it has."""
 
     def revision(self) -> int: ...
 
@@ -110,6 +113,7 @@ class GatewayService:
         self.in_flight = 0
         self._polls_counted = 0  # idle-poll rounds already added to the metric
         self.connections = 0  # maintained by the front end when it can see connections
+        self.table_error: str | None = None  # why the last read of the routing table failed
         self._poller: asyncio.Task[None] | None = None
 
     def _count_log(self, outcome: str, n: int) -> None:
@@ -208,21 +212,31 @@ class GatewayService:
             return refused
         if path == "/metrics":
             return GatewayResponse(200, [(b"content-type", CONTENT_TYPE.encode())], self.metrics.render())
-        if path == "/health/live":
+        if path in _LIVE:
             return _json(200, {"live": True})
-        if path == "/health/ready":
-            ready = self.gateway.loaded
-            return _json(200 if ready else 503, {"ready": ready})
+        if path in _READY:
+            return self._readiness()
         if path == "/-/routing":
             table = self.gateway.router.table
             routes = [route_to_dict(route) for route in table.routes.values()]
-            return _json(200, {"revision": table.revision, "routes": routes})
+            content: dict[str, object] = {"revision": table.revision, "routes": routes}
+            if self.table_error is not None:
+                content["error"] = self.table_error
+            return _json(200, content)
         return _not_found(method, path)
+
+    def _readiness(self) -> GatewayResponse:
+        """Ready once a routing table was read; a source that fails later keeps the last table."""
+        if self.gateway.loaded:
+            return _json(200, {"ready": True})
+        reason = self.table_error or "the first read has not finished"
+        message = f"the routing table has not been loaded yet: {reason}"
+        return _json(503, {"ready": False, "error": message, "kind": ErrorKind.NOT_READY.value})
 
     async def start(self) -> None:
         """Open the log sink, read the routing table, start polling it."""
         await self.shipper.start()
-        await self.refresh()
+        await self._refresh_or_record()  # failing, the worker serves anyway: not ready, and says why
         self._poller = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
@@ -258,8 +272,23 @@ class GatewayService:
             expire()
         return self.source.revision()
 
+    async def _refresh_or_record(self) -> None:
+        """:meth:`refresh`; a failure keeps the last table and is counted, kept in
+        :attr:`table_error` (shown by ``/-/routing`` and the readiness probe) and logged once."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ModelyardError) else str(exc) or type(exc).__name__
+            if message != self.table_error:  # once per outage, and again when the reason changes
+                log.warning("cannot read the routing table (keeping the last one): %s", message)
+            self.table_error = message
+            self.metrics.routing_errors.inc()
+            return
+        if self.table_error is not None:
+            log.info("the routing table reads again")
+            self.table_error = None
+
     async def _poll(self) -> None:
-        failing = False
         published = 0.0
         while True:
             await asyncio.sleep(self.settings.refresh_interval_s)
@@ -271,16 +300,14 @@ class GatewayService:
             if time.monotonic() - published >= PUBLISH_INTERVAL_S:
                 published = time.monotonic()
                 self.metrics.publish()
-            try:
-                await self.refresh()
-                failing = False
-            except Exception as exc:  # keep routing with the last table; say so once per outage
-                if not failing:
-                    log.warning("cannot read the routing table (keeping the last one): %s", exc)
-                failing = True
+            await self._refresh_or_record()
 
 
-_OWN = ("/metrics", "/health/live", "/health/ready", "/-/routing")
+# The probes answer on the model server's paths too: /v2/health/* is what Open Inference Protocol
+# clients (modelyard.Client(url).ready()) ask, /health/* what the Kubernetes probes use.
+_LIVE = ("/health/live", "/v2/health/live")
+_READY = ("/health/ready", "/v2/health/ready")
+_OWN = ("/metrics", *_LIVE, *_READY, "/-/routing")
 
 
 def _read_head(headers: Headers) -> tuple[Headers, int | None, str | None]:

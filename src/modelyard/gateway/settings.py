@@ -19,7 +19,8 @@ class GatewaySettings(BaseModel):
     """Every knob of the gateway; each default works on a laptop.
 
     The routing table is read from the control-plane database that ``control`` names (the
-    registry's: SQLite under ``$MODELYARD_HOME`` unless ``MODELYARD_REGISTRY_DB`` says otherwise).
+    registry's: SQLite under ``$MODELYARD_HOME`` unless ``MODELYARD_REGISTRY_DB`` says otherwise),
+    or, when ``routes_file`` is set, from that file or folder of files (``gateway/route_file.py``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -28,6 +29,9 @@ class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=0, ge=0, le=256, description="worker processes; 0 = one per core")
+    routes_file: Path | None = Field(
+        default=None, description="read routes from this file or folder (watched) instead of the database"
+    )
     refresh_interval_s: float = Field(default=0.25, gt=0, le=60, description="routing-table poll period")
     max_body_bytes: int = Field(default=16 * MIB, ge=1, description="larger request bodies get 413")
     max_in_flight: int = Field(default=4096, ge=1, description="per worker; beyond it requests get 503")

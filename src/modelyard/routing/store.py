@@ -31,6 +31,8 @@ from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.routing import discovery
 from modelyard.routing import schema as s
 from modelyard.routing.table import (
+    MAX_TIMEOUT_S,
+    MAX_WEIGHT,
     PAYLOAD_MODES,
     ModelRoute,
     PayloadMode,
@@ -40,10 +42,8 @@ from modelyard.routing.table import (
     check_replica_url,
 )
 
-__all__ = ["MAX_TIMEOUT_S", "MAX_WEIGHT", "RouteStore"]
+__all__ = ["RouteStore"]
 
-MAX_WEIGHT = 1_000_000  # weights are relative; this only keeps sums far from integer limits
-MAX_TIMEOUT_S = 3600.0
 _DEFAULT = ModelRoute(project="", model="")  # the per-route option defaults of a new route
 _REVISION = select(s.state.c.revision).where(s.state.c.id == s.STATE_ID)
 

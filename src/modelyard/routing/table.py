@@ -1,8 +1,9 @@
 """The routing table: which replicas serve each project/model/version, with what weight.
 
 A :class:`RoutingTable` is an immutable snapshot. The control plane stores it in the database
-(``gateway/store.py``); every gateway worker polls the table's ``revision`` and swaps in a fresh
-snapshot when it changes, so a request in flight keeps the snapshot it started with.
+(``routing/store.py``), or a file holds it (``routing/route_file.py``); every gateway worker polls
+the table's ``revision`` and swaps in a fresh snapshot when it changes, so a request in flight keeps
+the snapshot it started with.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Literal, cast, get_args
 from modelyard.errors import InvalidInput
 
 __all__ = [
+    "MAX_TIMEOUT_S",
+    "MAX_WEIGHT",
     "NAME_PATTERN",
     "PAYLOAD_MODES",
     "ModelRoute",
@@ -26,6 +29,9 @@ __all__ = [
     "route_from_dict",
     "route_to_dict",
 ]
+
+MAX_WEIGHT = 1_000_000  # weights are relative; this only keeps sums far from integer limits
+MAX_TIMEOUT_S = 3600.0
 
 PayloadMode = Literal["full", "hash", "none"]
 PAYLOAD_MODES: tuple[str, ...] = get_args(PayloadMode)

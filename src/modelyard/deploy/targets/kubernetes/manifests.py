@@ -12,7 +12,8 @@ Per project / model / version:
 
 Per project / model, a **ConfigMap** whose ``routes.json`` is the gateway's route for it (the shape of
 ``gateway.table.route_to_dict``: versions with weight, mirror fraction and the version's Service as
-the one replica), so a gateway in the cluster can be configured from it.
+the one replica), which a gateway in the cluster reads with ``modelyard gateway serve --routes``
+(``gateway/route_file.py``) from the ConfigMaps mounted as files.
 
 Everything here renders plain data: no cluster, no client, and neither the gateway nor the model
 server is imported. ``to_yaml`` writes what ``modelyard deploy render`` prints for GitOps tools.

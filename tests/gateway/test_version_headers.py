@@ -25,6 +25,7 @@ from tests.gateway.support import GatewayWorld
 PREDICT = "/projects/mail/models/spam:predict"
 INFER_V2 = "/projects/mail/models/spam/versions/v2/infer"
 BODY = b'{"instances": [[1.0]]}'
+JSON = {"content-type": "application/json"}
 
 Post = Callable[[str], httpx.Response]
 
@@ -40,8 +41,7 @@ class AsgiGateway:
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://gw")
 
     def post(self, path: str) -> httpx.Response:
-        headers = {"content-type": "application/json"}
-        response: httpx.Response = self.loop.call(self.client.post(path, content=BODY, headers=headers))
+        response: httpx.Response = self.loop.call(self.client.post(path, content=BODY, headers=JSON))
         return response
 
     def close(self) -> None:
@@ -63,7 +63,7 @@ def post(request: pytest.FixtureRequest, env: GatewayWorld, client: httpx.Client
                 front_end["asgi"] = AsgiGateway(env)
         if "asgi" in front_end:
             return front_end["asgi"].post(path)  # type: ignore[no-any-return]
-        return client.post(front_end["url"] + path, content=BODY, headers={"content-type": "application/json"})
+        return client.post(front_end["url"] + path, content=BODY, headers=JSON)
 
     yield call
     if "asgi" in front_end:

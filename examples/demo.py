@@ -11,7 +11,7 @@ Run it with `make demo`. Four acts, each printed as the commands it runs and wha
 3. the gateway: two model servers (the ONNX network and the scikit-learn classifier, both named
    `spam`) as versions v1 and v2 of `mail/spam`; `modelyard route set mail/spam v1=90 v2=10`,
    `route replicas` and `route show`; `modelyard gateway serve` (one worker per core); 200 requests
-   through it, split 90/10 as counted from each answer's `x-modelyard-version` header; one request
+   through it, split 90/10 as counted from each answer's `x-modelyard-route-version` header; one request
    pinned to v2 with the SDK (`modelyard.Client(url).predict(..., version="v2")`); then, while it
    runs, `route mirror mail/spam v2` and `route set mail/spam v1=100`: within a second and without a
    restart, requests are answered by v1 and copied to v2, one primary and one mirror record per
@@ -358,14 +358,14 @@ PREDICT = "/projects/mail/models/spam:predict"  # a TF-Serving body names no inp
 
 def predict_many(http: httpx.Client, count: int) -> tuple[Counter[str], dict[str, object], list[str]]:
     """Send ``count`` requests for mail/spam; return how many each version answered (its
-    ``x-modelyard-version`` header), each version's first answer, and the request ids."""
+    ``x-modelyard-route-version`` header), each version's first answer, and the request ids."""
     split: Counter[str] = Counter()
     answers: dict[str, object] = {}
     request_ids: list[str] = []
     for _ in range(count):
         response = http.post(PREDICT, json={"instances": [ROW]})
         body = ok(response)
-        version = response.headers.get("x-modelyard-version", "(no header)")
+        version = response.headers.get("x-modelyard-route-version", "(no header)")
         split[version] += 1
         answers.setdefault(version, body)
         request_ids.append(response.headers.get("x-request-id", ""))
@@ -500,7 +500,7 @@ def gateway_act(v1_file: Path, v2_file: Path) -> None:
             print(f"\n== {count} requests: POST {PREDICT} {json.dumps({'instances': [ROW]})}")
             split, answers, _ = predict_many(http, count)
             show_split(split, count)
-            print("  (counted from each answer's x-modelyard-version header)")
+            print("  (counted from each answer's x-modelyard-route-version header)")
             for version, body in sorted(answers.items()):
                 print(f"  {version} answers {json.dumps(body)}")
             if set(split) != {"v1", "v2"} or abs(split["v2"] / count - 0.1) > 0.05:
@@ -665,7 +665,7 @@ def platform_act(model_file: Path) -> None:
 
         print("\n== the ONNX network packaged twice, as 1.0 and 2.0: registry versions 1 and 2")
         print("# (the examples have no second model with the same input name and shape: v2 is the same")
-        print("#  network, so both versions answer alike; the x-modelyard-version header tells them apart)")
+        print("#  network, so both answer alike; the x-modelyard-route-version header tells them apart)")
         name = ""
         for number, version in enumerate(("1.0", "2.0"), start=1):
             built = modelyard(

@@ -106,7 +106,7 @@ def test_real_model_servers_behind_the_gateway_split_pin_and_sdk(procs: Processe
         for _ in range(100):
             response = http.post("/projects/mail/models/spam:predict", json={"instances": x.tolist()})
             assert response.status_code == 200, response.text
-            version = response.headers["x-modelyard-version"]
+            version = response.headers["x-modelyard-route-version"]
             np.testing.assert_allclose(response.json()["predictions"], expected[version], rtol=1e-6)
             versions[version] += 1
         meta = http.get("/projects/mail/models/spam/versions/v1").json()

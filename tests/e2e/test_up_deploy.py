@@ -93,7 +93,7 @@ def split(
         for _ in range(n):
             response = http.post("/projects/mail/models/spam:predict", json={"instances": x.tolist()})
             assert response.status_code == 200, response.text
-            version = response.headers["x-modelyard-version"]
+            version = response.headers["x-modelyard-route-version"]
             np.testing.assert_allclose(response.json()["predictions"], expected[version], rtol=1e-5)
             seen[version] += 1
     return seen

@@ -50,7 +50,7 @@ def test_mirror_gets_a_copy_and_the_caller_only_the_primary_answer(
             client, gateway.url + PREDICT, b'{"instances": [[%d]]}' % i, {"x-request-id": f"r{i}"}
         )
         assert response.json()["replica"] == "v1"
-        assert response.headers["x-modelyard-version"] == "v1"
+        assert response.headers["x-modelyard-route-version"] == "v1"
     assert wait_for(lambda: len(shadow.requests) == 5)
     for i, (path, headers, body) in enumerate(sorted(shadow.requests, key=lambda r: r[1]["x-request-id"])):
         assert path == "/v1/models/spam:predict"

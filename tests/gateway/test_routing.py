@@ -28,8 +28,8 @@ def test_split_90_10_over_2000_requests_is_within_2_percent_and_smooth(
     for _ in range(2000):
         response = predict(client, gateway.url + PREDICT)
         assert response.status_code == 200
-        assert response.headers["x-modelyard-version"] == response.json()["replica"][:2]
-        seen.append(response.headers["x-modelyard-version"])
+        assert response.headers["x-modelyard-route-version"] == response.json()["replica"][:2]
+        seen.append(response.headers["x-modelyard-route-version"])
     share = seen.count("v2") / len(seen)
     assert abs(share - 0.10) <= 0.02, share
     longest_v2_run = max(len(run) for run in "".join("b" if v == "v2" else "a" for v in seen).split("a"))

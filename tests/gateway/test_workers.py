@@ -167,7 +167,7 @@ def predict(gateway: GatewayProcess) -> tuple[int, str]:
         connection.request("POST", PREDICT, b'{"instances": [[1.0]]}', {"content-type": "application/json"})
         response = connection.getresponse()
         response.read()
-        return response.status, response.getheader("x-modelyard-version", "")
+        return response.status, response.getheader("x-modelyard-route-version", "")
     finally:
         connection.close()
 

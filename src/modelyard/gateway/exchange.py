@@ -111,7 +111,13 @@ class Exchange:
     def _finish(self, upstream: UpstreamResponse, url: str) -> None:
         choice = self.choice
         response = GatewayResponse(
-            upstream.status, upstream.headers, upstream.body, choice.version.version, url, choice.route
+            upstream.status,
+            upstream.headers,
+            upstream.body,
+            choice.version.version,
+            url,
+            choice.route,
+            version_headers=choice.version_headers,
         )
         self._done(response)
 
@@ -122,7 +128,7 @@ class Exchange:
         self.on_done(response)
 
     def _failed(self, error: ModelyardError) -> None:
-        self._done(error_response(error, self.choice.version.version, self.choice.route))
+        self._done(error_response(error, self.choice))
 
     def _give_up(self) -> None:
         if self.last is not None:  # only 503s: pass the last one through, the caller may retry

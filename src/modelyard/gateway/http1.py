@@ -225,8 +225,8 @@ class _Connection(asyncio.Protocol):
                 head += (name, b": ", value, b"\r\n")
         if request_id:
             head += (b"x-request-id: ", request_id.encode(), b"\r\n")
-        if response.version:
-            head += (b"x-modelyard-version: ", response.version.encode(), b"\r\n")
+        if response.version_headers is not None:  # whole lines, made when the routing table loaded
+            head.append(response.version_headers.lines)
         head.append(b"content-length: %d\r\n" % len(response.body))
         head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
         if not head_only:  # a HEAD answer has the length of the body it would have, not the body

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from modelyard.errors import ModelNotReady, NotFound
 from modelyard.gateway.balance import ReplicaPool, SmoothWeighted
+from modelyard.gateway.messages import VersionHeaders
 from modelyard.routing.table import ModelRoute, RoutingTable, VersionRoute
 
 __all__ = ["UPSTREAM_PATHS", "Choice", "Router"]
@@ -30,10 +31,11 @@ class Choice:
     """Where one request goes: the route (for options), the version and its replica pool.
 
     Made once per version when a table is loaded, with what every request to it needs already
-    worked out (metric labels, the replica-side path per protocol), so routing allocates nothing.
+    worked out (metric labels, the replica-side path per protocol, the answer's version headers),
+    so routing allocates nothing.
     """
 
-    __slots__ = ("labels", "paths", "pool", "route", "version")
+    __slots__ = ("labels", "paths", "pool", "route", "version", "version_headers")
 
     def __init__(self, route: ModelRoute, version: VersionRoute, pool: ReplicaPool) -> None:
         self.route = route
@@ -42,6 +44,7 @@ class Choice:
         self.labels = (route.project, route.model, version.version)
         target = version.target or route.model
         self.paths = {protocol: path.format(target=target) for protocol, path in UPSTREAM_PATHS.items()}
+        self.version_headers = VersionHeaders.of(version.version)
 
 
 class _ModelState:

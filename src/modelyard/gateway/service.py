@@ -334,12 +334,13 @@ def _read_head(headers: Headers) -> tuple[Headers, int | None, str | None]:
 
 
 def response_headers(response: GatewayResponse, request_id: str) -> Headers:
-    """The headers to send: the replica's (less hop-by-hop ones), the request id, the version."""
+    """The headers to send: the replica's (less hop-by-hop ones), the request id, the route version's
+    (made when the routing table loaded: ``messages.VersionHeaders``)."""
     headers = [(name, value) for name, value in response.headers if name not in HOP_BY_HOP]
     if request_id:
         headers.append((b"x-request-id", request_id.encode()))
-    if response.version:
-        headers.append((b"x-modelyard-version", response.version.encode()))
+    if response.version_headers is not None:
+        headers.extend(response.version_headers.pairs)
     return headers
 
 

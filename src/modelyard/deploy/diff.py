@@ -33,8 +33,10 @@ from pydantic import BaseModel
 from modelyard.deploy.spec import DeployFile, Deployment, VersionSpec
 
 __all__ = [
+    "DRIFT_HEADING",
     "ORDER",
     "Action",
+    "Drift",
     "FieldChange",
     "ModelPlan",
     "Plan",
@@ -108,10 +110,27 @@ class ModelPlan:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """Something changed live since the last apply (``modelyard route set``, a version that stopped
+    running, one a failed apply left running): found by ``deploy/live.py``, listed before the plan.
+    ``overwrite``: apply changes it (back) to what the file says; False when the file agrees."""
+
+    project: str
+    model: str
+    message: str
+    overwrite: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.model}: {self.message}"
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Every project/model of either file, sorted."""
+    """Every project/model of either file, sorted; ``drift``: what changed live since the last
+    apply (empty for a plan between two files)."""
 
     models: list[ModelPlan]
+    drift: list[Drift] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[Action, int]:
@@ -124,8 +143,10 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        """True when apply has nothing to do: every version is RETAIN."""
-        return all(v.action is Action.RETAIN for m in self.models for v in m.versions)
+        """True when apply has nothing to do: every version is RETAIN, and no live change is to be
+        overwritten (a weight ``route set`` gave a version the file does not list, say)."""
+        versions = all(v.action is Action.RETAIN for m in self.models for v in m.versions)
+        return versions and not any(d.overwrite for d in self.drift)
 
     @property
     def summary(self) -> str:
@@ -227,9 +248,15 @@ _HEAD = ("APPLY WILL", "VERSION", "DIFF")
 
 
 def render_plan(plan: Plan) -> str:
-    """The plan as plain text: a table per project/model, then the summary line."""
+    """The plan as plain text: what changed live (if anything), a table per project/model, then the
+    summary line."""
     blocks = [_render_model(model) for model in plan.models]
+    if plan.drift:
+        blocks.insert(0, "\n".join([DRIFT_HEADING, *(f"  {item}" for item in plan.drift)]))
     return "\n\n".join([*blocks, plan.summary]) + "\n"
+
+
+DRIFT_HEADING = "DRIFT (the live state differs from the last apply):"
 
 
 def _render_model(model: ModelPlan) -> str:

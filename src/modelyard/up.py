@@ -139,3 +139,7 @@ def _announce(control_url: str, gateway_url: str) -> None:
     # Machine-readable lines on stdout, like every other modelyard server's.
     print(f"modelyard up: control plane on {control_url}", flush=True)
     print(f"modelyard up: gateway on {gateway_url}", flush=True)
+    # A hint for people, on stderr: `modelyard deploy` needs the URL (README.md, "Local or remote").
+    print(
+        f"modelyard up: for `modelyard deploy`: export MODELYARD_CONTROL_URL={control_url}", file=sys.stderr
+    )

@@ -142,23 +142,23 @@ def test_cli_apply_status_history_against_the_control_plane(
     path = tmp_path / "deploy.yaml"
     path.write_text(FILE)
     runner = CliRunner()
-    applied = runner.invoke(app, ["deploy", "apply", str(path), "--control-plane", url])
+    applied = runner.invoke(app, ["deploy", "apply", str(path), "--control-url", url])
     assert applied.exit_code == 0, applied.output
     assert "apply #1: done (2 to add" in applied.output
     assert "PROJECT: mail MODEL: spam" in applied.output
-    again = runner.invoke(app, ["deploy", "diff", str(path), "--control-plane", url])
+    again = runner.invoke(app, ["deploy", "diff", str(path), "--control-url", url])
     assert "0 to add, 0 to update, 0 to delete, 2 unchanged" in again.output
-    history = runner.invoke(app, ["deploy", "history", "--control-plane", url])
+    history = runner.invoke(app, ["deploy", "history", "--control-url", url])
     assert "#1" in history.output
     assert "applied" in history.output
-    status = runner.invoke(app, ["deploy", "status", "--control-plane", url])
+    status = runner.invoke(app, ["deploy", "status", "--control-url", url])
     assert "applied: #1" in status.output
 
 
 def test_cli_says_when_no_control_plane_answers(tmp_path: Path) -> None:
     path = tmp_path / "deploy.yaml"
     path.write_text(FILE)
-    result = CliRunner().invoke(app, ["deploy", "apply", str(path), "--control-plane", "http://127.0.0.1:9"])
+    result = CliRunner().invoke(app, ["deploy", "apply", str(path), "--control-url", "http://127.0.0.1:9"])
     assert result.exit_code == 2
     assert "cannot reach the control plane at http://127.0.0.1:9" in result.output
     assert "modelyard up" in result.output

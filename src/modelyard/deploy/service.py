@@ -95,6 +95,7 @@ class DeployService:
             )
             log = [DRIFT_HEADING, *(f"  {item}" for item in drift)] if drift else []
             try:
+                # The live plan says what runs; the empty file stands for "no other current".
                 result = apply_file(
                     desired, DeployFile(), self.target, self.routes,
                     plan=plan, progress=log.append, timeout_s=timeout_s,

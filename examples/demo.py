@@ -277,7 +277,8 @@ def registry_act(model_file: Path) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     home = scratch / "home"
     env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
-    env.pop("MODELYARD_REGISTRY_URL", None)  # the local registry under MODELYARD_HOME, never a server
+    for name in ("MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_URL"):  # the local registry, never a server
+        env.pop(name, None)
     try:
         print(f"$ export MODELYARD_HOME={home}    # a throw-away home, deleted at the end")
         print(f"$ cd {scratch}")

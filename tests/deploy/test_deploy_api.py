@@ -6,6 +6,7 @@ history and the CLI; the local backend's tests and the end-to-end apply test run
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,23 +143,55 @@ def test_cli_apply_status_history_against_the_control_plane(
     path = tmp_path / "deploy.yaml"
     path.write_text(FILE)
     runner = CliRunner()
-    applied = runner.invoke(app, ["deploy", "apply", str(path), "--control-plane", url])
+    applied = runner.invoke(app, ["deploy", "apply", str(path), "--control-url", url])
     assert applied.exit_code == 0, applied.output
     assert "apply #1: done (2 to add" in applied.output
     assert "PROJECT: mail MODEL: spam" in applied.output
-    again = runner.invoke(app, ["deploy", "diff", str(path), "--control-plane", url])
+    again = runner.invoke(app, ["deploy", "diff", str(path), "--control-url", url])
     assert "0 to add, 0 to update, 0 to delete, 2 unchanged" in again.output
-    history = runner.invoke(app, ["deploy", "history", "--control-plane", url])
+    history = runner.invoke(app, ["deploy", "history", "--control-url", url])
     assert "#1" in history.output
     assert "applied" in history.output
-    status = runner.invoke(app, ["deploy", "status", "--control-plane", url])
+    status = runner.invoke(app, ["deploy", "status", "--control-url", url])
     assert "applied: #1" in status.output
+
+
+def test_a_live_route_set_shows_in_diff_and_apply_says_it_overwrites_it(
+    control: tuple[str, RecordingTarget], tmp_path: Path
+) -> None:
+    url, _ = control
+    path = tmp_path / "deploy.yaml"
+    path.write_text(FILE)
+    env = {"MODELYARD_CONTROL_URL": url, "MODELYARD_REGISTRY_URL": "", "COLUMNS": "200"}
+    runner = CliRunner()
+    assert runner.invoke(app, ["deploy", "apply", str(path)], env=env).exit_code == 0
+    moved = runner.invoke(app, ["route", "set", "mail/spam", "v1=50", "v2=50"], env=env)
+    assert moved.exit_code == 0, moved.output
+    drift = "mail/spam: weights changed live since the last apply (v1 80 -> 50, v2 20 -> 50)"
+    diffed = runner.invoke(app, ["deploy", "diff", str(path)], env=env)
+    assert diffed.exit_code == 0, diffed.output
+    assert diffed.stdout.startswith("DRIFT (the live state differs from the last apply):\n")
+    assert f"  {drift}; apply overwrites them\n" in diffed.stdout
+    assert "- weight: 50" in diffed.stdout
+    assert "0 to add, 2 to update, 0 to delete, 0 unchanged" in diffed.stdout
+    with DeployClient(url) as client:
+        assert client.diff(FILE)["empty"] is False
+        assert client.diff(FILE)["drift"] == [f"{drift}; apply overwrites them"]
+    applied = runner.invoke(app, ["deploy", "apply", str(path)], env=env)
+    assert applied.exit_code == 0, applied.output
+    assert f"  {drift}; apply overwrites them" in applied.stdout
+    assert "routing: v1=80, v2=20" in applied.stdout
+    shown = runner.invoke(app, ["route", "show", "mail/spam", "--json"], env=env)
+    assert {v["version"]: v["weight"] for v in json.loads(shown.stdout)["versions"]} == {"v1": 80, "v2": 20}
+    with DeployClient(url) as client:
+        assert client.history(1)[0]["plan"]["drift"] == [f"{drift}; apply overwrites them"]
+        assert client.diff(FILE)["empty"] is True  # nothing drifted any more
 
 
 def test_cli_says_when_no_control_plane_answers(tmp_path: Path) -> None:
     path = tmp_path / "deploy.yaml"
     path.write_text(FILE)
-    result = CliRunner().invoke(app, ["deploy", "apply", str(path), "--control-plane", "http://127.0.0.1:9"])
+    result = CliRunner().invoke(app, ["deploy", "apply", str(path), "--control-url", "http://127.0.0.1:9"])
     assert result.exit_code == 2
     assert "cannot reach the control plane at http://127.0.0.1:9" in result.output
     assert "modelyard up" in result.output

@@ -126,8 +126,59 @@ def test_switching_from_replicas_to_autoscaling() -> None:
 
 def test_a_probe_timing() -> None:
     new = {**V1, "probes": {"startup": {"period_s": 1}}}
-    change = only_version(diff(deploy({"mail/spam": {"v1": new}}), deploy({"mail/spam": {"v1": V1}})))
-    assert change.changes == [FieldChange("probes.startup.period_s", 2.0, 1.0)]
+    plan = diff(deploy({"mail/spam": {"v1": new}}), deploy({"mail/spam": {"v1": V1}}))
+    assert only_version(plan).changes == [FieldChange("probes.startup.period_s", 2.0, 1.0)]
+    # written on one side only: both values show, the default as the whole number it is
+    assert "- probes.startup.period_s: 2\n" in render_plan(plan)
+    assert "+ probes.startup.period_s: 1\n" in render_plan(plan)
+
+
+def test_an_added_version_shows_what_its_file_wrote_not_the_defaults() -> None:
+    desired = load_deploy_file(
+        "deployments:\n- project: mail\n  model: spam\n  versions:\n  - version: v1\n"
+        "    spec: {uri: spam/7, weight: 100, resources: {cpu: 2, memory: 1Gi},"
+        " batching: {max_latency_ms: 0.5}, autoscaling: {min_replicas: 1, max_replicas: 4},"
+        " probes: {startup: {period_s: 3}}}\n"
+    )
+    plan = diff(desired, DeployFile())
+    assert [c.path for c in only_version(plan).changes] == [
+        "uri",
+        "autoscaling.min_replicas",
+        "autoscaling.max_replicas",
+        "resources.cpu",
+        "resources.memory",
+        "weight",
+        "batching.max_latency_ms",
+        "probes.startup.period_s",
+    ]
+    text = render_plan(plan)
+    assert "target_cpu_percent" not in text  # a default nobody wrote
+    assert "+ resources.cpu: 2\n" in text  # an int stays an int
+    assert "+ batching.max_latency_ms: 0.5\n" in text
+    assert "+ probes.startup.period_s: 3\n" in text
+    assert "failure_threshold" not in text
+    written = desired.deployments[0].versions[0].spec.model_copy(update={"resources": Resources(cpu=2.0)})
+    assert "+ resources.cpu: 2.0" in render_plan(diff(deploy_with(written), DeployFile()))
+
+
+def deploy_with(spec: VersionSpec) -> DeployFile:
+    version = VersionDeployment(version="v1", spec=spec)
+    return DeployFile(deployments=[Deployment(project="mail", model="spam", versions=[version])])
+
+
+def test_an_update_prints_a_default_only_where_a_file_wrote_the_field() -> None:
+    new = {"uri": "spam@production", "weight": 100, "autoscaling": {"min_replicas": 1, "max_replicas": 4}}
+    plan = diff(deploy({"mail/spam": {"v1": new}}), deploy({"mail/spam": {"v1": V1}}))
+    text = render_plan(plan)
+    assert "- replicas: 2\n" in text
+    assert "+ autoscaling.max_replicas: 4\n" in text
+    # a change all the same (apply sees it), but neither file wrote it: no line
+    assert FieldChange("autoscaling.target_cpu_percent", None, 70) in only_version(plan).changes
+    assert "target_cpu_percent" not in text
+    tuned = {**new, "autoscaling": {**new["autoscaling"], "target_cpu_percent": 50}}
+    back = render_plan(diff(deploy({"mail/spam": {"v1": new}}), deploy({"mail/spam": {"v1": tuned}})))
+    assert "- autoscaling.target_cpu_percent: 50\n" in back  # written on the old side: both show
+    assert "+ autoscaling.target_cpu_percent: 70\n" in back
 
 
 def test_a_model_removed_entirely_deletes_every_version_and_models_are_sorted() -> None:
@@ -186,7 +237,7 @@ def test_render_retained_versions_models_and_quoting() -> None:
         "------------+---------+------",
     ]
     # a string that reads as a number is quoted, so a changed type shows
-    assert " UPDATE     | v1      | - resources.cpu: 1.0" in lines
+    assert " UPDATE     | v1      | - resources.cpu: 1" in lines
     assert '            |         | + resources.cpu: "1"' in lines
     assert lines[-1] == "0 to add, 1 to update, 0 to delete, 1 unchanged"
     assert render_plan(Plan([])) == "0 to add, 0 to update, 0 to delete, 0 unchanged\n"

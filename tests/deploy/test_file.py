@@ -233,7 +233,7 @@ deployments:
         (11, f"{spec1}.spec.uri"),
         (11, f"{spec1}.spec.replicas"),
     ]
-    cpu = "cpu 0.0 must be a positive number of cores (1, 0.5) or millicores (500m)"
+    cpu = "cpu 0 must be a positive number of cores (1, 0.5) or millicores (500m)"
     assert error.errors[0] == DeployFileProblem(8, f"{spec0}.resources.cpu", cpu)
     assert error.field == f"{spec0}.resources.cpu"
     assert str(error).splitlines()[4] == (
@@ -287,3 +287,39 @@ def test_read_deploy_file_names_the_path(tmp_path: Path) -> None:
 def test_format_field() -> None:
     assert format_field(()) == ""
     assert format_field(("deployments", 0, "versions", 12, "spec")) == "deployments[0].versions[12].spec"
+
+
+def test_numbers_keep_the_type_they_were_written_with() -> None:
+    text = EXAMPLE.replace("cpu: 1,", "cpu: 2,").replace(
+        "max_batch_size: 32}", "max_batch_size: 32, max_latency_ms: 5}, resources: {cpu: 0.5}, mirror: 1"
+    )
+    spec1, spec2 = (v.spec for v in load_deploy_file(text).deployments[0].versions)
+    assert (spec1.resources.cpu, type(spec1.resources.cpu)) == (2, int)
+    assert (spec2.resources.cpu, spec2.batching.max_latency_ms) == (0.5, 5)
+    assert type(spec2.batching.max_latency_ms) is int
+    assert (spec2.mirror, spec2.mirror_fraction) == (1, 1.0)
+    written_as_float = load_deploy_file(text.replace("cpu: 2,", "cpu: 2.0,")).deployments[0]
+    assert type(written_as_float.versions[0].spec.resources.cpu) is float
+    assert written_as_float.versions[0].spec == spec1  # 2 == 2.0: the spelling is no change
+    assert '"cpu":2,' in spec1.model_dump_json()  # nor does JSON turn it into 2.0
+
+
+@pytest.mark.parametrize(
+    ("written", "field"),
+    [
+        ("resources: {cpu: true}", "resources.cpu"),
+        ("probes: {startup: {period_s: true}}", "probes.startup.period_s"),
+        (
+            "mirror: 0.5, server: {max_queue: 4}, probes: {liveness: {timeout_s: false}}",
+            "probes.liveness.timeout_s",
+        ),
+    ],
+)
+def test_true_and_false_are_not_numbers(written: str, field: str) -> None:
+    text = EXAMPLE.replace("weight: 20,", f"weight: 20, {written},")
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    [problem] = caught.value.errors
+    assert problem.field == f"deployments[0].versions[1].spec.{field}"
+    assert problem.line == 8
+    assert "true" in problem.message.lower() or "false" in problem.message

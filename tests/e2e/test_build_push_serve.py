@@ -31,6 +31,7 @@ def run(*args: str, env: dict[str, str]) -> str:
 def test_build_push_alias_then_serve_name_at_production(tmp_path: Path) -> None:
     env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
     env.pop("MODELYARD_REGISTRY_URL", None)
+    env.pop("MODELYARD_CONTROL_URL", None)
     source = tmp_path / "ranker"
     source.mkdir()
     linear_onnx(source / "ranker.onnx")
@@ -80,6 +81,7 @@ def test_build_push_alias_then_serve_name_at_production(tmp_path: Path) -> None:
 def test_an_unknown_reference_is_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
     env.pop("MODELYARD_REGISTRY_URL", None)
+    env.pop("MODELYARD_CONTROL_URL", None)
     result = subprocess.run(
         [CLI, "serve", "nobody@production", "--port", "0"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
@@ -92,7 +94,7 @@ def test_an_unknown_reference_is_one_clear_line(tmp_path: Path) -> None:
 def test_an_unreachable_registry_server_is_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
     result = subprocess.run(
-        [CLI, "serve", "ranker@production", "--registry", "http://127.0.0.1:1", "--port", "0"],
+        [CLI, "serve", "ranker@production", "--control-url", "http://127.0.0.1:1", "--port", "0"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2

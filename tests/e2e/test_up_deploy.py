@@ -117,6 +117,16 @@ def test_up_apply_split_then_update_and_roll_back(
     assert "0 to add, 0 to update, 0 to delete, 2 unchanged" in cli(env, "deploy", "diff", str(deploy))
     assert "apply #2: done (0 to add" in cli(env, "deploy", "apply", str(deploy))  # idempotent
 
+    # A change behind the file's back (over HTTP: env names the control plane): diff shows it
+    # against the live routing table, and apply says it overwrites it.
+    cli(env, "route", "set", "mail/spam", "v1=50", "v2=50")
+    drift = "mail/spam: weights changed live since the last apply (v1 80 -> 50, v2 20 -> 50)"
+    diffed = cli(env, "deploy", "diff", str(deploy))
+    assert f"{drift}; apply overwrites them" in diffed
+    assert "0 to add, 2 to update, 0 to delete, 0 unchanged" in diffed
+    assert f"{drift}; apply overwrites them" in cli(env, "deploy", "apply", str(deploy))
+    assert 78 <= split(gateway, x, expected)["v1"] <= 82
+
     deploy.write_text(
         DEPLOY.format(v1=models["v1"], v2=models["v2"]).replace("80}", "50}").replace("20}", "50}")
     )

@@ -33,6 +33,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "MODELYARD_HOME": str(tmp_path / "home"),
         "MODELYARD_REGISTRY_DB": "",
         "MODELYARD_CONTROL_URL": "",
+        "MODELYARD_REGISTRY_URL": "",
         "COLUMNS": "200",
     }
 
@@ -86,7 +87,7 @@ def test_the_cli_against_a_control_plane_server(
     walkthrough({**env, "MODELYARD_CONTROL_URL": url})
     assert [(r.project, r.model) for r in RouteStore(registry.engine).list()] == [("search", "rank")]
     assert not (tmp_path / "home").exists()  # nothing local was opened
-    assert "search/rank" in run(env, "show", "--control-plane", url)
+    assert "search/rank" in run(env, "show", "--control-url", url)
 
 
 def test_errors_are_one_line_on_stderr_with_exit_code_2(env: dict[str, str]) -> None:
@@ -107,9 +108,7 @@ def test_errors_are_one_line_on_stderr_with_exit_code_2(env: dict[str, str]) -> 
     assert run(env, "set", "mailspam", "v1=1", code=2)
     assert run(env, "set", "mail/spam", "v1=lots", code=2)
     assert run(env, "set", "mail/spam", "v1=1", "v1=2", code=2)
-    assert "cannot reach the control plane" in run(
-        env, "show", "--control-plane", "http://127.0.0.1:1", code=2
-    )
+    assert "cannot reach the control plane" in run(env, "show", "--control-url", "http://127.0.0.1:1", code=2)
 
 
 def test_the_client_raises_what_the_store_raises(server: tuple[str, Registry]) -> None:

@@ -28,7 +28,12 @@ def run(env: dict[str, str], *args: str, code: int = 0) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"MODELYARD_HOME": str(tmp_path / "home"), "MODELYARD_REGISTRY_URL": "", "COLUMNS": "200"}
+    return {
+        "MODELYARD_HOME": str(tmp_path / "home"),
+        "MODELYARD_CONTROL_URL": "",
+        "MODELYARD_REGISTRY_URL": "",
+        "COLUMNS": "200",
+    }
 
 
 def walkthrough(env: dict[str, str], tmp_path: Path) -> None:
@@ -69,7 +74,7 @@ def test_cli_on_the_local_registry(env: dict[str, str], tmp_path: Path) -> None:
 def test_cli_against_a_registry_server(env: dict[str, str], tmp_path: Path) -> None:
     settings = ControlSettings(home=tmp_path / "server")
     with Registry(settings) as registry, serve_in_thread(build_control_app(settings, registry)) as address:
-        walkthrough({**env, "MODELYARD_REGISTRY_URL": f"http://{address}"}, tmp_path)
+        walkthrough({**env, "MODELYARD_CONTROL_URL": f"http://{address}"}, tmp_path)
         assert registry.resolve("churn@production").version == 2  # it went to the server...
     assert not (tmp_path / "home" / "registry.db").exists()  # ...not to a local registry
 
@@ -127,7 +132,7 @@ def test_registry_serve_announces_its_url_and_serves(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_registry_is_one_line_not_a_traceback(env: dict[str, str]) -> None:
-    out = run(env, "list", "--registry", "http://127.0.0.1:1", code=1)
+    out = run(env, "list", "--control-url", "http://127.0.0.1:1", code=1)
     assert out.startswith("modelyard: cannot reach the registry at http://127.0.0.1:1: "), out
     assert "Traceback" not in out
     assert len(out.strip().splitlines()) == 1

@@ -180,7 +180,12 @@ def test_gc_over_rest_and_the_client(tmp_path: Path) -> None:
 
 
 def test_the_cli_prints_what_it_removed(tmp_path: Path) -> None:
-    env = {"MODELYARD_HOME": str(tmp_path / "home"), "MODELYARD_REGISTRY_URL": "", "COLUMNS": "200"}
+    env = {
+        "MODELYARD_HOME": str(tmp_path / "home"),
+        "MODELYARD_CONTROL_URL": "",
+        "MODELYARD_REGISTRY_URL": "",
+        "COLUMNS": "200",
+    }
     with Registry(ControlSettings(home=tmp_path / "home")) as registry:
         digest = registry.upload([b"cli orphan"]).sha256
         age(registry, digest)

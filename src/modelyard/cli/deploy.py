@@ -2,7 +2,10 @@
 
 ``validate`` and ``render`` work offline, and so does ``diff --against OLD``; ``diff``, ``apply``,
 ``status``, ``history`` and ``rollback`` talk to a control plane (``modelyard up``), which owns the
-replicas and the history: ``--control-plane URL`` or ``MODELYARD_CONTROL_URL``.
+replicas and the history: ``--control-url URL`` or ``MODELYARD_CONTROL_URL``. Unlike ``route`` and
+``registry`` there is no local fallback (``cli/control_url.py``): the local backend's replicas are
+children of the process that supervises them and end with it, so an apply run inside this command
+would stop what it started when the command exits. Without a URL the commands say so and exit 2.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 
-from modelyard.deploy.client import DEFAULT_CONTROL_URL, DeployClient
+from modelyard.cli.control_url import ControlUrlGroup, require_control_url
+from modelyard.deploy.client import DeployClient
 from modelyard.deploy.diff import diff, render_plan
 from modelyard.deploy.file import read_deploy_file
 from modelyard.deploy.spec import DeployFile
@@ -24,13 +28,19 @@ from modelyard.errors import InvalidInput, ModelyardError
 __all__ = ["deploy_app"]
 
 deploy_app = typer.Typer(
-    help="Declarative deployments: validate, diff, apply, status, history, rollback, render."
+    help="Declarative deployments: validate, diff, apply, status, history, rollback, render.",
+    cls=ControlUrlGroup,
 )
 
 File = Annotated[Path, typer.Argument(help="the deploy file (YAML)")]
 ControlUrl = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="MODELYARD_CONTROL_URL", help="the control plane (modelyard up)"),
+    str | None,
+    typer.Option(
+        "--control-url",
+        metavar="URL",
+        show_default=False,
+        help="the control plane (modelyard up); default: $MODELYARD_CONTROL_URL",
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -79,18 +89,19 @@ def diff_(
     against: Annotated[
         Path | None, typer.Option(help="compare with this file instead of what is applied")
     ] = None,
-    control_plane: ControlUrl = DEFAULT_CONTROL_URL,
+    control_url: ControlUrl = None,
 ) -> None:
     """What apply would do, per project/model/version: ADD, UPDATE (field by field), DELETE, RETAIN."""
     if against is not None:
         typer.echo(render_plan(diff(_load(path), _load(against))), nl=False)
         return
+    url = require_control_url(control_url, "deploy diff")
     text = _text(path)
     try:
-        with DeployClient(control_plane) as client:
+        with DeployClient(url) as client:
             typer.echo(client.diff(text, str(path))["plan"], nl=False)
     except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, control_plane)
+        _fail(exc, url)
 
 
 def _print_outcome(outcome: dict[str, Any]) -> None:
@@ -105,37 +116,40 @@ def _print_outcome(outcome: dict[str, Any]) -> None:
 
 
 @deploy_app.command()
-def apply(path: File, control_plane: ControlUrl = DEFAULT_CONTROL_URL) -> None:
+def apply(path: File, control_url: ControlUrl = None) -> None:
     """Carry the file out: new replicas first, traffic next, removals last; stop at the first failure."""
+    url = require_control_url(control_url, "deploy apply")
     text = _text(path)
     try:
-        with DeployClient(control_plane, user=getpass.getuser()) as client:
+        with DeployClient(url, user=getpass.getuser()) as client:
             outcome = client.apply(text, str(path))
     except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, control_plane)
+        _fail(exc, url)
     _print_outcome(outcome)
 
 
 @deploy_app.command()
 def rollback(apply_id: Annotated[int, typer.Argument(help="the apply to go back to (see history)")],
-             control_plane: ControlUrl = DEFAULT_CONTROL_URL) -> None:  # fmt: skip
+             control_url: ControlUrl = None) -> None:  # fmt: skip
     """Apply an earlier apply's file again (recorded as a new apply)."""
+    url = require_control_url(control_url, "deploy rollback")
     try:
-        with DeployClient(control_plane, user=getpass.getuser()) as client:
+        with DeployClient(url, user=getpass.getuser()) as client:
             outcome = client.rollback(apply_id)
     except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, control_plane)
+        _fail(exc, url)
     _print_outcome(outcome)
 
 
 @deploy_app.command()
-def status(as_json: AsJson = False, control_plane: ControlUrl = DEFAULT_CONTROL_URL) -> None:
+def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
     """The last applied file and every replica: state, URL, restarts."""
+    url = require_control_url(control_url, "deploy status")
     try:
-        with DeployClient(control_plane) as client:
+        with DeployClient(url) as client:
             found = client.status()
     except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, control_plane)
+        _fail(exc, url)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -155,14 +169,15 @@ def status(as_json: AsJson = False, control_plane: ControlUrl = DEFAULT_CONTROL_
 def history(
     limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
     as_json: AsJson = False,
-    control_plane: ControlUrl = DEFAULT_CONTROL_URL,
+    control_url: ControlUrl = None,
 ) -> None:
     """Every apply: who, when, from what, and how it ended."""
+    url = require_control_url(control_url, "deploy history")
     try:
-        with DeployClient(control_plane) as client:
+        with DeployClient(url) as client:
             found = client.history(limit)
     except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, control_plane)
+        _fail(exc, url)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return

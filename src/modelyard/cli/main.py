@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from modelyard import __version__
 from modelyard.cli import package as package_commands
+from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.gateway import gateway_app
 from modelyard.cli.registry import REGISTRY_ERRORS, registry_app, registry_error_message
@@ -44,7 +45,11 @@ def _flags_show_no_value() -> None:
 
 
 _flags_show_no_value()
-app = typer.Typer(help="modelyard: take a trained model to a production endpoint.", no_args_is_help=True)
+app = typer.Typer(
+    help="modelyard: take a trained model to a production endpoint.",
+    no_args_is_help=True,
+    cls=ControlUrlGroup,  # the deprecated --control-plane / --registry, for every command below
+)
 
 
 @app.callback()
@@ -146,10 +151,6 @@ def serve(
     isolated: Annotated[
         bool, typer.Option("--isolated", help="run packages in a venv built from their pinned requirements")
     ] = False,
-    registry: Annotated[
-        str | None,
-        typer.Option(envvar="MODELYARD_REGISTRY_URL", help="registry server for refs (default: local)"),
-    ] = None,
     announce: Annotated[
         str | None,
         typer.Option(help="register this replica for the gateway as project/model/version (heartbeats)"),
@@ -157,10 +158,7 @@ def serve(
     announce_url: Annotated[
         str | None, typer.Option(help="the URL gateways should use (default: the address served on)")
     ] = None,
-    control_plane: Annotated[
-        str | None,
-        typer.Option(envvar="MODELYARD_CONTROL_URL", help="control plane for --announce (default: local)"),
-    ] = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Serve one or more models over the Open Inference Protocol and the TF-Serving REST API."""
     paths = paths or []
@@ -177,10 +175,11 @@ def serve(
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
     }  # fmt: skip
     settings = _settings(config, paths, name, model_version, overrides)
+    control_url = resolve_control_url(control_url)  # registry refs and --announce both go there
     try:
-        settings = _resolve_refs(settings, registry)
+        settings = _resolve_refs(settings, control_url)
     except (ModelyardError, *REGISTRY_ERRORS) as exc:  # a registry that is down: one line, no traceback
-        typer.echo(registry_error_message(exc, registry), err=True)
+        typer.echo(registry_error_message(exc, control_url), err=True)
         raise typer.Exit(2) from None
     try:
         if not settings.models:
@@ -193,7 +192,7 @@ def serve(
             serve_isolated(settings)  # never returns: execs the server in the venv, or exits 2
         from modelyard.server.serve import run  # imported here so `modelyard version` stays instant
 
-        run(settings, on_listening=_announcing(announce, announce_url, control_plane, settings.host))
+        run(settings, on_listening=_announcing(announce, announce_url, control_url, settings.host))
     except (ModelyardError, OSError) as exc:
         message = _user_error(exc)
         if message is None:
@@ -217,7 +216,7 @@ def _user_error(exc: Exception) -> str | None:
     return None
 
 
-def _announcing(target: str | None, url: str | None, control_plane: str | None, host: str) -> Any:
+def _announcing(target: str | None, url: str | None, control_url: str | None, host: str) -> Any:
     """The ``on_listening`` hook of ``--announce``: None without it; checked before serving starts."""
     if target is None:
         return None
@@ -235,10 +234,10 @@ def _announcing(target: str | None, url: str | None, control_plane: str | None, 
     def start(served: str, ready: Any) -> Any:
         chosen = url or served
         api: Any
-        if control_plane:
+        if control_url:
             from modelyard.routing.client import RouteClient
 
-            api = RouteClient(control_plane)
+            api = RouteClient(control_url)
         else:
             from modelyard.control.settings import ControlSettings
             from modelyard.routing.store import RouteStore

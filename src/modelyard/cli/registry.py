@@ -1,8 +1,9 @@
 """``modelyard registry ...``: the model registry from the command line.
 
 Every command works on the local registry (SQLite + a folder under ``$MODELYARD_HOME``) unless
-``--registry URL`` or ``MODELYARD_REGISTRY_URL`` names a registry server. ``--json`` prints the
-API's JSON instead of a table.
+``--control-url URL`` or ``MODELYARD_CONTROL_URL`` names a control plane, whose REST API serves the
+registry (``cli/control_url.py``: the rule every command group follows). ``--json`` prints the API's
+JSON instead of a table.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.control.settings import ControlSettings
 from modelyard.errors import ModelyardError
 from modelyard.registry.api import RegistryAPI
@@ -48,12 +50,9 @@ def registry_error_message(exc: BaseException, url: str | None = None) -> str:
     return f"modelyard: {reason}"
 
 
-registry_app = typer.Typer(help="The model registry: push, list, show, alias, download, delete, gc.")
-
-RegistryUrl = Annotated[
-    str | None,
-    typer.Option("--registry", envvar="MODELYARD_REGISTRY_URL", help="registry server URL (default: local)"),
-]
+registry_app = typer.Typer(
+    help="The model registry: push, list, show, alias, download, delete, gc.", cls=ControlUrlGroup
+)
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 KeyValues = Annotated[list[str] | None, typer.Option(help="k=v, repeatable")]
 
@@ -66,6 +65,7 @@ def _root() -> None:
 @contextlib.contextmanager
 def _registry(url: str | None) -> Iterator[RegistryAPI]:
     """The registry to talk to; its errors become one line on stderr and exit code 1."""
+    url = resolve_control_url(url)
     try:
         registry = open_registry(ControlSettings.from_env(), url)
     except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:  # REGISTRY_ERRORS
@@ -148,7 +148,7 @@ def push(
     source_run: Annotated[str, typer.Option(help="the training run it came from")] = "",
     alias: Annotated[list[str] | None, typer.Option(help="point this alias at the new version")] = None,
     version: Annotated[int | None, typer.Option(min=1, help="explicit version number")] = None,
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Upload FILE and register it as a new version."""
@@ -161,7 +161,7 @@ def push(
         params=_pairs(param, "--param"),
         labels=_pairs(label, "--label"),
     )
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         created = api.push(file, name=name, spec=spec, aliases=alias or [])
     if as_json:
         _print_json(created)
@@ -177,11 +177,11 @@ def list_(
     search: Annotated[str | None, typer.Option(help="case-insensitive substring filter")] = None,
     page_size: Annotated[int | None, typer.Option(min=1, help="items per page")] = None,
     page_token: Annotated[str | None, typer.Option(help="the token a previous page printed")] = None,
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """List models, or one MODEL's versions (newest first), a page at a time."""
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         if model is None:
             models = api.list_models(search, page_size, page_token)
             if as_json:
@@ -222,11 +222,11 @@ def _next(token: str | None) -> str:
 @registry_app.command()
 def show(
     ref: Annotated[str, typer.Argument(help="name (latest), name/3 or name@alias")],
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Show the version REF names."""
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         version = api.resolve(ref)
     if as_json:
         _print_json(version)
@@ -246,14 +246,14 @@ def alias(
     expected_revision: Annotated[
         int | None, typer.Option(help="compare-and-set: fail unless the alias is at this revision (0: new)")
     ] = None,
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Point ALIAS of MODEL at VERSION (or --delete it)."""
     if delete == (version is not None):
         raise typer.BadParameter("give a VERSION, or --delete", param_hint="VERSION")
     user = _os_user() if user is None else user
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         if delete:
             api.delete_alias(model, alias_name, user=user, expected_revision=expected_revision)
             typer.echo(f"deleted {model}@{alias_name}")
@@ -280,11 +280,11 @@ def history(
     alias_name: Annotated[str | None, typer.Option("--alias", help="only this alias")] = None,
     page_size: Annotated[int | None, typer.Option(min=1)] = None,
     page_token: Annotated[str | None, typer.Option()] = None,
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Who moved which alias of MODEL from which version to which, and when (newest first)."""
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         events = api.alias_history(model, alias_name, page_size, page_token)
     if as_json:
         _print_json(events)
@@ -304,10 +304,10 @@ def download(
     output: Annotated[
         Path, typer.Option("--output", "-o", file_okay=False, help="folder to write to")
     ] = Path(),
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Download REF's artifact into a folder (verified against its SHA-256)."""
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         path = api.fetch(ref, output)
     typer.echo(str(path))
 
@@ -316,7 +316,7 @@ def download(
 def delete(
     ref: Annotated[str, typer.Argument(help="name/3 (a version number is required)")],
     force: Annotated[bool, typer.Option("--force", help="delete even while deployments use it")] = False,
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Delete a version; refused while deployments use it, unless --force."""
     try:
@@ -325,7 +325,7 @@ def delete(
         raise typer.BadParameter(exc.message, param_hint="REF") from None
     if parsed.version is None:
         raise typer.BadParameter("name the version to delete explicitly, as name/3", param_hint="REF")
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         api.delete_version(parsed.name, parsed.version, force=force)
     typer.echo(f"deleted {parsed}")
 
@@ -337,11 +337,11 @@ def gc(
         typer.Option("--older-than", min=0, max=10**10, help="only artifacts at least this many seconds old"),
     ] = 3600,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would be deleted")] = False,
-    registry: RegistryUrl = None,
+    control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Delete uploaded artifacts that no version references (unfinished or refused registrations)."""
-    with _registry(registry) as api:
+    with _registry(control_url) as api:
         removed = api.collect_garbage(timedelta(seconds=older_than), dry_run=dry_run)
     if as_json:
         _print_json(removed)

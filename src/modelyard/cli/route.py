@@ -1,9 +1,9 @@
 """``modelyard route ...``: the gateway's routing table from the command line.
 
 Every command changes the control-plane database directly (``$MODELYARD_HOME`` /
-``MODELYARD_REGISTRY_DB``) unless ``--control-plane URL`` or ``MODELYARD_CONTROL_URL`` names a
-control-plane server. Gateways pick a change up within a second, without a restart. Errors print
-one line on stderr and exit with code 2.
+``MODELYARD_REGISTRY_DB``) unless ``--control-url URL`` or ``MODELYARD_CONTROL_URL`` names a
+control-plane server (``cli/control_url.py``: the rule every command group follows). Gateways pick a
+change up within a second, without a restart. Errors print one line on stderr and exit with code 2.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.control.settings import ControlSettings
 from modelyard.errors import ModelyardError
 from modelyard.routing.api import RoutesAPI
@@ -29,15 +30,11 @@ from modelyard.routing.table import ModelRoute, route_to_dict
 __all__ = ["route_app"]
 
 route_app = typer.Typer(
-    help="The gateway's routing table: weights, mirrors, replicas, options.", no_args_is_help=True
+    help="The gateway's routing table: weights, mirrors, replicas, options.",
+    no_args_is_help=True,
+    cls=ControlUrlGroup,
 )
 
-ControlUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--control-plane", envvar="MODELYARD_CONTROL_URL", help="control-plane server URL (default: local)"
-    ),
-]
 RouteName = Annotated[str, typer.Argument(metavar="PROJECT/MODEL", help="e.g. mail/spam")]
 Version = Annotated[str, typer.Argument(help="version name, e.g. v3")]
 _ERRORS = (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError)
@@ -66,6 +63,7 @@ def _fail(exc: BaseException, url: str | None) -> NoReturn:
 @contextlib.contextmanager
 def _routes(url: str | None) -> Iterator[RoutesAPI]:
     """The routing table to change; its errors become one line on stderr and exit code 2."""
+    url = resolve_control_url(url)
     try:
         api: RoutesAPI = RouteClient(url) if url else RouteStore.open(ControlSettings.from_env())
     except _ERRORS as exc:
@@ -133,12 +131,12 @@ def set_(
     keep_others: Annotated[
         bool, typer.Option("--keep-others", help="leave unnamed versions' weights as they are (default: 0)")
     ] = False,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Split the model's traffic between versions by weight (creates the route if needed)."""
     project, model = _split(route)
     parsed = _weights(weights)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.set_weights(project, model, parsed, replace=not keep_others)
     typer.echo(_summary(changed))
 
@@ -148,20 +146,20 @@ def mirror(
     route: RouteName,
     version: Version,
     fraction: Annotated[float, typer.Option(help="share of requests copied, 0 < f <= 1")] = 1.0,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Copy requests to VERSION too; its answers are logged, never returned."""
     names = _split(route)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.set_mirror(*names, version, fraction)
     typer.echo(_summary(changed))
 
 
 @route_app.command()
-def unmirror(route: RouteName, version: Version, control_plane: ControlUrl = None) -> None:
+def unmirror(route: RouteName, version: Version, control_url: ControlUrl = None) -> None:
     """Stop mirroring requests to VERSION."""
     names = _split(route)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.clear_mirror(*names, version)
     typer.echo(_summary(changed))
 
@@ -177,29 +175,29 @@ def replicas(
     route: RouteName,
     version: Version,
     urls: Annotated[list[str] | None, typer.Argument(metavar="URL...", help="http://host:port")] = None,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Make URL... the replicas of VERSION (none given: remove them all)."""
     names = _split(route)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.set_replicas(*names, version, urls or [])
     _print_replicas(changed, version)
 
 
 @route_app.command("add-replica")
-def add_replica(route: RouteName, version: Version, url: str, control_plane: ControlUrl = None) -> None:
+def add_replica(route: RouteName, version: Version, url: str, control_url: ControlUrl = None) -> None:
     """Add one replica (http://host:port) to VERSION."""
     names = _split(route)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.add_replica(*names, version, url)
     _print_replicas(changed, version)
 
 
 @route_app.command("remove-replica")
-def remove_replica(route: RouteName, version: Version, url: str, control_plane: ControlUrl = None) -> None:
+def remove_replica(route: RouteName, version: Version, url: str, control_url: ControlUrl = None) -> None:
     """Remove one replica from VERSION."""
     names = _split(route)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.remove_replica(*names, version, url)
     _print_replicas(changed, version)
 
@@ -217,7 +215,7 @@ def options(
     target: Annotated[
         list[str] | None, typer.Option(help="VERSION=NAME: the model's name on that version's replicas")
     ] = None,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Change the route's timeout, inference-log settings or per-version target names."""
     project, model = _split(route)
@@ -227,7 +225,7 @@ def options(
         if any(not sep or not version for version, sep, _ in pairs):
             raise typer.BadParameter("expected VERSION=NAME", param_hint="--target")
         targets = {version: name for version, _, name in pairs}
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         changed = api.set_options(
             project, model, timeout_s=timeout, log_payload=log_payload, log_sample=log_sample, target=targets
         )
@@ -240,11 +238,11 @@ def show(
         str | None, typer.Argument(metavar="[PROJECT/MODEL]", help="one route (default: all)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Show one route, or every route: versions, weights and shares, mirrors, replicas."""
     names = _split(route) if route is not None else None
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         found = [api.get(*names)] if names is not None else api.list()
     if as_json:
         data = route_to_dict(found[0]) if names is not None else [route_to_dict(r) for r in found]
@@ -261,11 +259,11 @@ def show(
 def delete(
     route: RouteName,
     version: Annotated[str | None, typer.Option(help="remove only this version")] = None,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Delete the route, or with --version only one of its versions."""
     project, model = _split(route)
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         if version is None:
             api.delete(project, model)
             typer.echo(f"deleted {project}/{model}")
@@ -277,10 +275,10 @@ def delete(
 @route_app.command()
 def endpoints(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    control_plane: ControlUrl = None,
+    control_url: ControlUrl = None,
 ) -> None:
     """Replicas that announced themselves (`modelyard serve --announce`): readiness, last heartbeat."""
-    with _routes(control_plane) as api:
+    with _routes(control_url) as api:
         found = api.endpoints()
     if as_json:
         from modelyard.routing.rest import endpoint_to_dict

@@ -121,3 +121,7 @@ def run_up(
 def _announce(control_url: str, gateway_url: str) -> None:
     announce(control_url, "control")
     announce(gateway_url, "gateway")
+    # A hint for people, on stderr: `modelyard deploy` needs the URL (README.md, "Local or remote").
+    print(
+        f"modelyard up: for `modelyard deploy`: export MODELYARD_CONTROL_URL={control_url}", file=sys.stderr
+    )

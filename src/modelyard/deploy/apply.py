@@ -4,8 +4,8 @@ Per project/model, in the plan's order (``deploy/diff.py``):
 
 1. every ADD and UPDATE version is brought up by the target (``DeployTarget.ensure`` returns only
    once all its replicas are ready; an update is rolling, so the old replicas serve meanwhile);
-2. the model's routing is made to match the file: weights (versions left out get 0), mirrors, and
-   the version's name on the replicas — only now can traffic reach a new version;
+2. the model's routing is made to match the file: weights and mirrors (versions left out get weight
+   0 and no mirror) — only now can traffic reach a new version;
 3. DELETE versions leave the routing table, then their replicas are drained and stopped.
 
 If step 1 fails for a version, nothing more is done: that model's routing is untouched, so no traffic
@@ -91,11 +91,14 @@ def apply_file(
     target: DeployTarget,
     routes: RoutingAPI,
     *,
+    plan: Plan | None = None,
     progress: Progress = lambda line: None,
     timeout_s: float = 300.0,
 ) -> ApplyResult:
-    """Make ``target`` and the routing table match ``desired``; ``current`` is what was applied last."""
-    plan = diff(desired, current)
+    """Make ``target`` and the routing table match ``desired``; ``current`` is what runs now. The
+    plan is ``diff(desired, current)`` unless given (the control plane's, computed against the live
+    routing table and target: ``deploy/live.py``)."""
+    plan = plan if plan is not None else diff(desired, current)
     wanted = {deployment.key: deployment for deployment in desired.deployments}
     steps: list[StepResult] = []
     for model in plan.models:
@@ -154,6 +157,10 @@ def _route(model: ModelPlan, deployment: Deployment | None, routes: RoutingAPI, 
     if routed is None or _weights_of(routed) != {v: w for v, w in weights.items() if w}:
         routed = routes.set_weights(model.project, model.model, weights, replace=True)
         progress(f"  routing: {', '.join(f'{v}={w}' for v, w in weights.items())}")
+    # A version the file leaves out loses its mirror as it loses its weight (``route mirror`` may
+    # have added one live), so the route ends up as the file says.
+    for version in (v.version for v in routed.versions if v.version not in mirrors):
+        mirrors[version] = None
     for version, fraction in mirrors.items():
         mirrored = _mirror_of(routed, version)
         if fraction is not None and mirrored != fraction:

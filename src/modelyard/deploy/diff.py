@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from modelyard.deploy.spec import DeployFile, Deployment, VersionSpec
 
 __all__ = [
+    "DRIFT_HEADING",
     "ORDER",
     "Action",
+    "Drift",
     "FieldChange",
     "ModelPlan",
     "Plan",
@@ -41,6 +44,7 @@ __all__ = [
     "diff",
     "field_changes",
     "render_plan",
+    "written_paths",
 ]
 
 Leaf = str | int | float | bool
@@ -63,17 +67,28 @@ ORDER = (Action.ADD, Action.UPDATE, Action.DELETE, Action.RETAIN)
 @dataclass(frozen=True)
 class FieldChange:
     """One leaf field that changes: ``path`` is dotted (``resources.memory``, ``server.env.X``);
-    ``None`` stands for "not set" (an optional field left out, an environment variable absent)."""
+    ``None`` stands for "not set" (an optional field left out, an environment variable absent).
+
+    ``old_written`` / ``new_written``: whether that side's file spelled the field out, rather than
+    leaving it at its default. The plan prints only fields a file wrote (see :func:`render_plan`);
+    they take no part in comparing changes."""
 
     path: str
     old: Leaf | None
     new: Leaf | None
+    old_written: bool = field(default=True, compare=False)
+    new_written: bool = field(default=True, compare=False)
+
+    @property
+    def shown(self) -> bool:
+        """Whether the plan prints this change: a file wrote the field on at least one side."""
+        return self.old_written or self.new_written
 
 
 @dataclass(frozen=True)
 class VersionChange:
     """What happens to one version. ``changes``: for UPDATE the fields that differ; for ADD (DELETE)
-    the fields the added (deleted) version sets away from their defaults, its ``uri`` first.
+    the fields the added (deleted) version's file wrote away from their defaults, its ``uri`` first.
     ``desired`` / ``current``: the version's spec in each file, ``None`` where it is absent."""
 
     action: Action
@@ -95,10 +110,27 @@ class ModelPlan:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """Something changed live since the last apply (``modelyard route set``, a version that stopped
+    running, one a failed apply left running): found by ``deploy/live.py``, listed before the plan.
+    ``overwrite``: apply changes it (back) to what the file says; False when the file agrees."""
+
+    project: str
+    model: str
+    message: str
+    overwrite: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.model}: {self.message}"
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Every project/model of either file, sorted."""
+    """Every project/model of either file, sorted; ``drift``: what changed live since the last
+    apply (empty for a plan between two files)."""
 
     models: list[ModelPlan]
+    drift: list[Drift] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[Action, int]:
@@ -111,8 +143,10 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        """True when apply has nothing to do: every version is RETAIN."""
-        return all(v.action is Action.RETAIN for m in self.models for v in m.versions)
+        """True when apply has nothing to do: every version is RETAIN, and no live change is to be
+        overwritten (a weight ``route set`` gave a version the file does not list, say)."""
+        versions = all(v.action is Action.RETAIN for m in self.models for v in m.versions)
+        return versions and not any(d.overwrite for d in self.drift)
 
     @property
     def summary(self) -> str:
@@ -138,7 +172,7 @@ def _model_plan(key: tuple[str, str], want: Deployment | None, have: Deployment 
     for version, spec in desired.items():
         old = current.get(version)
         if old is None:
-            added = [FieldChange(path, None, value) for path, value in _set_fields(spec).items()]
+            added = [FieldChange(path, None, value) for path, value in _written_fields(spec).items()]
             versions.append(VersionChange(Action.ADD, version, added, desired=spec))
             continue
         changes = field_changes(old, spec)
@@ -146,7 +180,7 @@ def _model_plan(key: tuple[str, str], want: Deployment | None, have: Deployment 
         versions.append(VersionChange(action, version, changes, desired=spec, current=old))
     for version, old in current.items():
         if version not in desired:
-            deleted = [FieldChange(path, value, None) for path, value in _set_fields(old).items()]
+            deleted = [FieldChange(path, value, None) for path, value in _written_fields(old).items()]
             versions.append(VersionChange(Action.DELETE, version, deleted, current=old))
     versions.sort(key=lambda v: ORDER.index(v.action))  # stable: file order within an action
     return ModelPlan(key[0], key[1], versions)
@@ -155,20 +189,42 @@ def _model_plan(key: tuple[str, str], want: Deployment | None, have: Deployment 
 def field_changes(old: VersionSpec, new: VersionSpec) -> list[FieldChange]:
     """Every leaf field whose value differs, in the order the spec declares its fields (a mapping's
     keys, such as ``server.env``: the new ones in their order, then the removed ones)."""
+    old_written, new_written = written_paths(old), written_paths(new)
     return [
-        FieldChange(path, before, after)
+        FieldChange(path, before, after, path in old_written, path in new_written)
         for path, before, after in _pairs(old.model_dump(), new.model_dump())
         if before != after
     ]
 
 
-def _set_fields(spec: VersionSpec) -> dict[str, Leaf]:
-    """The spec's leaves that differ from a spec with only its ``uri`` given, ``uri`` first."""
+def written_paths(model: BaseModel, prefix: str = "") -> set[str]:
+    """The dotted paths of the leaves ``model``'s document spelled out (pydantic's fields set):
+    ``autoscaling: {min_replicas: 1, max_replicas: 3}`` wrote those two, not the
+    ``autoscaling.target_cpu_percent`` that defaults to 70. Every key of a mapping field it wrote
+    (``server.env``) counts as written."""
+    paths: set[str] = set()
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        path = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            paths |= written_paths(value, f"{path}.")
+        elif isinstance(value, Mapping):
+            paths |= {f"{path}.{key}" for key in value}
+        else:
+            paths.add(path)
+    return paths
+
+
+def _written_fields(spec: VersionSpec) -> dict[str, Leaf]:
+    """The leaves the spec's file wrote with a value other than their default, ``uri`` first."""
+    written = written_paths(spec)
     defaults = VersionSpec(uri=spec.uri).model_dump()
-    changed = {
-        path: value for path, default, value in _pairs(defaults, spec.model_dump()) if value != default
+    leaves = {
+        path: value
+        for path, default, value in _pairs(defaults, spec.model_dump())
+        if path in written and value != default and value is not None
     }
-    return {"uri": spec.uri} | {path: value for path, value in changed.items() if value is not None}
+    return {"uri": spec.uri} | leaves
 
 
 def _pairs(
@@ -192,9 +248,15 @@ _HEAD = ("APPLY WILL", "VERSION", "DIFF")
 
 
 def render_plan(plan: Plan) -> str:
-    """The plan as plain text: a table per project/model, then the summary line."""
+    """The plan as plain text: what changed live (if anything), a table per project/model, then the
+    summary line."""
     blocks = [_render_model(model) for model in plan.models]
+    if plan.drift:
+        blocks.insert(0, "\n".join([DRIFT_HEADING, *(f"  {item}" for item in plan.drift)]))
     return "\n\n".join([*blocks, plan.summary]) + "\n"
+
+
+DRIFT_HEADING = "DRIFT (the live state differs from the last apply):"
 
 
 def _render_model(model: ModelPlan) -> str:
@@ -215,9 +277,13 @@ def _render_model(model: ModelPlan) -> str:
 
 
 def _diff_lines(changes: list[FieldChange]) -> list[str]:
-    """``- path: old`` and ``+ path: new``; a side that is not set has no line."""
+    """``- path: old`` and ``+ path: new`` for every change a file wrote on either side (a default
+    neither side wrote, such as the ``target_cpu_percent`` of a new ``autoscaling``, has no line);
+    a side that is not set has no line."""
     lines: list[str] = []
     for change in changes:
+        if not change.shown:
+            continue
         if change.old is not None:
             lines.append(f"- {change.path}: {_show(change.old)}")
         if change.new is not None:

@@ -1,7 +1,7 @@
 """The deploy API under ``/api/v1/deploy``: a thin Starlette adapter over :class:`DeployService`.
 
-    POST /api/v1/deploy/diff            body: the deploy file (YAML)  -> {"plan": text, "summary", "empty"}
-    POST /api/v1/deploy/apply           body: the deploy file (YAML)  -> the apply record, its log, ok/error
+    POST /api/v1/deploy/diff            body: the deploy file (YAML)  -> {"plan", "summary", "empty", "drift"}
+    POST /api/v1/deploy/apply           body: the deploy file (YAML)  -> the record, drift, log, ok/error
     GET  /api/v1/deploy/status          -> the last applied record, a running one, every replica
     GET  /api/v1/deploy/history         ?limit=&before=                -> records, newest first
     GET  /api/v1/deploy/history/{id}    -> one record, with the file's text
@@ -48,7 +48,8 @@ class _Endpoints:
     async def diff(self, request: Request) -> Response:
         source = request.query_params.get("source", "<deploy file>")
         plan, text = await self._call(self.service.diff, await self._text(request), source)
-        return json_response({"plan": text, "summary": plan.summary, "empty": plan.empty})
+        drift = [str(item) for item in plan.drift]
+        return json_response({"plan": text, "summary": plan.summary, "empty": plan.empty, "drift": drift})
 
     async def apply(self, request: Request) -> Response:
         text = await self._text(request)

@@ -1,8 +1,9 @@
 """``DeployService``: the deploy plane's transport-free core (the REST API and the CLI sit on it).
 
 It holds the history (``DeployStore``), the routing table (``RouteStore``) and a ``DeployTarget``,
-and it runs one apply at a time: ``diff`` compares a file with the last applied one, ``apply``
-records a running apply, carries the plan out (``deploy/apply.py``) and records the outcome,
+and it runs one apply at a time: ``diff`` plans a file against the live state (the routing table and
+what the target runs, with the last applied file for the rest: ``deploy/live.py``), ``apply``
+records a running apply, carries that plan out (``deploy/apply.py``) and records the outcome,
 ``rollback`` applies an earlier record's file again.
 """
 
@@ -15,8 +16,9 @@ from typing import Any, Protocol
 
 from modelyard.deploy.apply import ApplyResult, RoutingAPI, apply_file
 from modelyard.deploy.backend import DeployTarget
-from modelyard.deploy.diff import Plan, diff, render_plan
+from modelyard.deploy.diff import DRIFT_HEADING, Plan, render_plan
 from modelyard.deploy.file import load_deploy_file
+from modelyard.deploy.live import live_plan, running_versions
 from modelyard.deploy.spec import DeployFile
 from modelyard.deploy.state import ApplyRecord, ApplyStatus, DeployStore
 from modelyard.errors import Conflict
@@ -47,6 +49,7 @@ class ApplyOutcome:
             "ok": self.result.ok,
             "error": self.result.error,
             "summary": self.result.plan.summary,
+            "drift": [str(item) for item in self.result.plan.drift],
             "log": self.log,
         }
 
@@ -69,9 +72,14 @@ class DeployService:
         current = self.store.current()
         return load_deploy_file(current.file_text, f"apply #{current.id}") if current else DeployFile()
 
+    def plan(self, desired: DeployFile) -> Plan:
+        """The plan for ``desired`` against what runs now (its ``drift``: what changed live)."""
+        running = running_versions(self.target.status())
+        return live_plan(desired, self.current_file(), self.routes, running)
+
     def diff(self, text: str, source: str = "<deploy file>") -> tuple[Plan, str]:
-        """The plan for ``text`` against the last applied file, and its table."""
-        plan = diff(load_deploy_file(text, source), self.current_file())
+        """The plan for ``text`` against the live state, and its text."""
+        plan = self.plan(load_deploy_file(text, source))
         return plan, render_plan(plan)
 
     def apply(self, text: str, *, user: str = "", source: str = "", timeout_s: float = 300.0) -> ApplyOutcome:
@@ -80,14 +88,18 @@ class DeployService:
         if not self._lock.acquire(blocking=False):
             raise Conflict("another apply is running on this control plane", field="apply")
         try:
-            current = self.current_file()
-            plan = diff(desired, current)
-            record = self.store.begin(text, user=user, source=source, plan={"summary": plan.summary})
-            log: list[str] = []
+            plan = self.plan(desired)
+            drift = [str(item) for item in plan.drift]
+            record = self.store.begin(
+                text, user=user, source=source, plan={"summary": plan.summary, "drift": drift}
+            )
+            log = [DRIFT_HEADING, *(f"  {item}" for item in drift)] if drift else []
             try:
+                # The live plan says what runs; the empty file stands for "no other current".
                 result = apply_file(
-                    desired, current, self.target, self.routes, progress=log.append, timeout_s=timeout_s
-                )
+                    desired, DeployFile(), self.target, self.routes,
+                    plan=plan, progress=log.append, timeout_s=timeout_s,
+                )  # fmt: skip
             except Exception as exc:  # a bug or a lost database: still close the record
                 self.store.finish(record.id, status="failed", message=f"{type(exc).__name__}: {exc}")
                 raise
@@ -99,7 +111,11 @@ class DeployService:
         self, record: ApplyRecord, desired: DeployFile, plan: Plan, result: ApplyResult
     ) -> ApplyRecord:
         """Close the record: the plan's summary, every step, and (applied) the registry usages."""
-        summary: dict[str, Any] = {"summary": plan.summary, **result.summary()}
+        summary: dict[str, Any] = {
+            "summary": plan.summary,
+            "drift": [str(item) for item in plan.drift],
+            **result.summary(),
+        }
         if result.ok and self.usage is not None:
             previous = self.store.current()
             try:

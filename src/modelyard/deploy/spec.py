@@ -18,9 +18,18 @@ YAML and turns validation errors into messages naming the line and the field.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -47,6 +56,27 @@ _CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
 
+def _as_written(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a number as a float, but keep a whole number written without a point an int: the
+    plan then shows ``cpu: 2`` as ``2``, not ``2.0`` (equal either way: ``2 == 2.0``). ``true`` and
+    ``false`` are refused rather than read as 1 and 0."""
+    if isinstance(value, bool):
+        spelled = "true" if value else "false"
+        raise PydanticCustomError("float_type", "Input should be a number, not {value}", {"value": spelled})
+    number = handler(value)
+    return value if type(value) is int else number
+
+
+def _unchanged(value: float) -> Any:  # Any: no float check on the way out
+    return value
+
+
+# A float that remembers whether the file spelled it as an int (mypy accepts an int for a float);
+# serialised as it is, so the JSON of a spec keeps the spelling too (and pydantic does not warn that
+# an int is not a float inside a union such as ``cpu``'s).
+Number = Annotated[float, WrapValidator(_as_written), PlainSerializer(_unchanged)]
+
+
 def _error_at(at: tuple[str | int, ...], reason: str) -> PydanticCustomError:
     """A model-level error about one of the model's parts: ``at`` is that part's path below the model,
     which ``deploy/file.py`` appends to the error's location so the message names its line."""
@@ -61,14 +91,18 @@ class Resources(_Strict):
     """Requests (and limits) per replica. ``cpu`` in cores or millicores, ``memory`` in bytes with
     Kubernetes suffixes, ``gpu`` a whole number of devices."""
 
-    cpu: str | float | None = None
+    cpu: str | Number | None = None
     memory: str | None = None
     gpu: int = Field(default=0, ge=0)
 
-    @field_validator("cpu")
+    @field_validator("cpu", mode="before")
     @classmethod
-    def _cpu(cls, value: str | float | None) -> str | float | None:
-        if value is not None and (not _CPU.match(str(value)) or float(str(value).rstrip("m")) <= 0):
+    def _cpu(cls, value: object) -> object:
+        # Before the union's own checks, so a bad value gets one message rather than one per type.
+        valid = isinstance(value, str | int | float) and not isinstance(value, bool)
+        if value is not None and (
+            not valid or not _CPU.match(str(value)) or float(str(value).rstrip("m")) <= 0
+        ):
             raise ValueError(
                 f"cpu {value!r} must be a positive number of cores (1, 0.5) or millicores (500m)"
             )
@@ -100,7 +134,7 @@ class Autoscaling(_Strict):
 
 class Batching(_Strict):
     max_batch_size: int | None = Field(default=None, ge=1)
-    max_latency_ms: float | None = Field(default=None, ge=0)
+    max_latency_ms: Number | None = Field(default=None, ge=0)
 
 
 class ServerSettings(_Strict):
@@ -112,21 +146,21 @@ class ServerSettings(_Strict):
 
 
 class Probe(_Strict):
-    period_s: float = Field(default=5.0, gt=0)
-    timeout_s: float = Field(default=2.0, gt=0)
+    period_s: Number = Field(default=5, gt=0)
+    timeout_s: Number = Field(default=2, gt=0)
     failure_threshold: int = Field(default=3, ge=1)
-    initial_delay_s: float = Field(default=0.0, ge=0)
+    initial_delay_s: Number = Field(default=0, ge=0)
 
 
 class StartupProbe(Probe):
     """Its own defaults per field, so ``startup: {period_s: 1}`` keeps the 60 failures allowed."""
 
-    period_s: float = Field(default=2.0, gt=0)
+    period_s: Number = Field(default=2, gt=0)
     failure_threshold: int = Field(default=60, ge=1)
 
 
 class LivenessProbe(Probe):
-    period_s: float = Field(default=10.0, gt=0)
+    period_s: Number = Field(default=10, gt=0)
 
 
 class Probes(_Strict):
@@ -146,7 +180,7 @@ class VersionSpec(_Strict):
     autoscaling: Autoscaling | None = None
     resources: Resources = Field(default_factory=Resources)
     weight: int = Field(default=0, ge=0)
-    mirror: float | bool = False  # true: every request; a fraction in (0, 1]: that share
+    mirror: Number | bool = False  # true: every request; a fraction in (0, 1]: that share
     batching: Batching = Field(default_factory=Batching)
     server: ServerSettings = Field(default_factory=ServerSettings)
     probes: Probes = Field(default_factory=Probes)

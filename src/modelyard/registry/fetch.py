@@ -29,7 +29,7 @@ def fetch_model(
 
     Downloads go to ``dest_dir``, by default ``<cache_dir>/<sha256>/``, where an intact copy from an
     earlier call is reused without downloading again. With ``registry_url`` (or, for the CLI,
-    ``MODELYARD_REGISTRY_URL``) the registry server is asked; otherwise the local registry.
+    ``MODELYARD_CONTROL_URL``) the registry server is asked; otherwise the local registry.
     """
     return fetch_version(ref, settings=settings, registry_url=registry_url, dest_dir=dest_dir)[0]
 

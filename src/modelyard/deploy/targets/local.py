@@ -191,7 +191,7 @@ class LocalTarget:
 
     ``control``: the control-plane database the replicas announce into and the target reads the
     routing table from (default: from the environment); ``control_url``: a control plane over REST
-    instead (passed as ``--control-plane``). ``home_env``: variables added to every replica's
+    instead (passed as ``--control-url``). ``home_env``: variables added to every replica's
     environment (``server.env`` of the spec comes on top, the control plane's variables last).
     """
 
@@ -426,7 +426,7 @@ class LocalTarget:
             "--max-latency-ms": spec.batching.max_latency_ms,
             "--intra-op-threads": spec.server.intra_op_threads,
             "--max-queue": spec.server.max_queue,
-            "--control-plane": self.control_url,
+            "--control-url": self.control_url,
         }
         for flag, value in options.items():
             if value is not None:
@@ -442,6 +442,7 @@ class LocalTarget:
             "MODELYARD_REGISTRY_DB": self.control.database_url,
             "MODELYARD_ARTIFACTS": self.control.artifact_url,
             "MODELYARD_CONTROL_URL": self.control_url,
+            "MODELYARD_REGISTRY_URL": None,  # the deprecated name of the one above: never inherited
             # The replica drains and exits if this process dies without stopping it (lifeline.py).
             PARENT_ENV: str(os.getpid()),
         }

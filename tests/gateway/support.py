@@ -25,8 +25,9 @@ from modelyard.control.settings import ControlSettings
 from modelyard.gateway.app import build_service
 from modelyard.gateway.http1 import Http1Server
 from modelyard.gateway.logs import LogSink
-from modelyard.gateway.service import GatewayService, TableSource
+from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
+from modelyard.gateway.tablepoll import TableSource
 from modelyard.routing.store import RouteStore
 from modelyard.web.listen import bind_socket
 
@@ -167,7 +168,7 @@ class GatewayThread:
 
     def refresh(self) -> None:
         """Reload the routing table now (tests need not wait for the poller)."""
-        self._loop.call(self.service.refresh())
+        self._loop.call(self.service.tables.refresh())
 
     def stop(self) -> None:
         async def stop() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from modelyard.gateway.app import GatewayApp, build_service
 from modelyard.gateway.balance import ReplicaPool
-from modelyard.gateway.messages import VersionHeaders
+from modelyard.gateway.choice import VersionHeaders
 from modelyard.gateway.router import Router
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.routing.table import ModelRoute, RoutingTable, VersionRoute

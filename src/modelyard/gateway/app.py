@@ -20,9 +20,11 @@ from typing import Any
 
 from modelyard.errors import ModelyardError
 from modelyard.gateway.logs import LogSink
-from modelyard.gateway.proxy import GatewayResponse, error_response
-from modelyard.gateway.service import GatewayService, TableSource, response_headers
+from modelyard.gateway.messages import GatewayResponse, error_response
+from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
+from modelyard.gateway.tablepoll import TableSource
+from modelyard.gateway.upstream import HOP_BY_HOP
 from modelyard.web.asgi import receive_raw
 
 __all__ = ["GatewayApp", "build_gateway_app"]
@@ -109,7 +111,18 @@ def build_service(
 
 
 async def _send(send: Send, response: GatewayResponse, request_id: str) -> None:
-    headers = response_headers(response, request_id)
+    headers = _response_headers(response, request_id)
     headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
+
+
+def _response_headers(response: GatewayResponse, request_id: str) -> list[tuple[bytes, bytes]]:
+    """The headers to send: the replica's (less hop-by-hop ones), the request id, the route version's
+    (made when the routing table loaded: ``choice.VersionHeaders``)."""
+    headers = [(name, value) for name, value in response.headers if name not in HOP_BY_HOP]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    if response.version_headers is not None:
+        headers.extend(response.version_headers.pairs)
+    return headers

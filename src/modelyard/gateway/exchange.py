@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from modelyard.errors import BadGateway, DeadlineExceeded, ModelyardError
+from modelyard.gateway.choice import Choice
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
-from modelyard.gateway.router import Choice
-from modelyard.gateway.upstream import UpstreamError, UpstreamFailure, UpstreamResponse
+from modelyard.gateway.metrics import GatewayMetrics
+from modelyard.gateway.router import Router
+from modelyard.gateway.settings import GatewaySettings
+from modelyard.gateway.upstream import Upstream, UpstreamError, UpstreamFailure, UpstreamResponse
 
-if TYPE_CHECKING:
-    from modelyard.gateway.proxy import Gateway
+__all__ = ["Exchange", "ExchangeHost"]
 
-__all__ = ["Exchange"]
+
+class ExchangeHost(Protocol):
+    """What an exchange uses of the gateway that started it (``proxy.Gateway``): the retry limit,
+    the metrics it counts attempts in, the replica client, and the router in use when it ends (for
+    the mirrors). Declared here so that this module needs nothing above it."""
+
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    upstream: Upstream
+    router: Router
 
 
 class Exchange:
@@ -44,7 +55,7 @@ class Exchange:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: ExchangeHost,
         request: GatewayRequest,
         choice: Choice,
         on_done: Callable[[GatewayResponse], None],

@@ -220,7 +220,7 @@ class _Connection(asyncio.Protocol):
         keep_alive = keep_alive and not self.server.draining
         status = _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d Unknown\r\n" % response.status
         head = [status]
-        for name, value in response.headers:  # what response_headers() gives, in one pass
+        for name, value in response.headers:  # what app.py's _response_headers() gives, in one pass
             if name not in HOP_BY_HOP:
                 head += (name, b": ", value, b"\r\n")
         if request_id:

@@ -1,4 +1,8 @@
-"""What crosses the gateway core: a request as the front end read it, an answer to send back."""
+"""What crosses the gateway core: a request as the front end read it, an answer to send back.
+
+The route version a request was given to (:class:`~modelyard.gateway.choice.Choice`) and the
+headers naming it live one module down, in ``choice.py``: the router makes them, answers carry them.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelyard.errors import ModelyardError
+from modelyard.gateway.choice import Choice, VersionHeaders
 from modelyard.web.errors import error_body, error_headers, status_for
 
 if TYPE_CHECKING:
-    from modelyard.gateway.router import Choice
     from modelyard.routing.table import ModelRoute
 
-__all__ = [
-    "DEPRECATED_VERSION_HEADER",
-    "ROUTE_VERSION_HEADER",
-    "GatewayRequest",
-    "GatewayResponse",
-    "VersionHeaders",
-    "error_response",
-]
+__all__ = ["GatewayRequest", "GatewayResponse", "error_response"]
 
 JSON = (b"content-type", b"application/json")
-# The route version that answered (``/versions/{v}`` of the gateway's paths). Not the registry's
-# version number nor the package manifest's version: docs/versions.md tells the three apart.
-ROUTE_VERSION_HEADER = b"x-modelyard-route-version"
-# The same value under its old name, still sent for one release so that scripts counting a split by
-# it keep working; deprecated, to be dropped in the release after the rename.
-DEPRECATED_VERSION_HEADER = b"x-modelyard-version"
 
 
 @dataclasses.dataclass(slots=True)
@@ -37,7 +28,7 @@ class GatewayRequest:
     """A model request whose head passed the gateway's checks; the front end then reads the body
     (when :attr:`expects_body`) into ``body`` and hands the request on."""
 
-    protocol: str  # "v2", "tfserving" or "metadata" (keys of router.UPSTREAM_PATHS)
+    protocol: str  # "v2", "tfserving" or "metadata" (keys of choice.UPSTREAM_PATHS)
     project: str
     model: str
     version: str | None  # None: pick by weight
@@ -51,25 +42,6 @@ class GatewayRequest:
     @property
     def expects_body(self) -> bool:
         return self.protocol != "metadata"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VersionHeaders:
-    """The answer headers that name a route version, made once per version when the routing table
-    loads (:class:`~modelyard.gateway.router.Choice`) so that no answer encodes them again.
-
-    ``pairs`` is what the ASGI front end sends; ``lines`` the same headers as raw HTTP/1.1 lines,
-    which ``http1.py`` appends to an answer's head as they are.
-    """
-
-    pairs: tuple[tuple[bytes, bytes], ...]
-    lines: bytes
-
-    @classmethod
-    def of(cls, version: str) -> VersionHeaders:
-        value = version.encode("ascii")  # table.NAME_PATTERN: route versions are ASCII
-        pairs = ((ROUTE_VERSION_HEADER, value), (DEPRECATED_VERSION_HEADER, value))
-        return cls(pairs, b"".join(name + b": " + value + b"\r\n" for name, value in pairs))
 
 
 @dataclasses.dataclass(slots=True)

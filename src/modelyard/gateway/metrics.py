@@ -22,7 +22,7 @@ from prometheus_client.utils import floatToGoString
 from modelyard.gateway import metrics_share
 
 if TYPE_CHECKING:
-    from modelyard.gateway.router import Choice
+    from modelyard.gateway.choice import Choice
 
 __all__ = ["CONTENT_TYPE", "CountedLatency", "GatewayMetrics"]
 

@@ -19,17 +19,18 @@ import xxhash
 
 from modelyard.errors import ModelyardError
 from modelyard.gateway.balance import ReplicaPool
+from modelyard.gateway.choice import Choice
 from modelyard.gateway.exchange import Exchange
 from modelyard.gateway.logs import InferenceLog, LogShipper, Role
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import GatewayMetrics
 from modelyard.gateway.mirror import MirrorQueue
-from modelyard.gateway.router import Choice, Router
+from modelyard.gateway.router import Router
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.upstream import Upstream
 from modelyard.routing.table import RoutingTable
 
-__all__ = ["Gateway", "GatewayRequest", "GatewayResponse", "error_response"]
+__all__ = ["Gateway"]
 
 log = logging.getLogger("modelyard.gateway")
 OnAnswer = Callable[[GatewayResponse], None]

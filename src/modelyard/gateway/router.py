@@ -1,8 +1,9 @@
 """A worker's live view of the routing table: which version and replica serves a request.
 
-Built from a :class:`RoutingTable` snapshot; rebuilt on every table change. Balancer state
-(smooth-weighted counters, replica health) carries over for versions and replicas that survive
-the change, so an unrelated edit neither resets a split nor forgives a failing replica.
+Built from a :class:`RoutingTable` snapshot, one :class:`~modelyard.gateway.choice.Choice` per
+version; rebuilt on every table change. Balancer state (smooth-weighted counters, replica health)
+carries over for versions and replicas that survive the change, so an unrelated edit neither
+resets a split nor forgives a failing replica.
 """
 
 from __future__ import annotations
@@ -11,40 +12,12 @@ from collections.abc import Callable
 
 from modelyard.errors import ModelNotReady, NotFound
 from modelyard.gateway.balance import ReplicaPool, SmoothWeighted
-from modelyard.gateway.messages import VersionHeaders
-from modelyard.routing.table import ModelRoute, RoutingTable, VersionRoute
+from modelyard.gateway.choice import Choice
+from modelyard.routing.table import ModelRoute, RoutingTable
 
-__all__ = ["UPSTREAM_PATHS", "Choice", "Router"]
+__all__ = ["Router"]
 
 PoolFactory = Callable[[str, str, str, tuple[str, ...]], ReplicaPool]
-
-
-# The replica-side path of each gateway endpoint; {target} is the model's name on the replica.
-UPSTREAM_PATHS = {
-    "v2": "/v2/models/{target}/infer",
-    "tfserving": "/v1/models/{target}:predict",
-    "metadata": "/v2/models/{target}",
-}
-
-
-class Choice:
-    """Where one request goes: the route (for options), the version and its replica pool.
-
-    Made once per version when a table is loaded, with what every request to it needs already
-    worked out (metric labels, the replica-side path per protocol, the answer's version headers),
-    so routing allocates nothing.
-    """
-
-    __slots__ = ("labels", "paths", "pool", "route", "version", "version_headers")
-
-    def __init__(self, route: ModelRoute, version: VersionRoute, pool: ReplicaPool) -> None:
-        self.route = route
-        self.version = version
-        self.pool = pool
-        self.labels = (route.project, route.model, version.version)
-        target = version.target or route.model
-        self.paths = {protocol: path.format(target=target) for protocol, path in UPSTREAM_PATHS.items()}
-        self.version_headers = VersionHeaders.of(version.version)
 
 
 class _ModelState:

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+
+from modelyard.cli.group import Group
 
 __all__ = [
     "CONTROL_URL_ENV",
@@ -84,7 +85,7 @@ def _missing(command: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-class ControlUrlGroup(TyperGroup):
+class ControlUrlGroup(Group):
     """A command group that reads the deprecated flags as ``--control-url`` (with a warning) in the
     arguments of whatever command it runs, so no command has to declare them."""
 

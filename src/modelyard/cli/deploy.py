@@ -6,24 +6,28 @@ replicas and the history: ``--control-url URL`` or ``MODELYARD_CONTROL_URL``. Un
 ``registry`` there is no local fallback (``cli/control_url.py``): the local backend's replicas are
 children of the process that supervises them and end with it, so an apply run inside this command
 would stop what it started when the command exits. Without a URL the commands say so and exit 2.
+
+Only what declares the commands is imported here; each command imports what it runs (httpx, the
+deploy spec and its pydantic models) so that ``modelyard --help`` stays instant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
 
 from modelyard.cli.control_url import ControlUrlGroup, require_control_url
-from modelyard.deploy.client import DeployClient
-from modelyard.deploy.diff import diff, render_plan
-from modelyard.deploy.file import read_deploy_file
-from modelyard.deploy.spec import DeployFile
 from modelyard.errors import InvalidInput, ModelyardError
+
+if TYPE_CHECKING:
+    from modelyard.deploy.client import DeployClient
+    from modelyard.deploy.spec import DeployFile
 
 __all__ = ["deploy_app"]
 
@@ -51,6 +55,8 @@ def _root() -> None:
 
 
 def _fail(exc: BaseException, url: str | None = None) -> NoReturn:
+    import httpx
+
     if isinstance(exc, ModelyardError):
         typer.echo(f"modelyard: {exc.message}", err=True)
     elif isinstance(exc, httpx.HTTPError):
@@ -63,7 +69,23 @@ def _fail(exc: BaseException, url: str | None = None) -> NoReturn:
     raise typer.Exit(2)
 
 
+@contextlib.contextmanager
+def _control_plane(url: str, user: str = "") -> Iterator[DeployClient]:
+    """A client of the control plane at ``url``; its errors become one line on stderr and exit 2."""
+    import httpx
+
+    from modelyard.deploy.client import DeployClient
+
+    try:
+        with DeployClient(url, user=user) as client:
+            yield client
+    except (ModelyardError, httpx.HTTPError) as exc:
+        _fail(exc, url)
+
+
 def _load(path: Path) -> DeployFile:
+    from modelyard.deploy.file import read_deploy_file
+
     try:
         return read_deploy_file(path)
     except (ModelyardError, OSError) as exc:
@@ -93,15 +115,15 @@ def diff_(
 ) -> None:
     """What apply would do, per project/model/version: ADD, UPDATE (field by field), DELETE, RETAIN."""
     if against is not None:
+        from modelyard.deploy.diff import diff, render_plan
+
         typer.echo(render_plan(diff(_load(path), _load(against))), nl=False)
         return
     url = require_control_url(control_url, "deploy diff")
     text = _text(path)
-    try:
-        with DeployClient(url) as client:
-            typer.echo(client.diff(text, str(path))["plan"], nl=False)
-    except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, url)
+    with _control_plane(url) as client:
+        plan = client.diff(text, str(path))["plan"]
+    typer.echo(plan, nl=False)
 
 
 def _print_outcome(outcome: dict[str, Any]) -> None:
@@ -120,11 +142,8 @@ def apply(path: File, control_url: ControlUrl = None) -> None:
     """Carry the file out: new replicas first, traffic next, removals last; stop at the first failure."""
     url = require_control_url(control_url, "deploy apply")
     text = _text(path)
-    try:
-        with DeployClient(url, user=getpass.getuser()) as client:
-            outcome = client.apply(text, str(path))
-    except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, url)
+    with _control_plane(url, user=getpass.getuser()) as client:
+        outcome = client.apply(text, str(path))
     _print_outcome(outcome)
 
 
@@ -133,11 +152,8 @@ def rollback(apply_id: Annotated[int, typer.Argument(help="the apply to go back 
              control_url: ControlUrl = None) -> None:  # fmt: skip
     """Apply an earlier apply's file again (recorded as a new apply)."""
     url = require_control_url(control_url, "deploy rollback")
-    try:
-        with DeployClient(url, user=getpass.getuser()) as client:
-            outcome = client.rollback(apply_id)
-    except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, url)
+    with _control_plane(url, user=getpass.getuser()) as client:
+        outcome = client.rollback(apply_id)
     _print_outcome(outcome)
 
 
@@ -145,11 +161,8 @@ def rollback(apply_id: Annotated[int, typer.Argument(help="the apply to go back 
 def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
     """The last applied file and every replica: state, URL, restarts."""
     url = require_control_url(control_url, "deploy status")
-    try:
-        with DeployClient(url) as client:
-            found = client.status()
-    except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, url)
+    with _control_plane(url) as client:
+        found = client.status()
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -173,11 +186,8 @@ def history(
 ) -> None:
     """Every apply: who, when, from what, and how it ended."""
     url = require_control_url(control_url, "deploy history")
-    try:
-        with DeployClient(url) as client:
-            found = client.history(limit)
-    except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, url)
+    with _control_plane(url) as client:
+        found = client.history(limit)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return

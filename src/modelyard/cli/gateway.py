@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
+from modelyard.cli.group import Group
 from modelyard.errors import InvalidInput, ModelyardError
 
 __all__ = ["gateway_app"]
 
-gateway_app = typer.Typer(help="The gateway: routes /projects/{p}/models/{m} and its versions to replicas.")
+gateway_app = typer.Typer(
+    help="The gateway: routes /projects/{p}/models/{m} and its versions to replicas.", cls=Group
+)
 
 
 @gateway_app.callback()
@@ -55,6 +57,8 @@ def serve(
 ) -> None:
     """Serve the gateway; routes come from the control-plane database (see `modelyard route`),
     or from a file with --routes."""
+    from pydantic import ValidationError
+
     from modelyard.gateway.logs import open_sink
     from modelyard.gateway.settings import GatewaySettings
     from modelyard.gateway.workers import run_gateway

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
-import yaml
-from pydantic import ValidationError
 
 from modelyard import __version__
 from modelyard.cli import package as package_commands
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.gateway import gateway_app
-from modelyard.cli.registry import REGISTRY_ERRORS, registry_app, registry_error_message
+from modelyard.cli.registry import registry_app, registry_error_message, registry_errors
 from modelyard.cli.route import route_app
 from modelyard.errors import ModelyardError
-from modelyard.server.settings import ModelConfig, Settings
+
+if TYPE_CHECKING:
+    from modelyard.server.settings import Settings
 
 __all__ = ["app", "main"]
 
@@ -178,7 +179,9 @@ def serve(
     control_url = resolve_control_url(control_url)  # registry refs and --announce both go there
     try:
         settings = _resolve_refs(settings, control_url)
-    except (ModelyardError, *REGISTRY_ERRORS) as exc:  # a registry that is down: one line, no traceback
+    except Exception as exc:  # a registry that is down: one line, no traceback
+        if not isinstance(exc, (ModelyardError, *registry_errors())):  # httpx, SQLAlchemy only now
+            raise
         typer.echo(registry_error_message(exc, control_url), err=True)
         raise typer.Exit(2) from None
     try:
@@ -253,6 +256,11 @@ def _announcing(target: str | None, url: str | None, control_url: str | None, ho
 def _settings(
     config: Path | None, paths: list[str], name: str | None, version: str | None, overrides: dict[str, Any]
 ) -> Settings:
+    import yaml
+    from pydantic import ValidationError
+
+    from modelyard.server.settings import ModelConfig, Settings
+
     data: dict[str, Any] = {}
     if config is not None:
         try:
@@ -309,8 +317,15 @@ def _is_ref(text: str) -> bool:
     return True
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The ``modelyard`` script: run ``argv`` (default: ``sys.argv[1:]``) through :data:`app`."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["version"]:
+        # Answered before typer builds the command tree and parses: it would coerce the command's
+        # unset --help with pydantic (cli/group.py), which costs more than the rest of the command.
+        typer.echo(__version__)
+        return
+    app(args=args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ Every command works on the local registry (SQLite + a folder under ``$MODELYARD_
 ``--control-url URL`` or ``MODELYARD_CONTROL_URL`` names a control plane, whose REST API serves the
 registry (``cli/control_url.py``: the rule every command group follows). ``--json`` prints the API's
 JSON instead of a table.
+
+Only what declares the commands is imported here; each command imports the registry (SQLAlchemy,
+httpx, pydantic, rich) when it runs, so that ``modelyard --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -14,34 +17,48 @@ import json
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
-from modelyard.control.settings import ControlSettings
 from modelyard.errors import ModelyardError
-from modelyard.registry.api import RegistryAPI
-from modelyard.registry.fetch import open_registry
-from modelyard.registry.refs import parse_ref
-from modelyard.registry.types import ModelVersion, VersionSpec
 
-__all__ = ["REGISTRY_ERRORS", "registry_app", "registry_error_message"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-# What talking to a registry can raise besides ModelyardError: the server is unreachable or
-# misbehaves (httpx), the database is (SQLAlchemy), or a file or socket fails (OSError).
-REGISTRY_ERRORS = (httpx.HTTPError, SQLAlchemyError, OSError)
+    from modelyard.registry.api import RegistryAPI
+    from modelyard.registry.types import ModelVersion
+
+__all__ = ["registry_app", "registry_error_message", "registry_errors"]
+
+
+def registry_errors() -> tuple[type[BaseException], ...]:
+    """What talking to a registry can raise besides ModelyardError: the server is unreachable or
+    misbehaves (httpx), the database is (SQLAlchemy), or a file or socket fails (OSError).
+
+    A function, not a constant, so that importing the CLI imports neither httpx nor SQLAlchemy.
+    """
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (httpx.HTTPError, SQLAlchemyError, OSError)
+
+
+def __getattr__(name: str) -> Any:
+    # ``REGISTRY_ERRORS``, the constant registry_errors() replaced, still reads as one.
+    if name == "REGISTRY_ERRORS":
+        return registry_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def registry_error_message(exc: BaseException, url: str | None = None) -> str:
-    """One line for a :data:`REGISTRY_ERRORS` error (or a ModelyardError), without the traceback."""
+    """One line for a :func:`registry_errors` error (or a ModelyardError), without the traceback."""
     if isinstance(exc, ModelyardError):
         return f"modelyard: {exc.message}"
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, httpx.HTTPError):
         return f"modelyard: cannot reach the registry at {url or 'the server'}: {reason}"
@@ -65,15 +82,19 @@ def _root() -> None:
 @contextlib.contextmanager
 def _registry(url: str | None) -> Iterator[RegistryAPI]:
     """The registry to talk to; its errors become one line on stderr and exit code 1."""
+    from modelyard.control.settings import ControlSettings
+    from modelyard.registry.fetch import open_registry
+
     url = resolve_control_url(url)
+    errors: tuple[type[BaseException], ...] = (ModelyardError, *registry_errors())
     try:
         registry = open_registry(ControlSettings.from_env(), url)
-    except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:  # REGISTRY_ERRORS
+    except errors as exc:
         typer.echo(registry_error_message(exc, url), err=True)
         raise typer.Exit(1) from None
     try:
         yield registry
-    except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:  # REGISTRY_ERRORS
+    except errors as exc:
         typer.echo(registry_error_message(exc, url), err=True)
         raise typer.Exit(1) from None
     finally:
@@ -98,6 +119,8 @@ def _metrics(values: list[str] | None) -> dict[str, float]:
 
 
 def _print_json(value: BaseModel | Sequence[BaseModel]) -> None:
+    from pydantic import BaseModel
+
     data: Any = (
         value.model_dump(mode="json")
         if isinstance(value, BaseModel)
@@ -107,6 +130,9 @@ def _print_json(value: BaseModel | Sequence[BaseModel]) -> None:
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], footer: str = "") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title, caption=footer or None)
     for column in columns:
         table.add_column(column)
@@ -152,6 +178,8 @@ def push(
     as_json: AsJson = False,
 ) -> None:
     """Upload FILE and register it as a new version."""
+    from modelyard.registry.types import VersionSpec
+
     spec = VersionSpec(
         version=version,
         description=description,
@@ -319,6 +347,8 @@ def delete(
     control_url: ControlUrl = None,
 ) -> None:
     """Delete a version; refused while deployments use it, unless --force."""
+    from modelyard.registry.refs import parse_ref
+
     try:
         parsed = parse_ref(ref)
     except ModelyardError as exc:
@@ -361,5 +391,6 @@ def serve(
     """Serve the control plane's REST API: the registry and the gateway's routing table."""
     from modelyard.control.app import build_control_app  # the web stack only when serving
     from modelyard.control.server import run_registry_server
+    from modelyard.control.settings import ControlSettings
 
     run_registry_server(ControlSettings.from_env(host=host, port=port), build=build_control_app)

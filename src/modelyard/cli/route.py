@@ -4,6 +4,9 @@ Every command changes the control-plane database directly (``$MODELYARD_HOME`` /
 ``MODELYARD_REGISTRY_DB``) unless ``--control-url URL`` or ``MODELYARD_CONTROL_URL`` names a
 control-plane server (``cli/control_url.py``: the rule every command group follows). Gateways pick a
 change up within a second, without a restart. Errors print one line on stderr and exit with code 2.
+
+Only what declares the commands is imported here; each command imports the routing table (SQLAlchemy,
+httpx, rich) when it runs, so that ``modelyard --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -11,21 +14,18 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
-from modelyard.control.settings import ControlSettings
 from modelyard.errors import ModelyardError
-from modelyard.routing.api import RoutesAPI
-from modelyard.routing.client import RouteClient
-from modelyard.routing.store import RouteStore
-from modelyard.routing.table import ModelRoute, route_to_dict
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelyard.routing.api import RoutesAPI
+    from modelyard.routing.table import ModelRoute
 
 __all__ = ["route_app"]
 
@@ -37,7 +37,6 @@ route_app = typer.Typer(
 
 RouteName = Annotated[str, typer.Argument(metavar="PROJECT/MODEL", help="e.g. mail/spam")]
 Version = Annotated[str, typer.Argument(help="version name, e.g. v3")]
-_ERRORS = (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError)
 
 
 @route_app.callback()
@@ -46,6 +45,9 @@ def _root() -> None:
 
 
 def _fail(exc: BaseException, url: str | None) -> NoReturn:
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
     if isinstance(exc, ModelyardError):
         message = exc.message
     else:
@@ -63,17 +65,33 @@ def _fail(exc: BaseException, url: str | None) -> NoReturn:
 @contextlib.contextmanager
 def _routes(url: str | None) -> Iterator[RoutesAPI]:
     """The routing table to change; its errors become one line on stderr and exit code 2."""
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
     url = resolve_control_url(url)
+    errors = (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError)
     try:
-        api: RoutesAPI = RouteClient(url) if url else RouteStore.open(ControlSettings.from_env())
-    except _ERRORS as exc:
+        api = _open(url)
+    except errors as exc:
         _fail(exc, url)
     try:
         yield api
-    except _ERRORS as exc:
+    except errors as exc:
         _fail(exc, url)
     finally:
         api.close()
+
+
+def _open(url: str | None) -> RoutesAPI:
+    """The control plane at ``url`` over HTTP, or without one the local database."""
+    if url:
+        from modelyard.routing.client import RouteClient
+
+        return RouteClient(url)
+    from modelyard.control.settings import ControlSettings
+    from modelyard.routing.store import RouteStore
+
+    return RouteStore.open(ControlSettings.from_env())
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -110,6 +128,8 @@ def _summary(route: ModelRoute) -> str:
 
 
 def _print_route(console: Console, route: ModelRoute) -> None:
+    from rich.table import Table
+
     total = sum(version.weight for version in route.versions)
     caption = (
         f"timeout {route.timeout_s:g}s, log payload {route.log_payload}, log sample {route.log_sample:.0%}"
@@ -229,6 +249,8 @@ def options(
         changed = api.set_options(
             project, model, timeout_s=timeout, log_payload=log_payload, log_sample=log_sample, target=targets
         )
+    from rich.console import Console
+
     _print_route(Console(), changed)
 
 
@@ -245,11 +267,15 @@ def show(
     with _routes(control_url) as api:
         found = [api.get(*names)] if names is not None else api.list()
     if as_json:
+        from modelyard.routing.table import route_to_dict
+
         data = route_to_dict(found[0]) if names is not None else [route_to_dict(r) for r in found]
         typer.echo(json.dumps(data, indent=2))
         return
     if not found:
         typer.echo("no routes")
+    from rich.console import Console
+
     console = Console()
     for item in found:
         _print_route(console, item)
@@ -288,6 +314,9 @@ def endpoints(
     if not found:
         typer.echo("no announced endpoints")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("route", "version", "url", "ready", "last heartbeat", "expires")
     for item in found:
         table.add_row(

@@ -10,8 +10,8 @@ The model author's API lives at the top level::
         @modelyard.batch(max_batch_size=64, max_latency_ms=10, stack=True)
         def predict(self, inputs): ...
 
-The inference client is here too, imported on first use (so ``import modelyard`` does not load
-httpx)::
+The inference client is here too. Every name is imported on first use, so ``import modelyard`` loads
+neither the SDK nor httpx::
 
     with modelyard.Client("http://gateway:8000") as client:
         outputs = client.predict("mail/spam", {"text": np.array(["win a prize"])})
@@ -19,12 +19,13 @@ httpx)::
 
 __version__ = "0.1.0.dev0"
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from modelyard.sdk import BatchSpec, ModelMetadata, ModelSpec, TensorSpec, batch, model
+from modelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from modelyard.client import AsyncClient, Client
+    from modelyard.sdk import BatchSpec, ModelMetadata, ModelSpec, TensorSpec, batch, model
 
 __all__ = [
     "AsyncClient",
@@ -38,13 +39,18 @@ __all__ = [
     "model",
 ]
 
-_LAZY = frozenset({"AsyncClient", "Client"})
-
-
-def __getattr__(name: str) -> Any:
-    # The client needs httpx, which model servers and model authors never use: import it on demand.
-    if name in _LAZY:
-        from modelyard import client
-
-        return getattr(client, name)
-    raise AttributeError(f"module 'modelyard' has no attribute {name!r}")
+# Everything loads on first use: ``import modelyard.gateway`` must not load the model author's SDK
+# (or numpy), and ``import modelyard`` must not load httpx for the client.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AsyncClient": "client",
+        "Client": "client",
+        "BatchSpec": "sdk",
+        "ModelMetadata": "sdk",
+        "ModelSpec": "sdk",
+        "TensorSpec": "sdk",
+        "batch": "sdk",
+        "model": "sdk",
+    },
+)

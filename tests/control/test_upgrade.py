@@ -25,7 +25,7 @@ import modelyard.routing.schema  # noqa: F401  (their tables join the metadata c
 from modelyard.control.db import MIGRATIONS, create_engine_for, metadata, migrate
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.state import DeployStore
-from modelyard.registry import Registry, VersionSpec
+from modelyard.registry import NewVersion, Registry
 from modelyard.routing import store as route_store
 from modelyard.routing.store import RouteStore
 from modelyard.routing.table import ModelRoute, VersionRoute
@@ -166,7 +166,7 @@ def test_the_deploy_history_reads_the_release_apply(release_db: ControlSettings)
 def test_the_upgraded_database_takes_new_writes(release_db: ControlSettings) -> None:
     # Ids and counters carry on from the release's rows rather than colliding with them.
     with Registry(release_db) as registry:
-        third = registry.register("churn", registry.upload([b"churn model three"]).sha256, VersionSpec())
+        third = registry.register("churn", registry.upload([b"churn model three"]).sha256, NewVersion())
         moved = registry.set_alias("churn", "production", 3, expected_revision=2)
         with RouteStore(registry.engine) as routes:
             route = routes.set_weights("shop", "churn", {"v3": 1}, replace=False)

@@ -1,4 +1,4 @@
-"""Endpoint discovery: replicas announce themselves with heartbeats; gateways find and drop them."""
+"""Announcement discovery: replicas announce themselves with heartbeats; gateways find and drop them."""
 
 from __future__ import annotations
 

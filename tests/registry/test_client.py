@@ -10,7 +10,7 @@ import pytest
 
 from modelyard.control.app import build_control_app
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry import ControlSettings, Registry, RegistryClient, VersionSpec, fetch_model
+from modelyard.registry import ControlSettings, NewVersion, Registry, RegistryClient, fetch_model
 from tests.support import serve_in_thread
 
 
@@ -26,7 +26,7 @@ def test_the_client_does_what_the_core_does(server: tuple[str, Registry], tmp_pa
     model = tmp_path / "fraud.onnx"
     model.write_bytes(b"fraud model" * 500)
     with RegistryClient(url) as client:
-        pushed = client.push(model, spec=VersionSpec(metrics={"auc": 0.97}, user="ana"), aliases=["staging"])
+        pushed = client.push(model, spec=NewVersion(metrics={"auc": 0.97}, user="ana"), aliases=["staging"])
         assert (pushed.name, pushed.version, pushed.filename, pushed.aliases) == (
             "fraud",
             1,
@@ -59,7 +59,7 @@ def test_fetch_model_downloads_once_then_reuses_the_verified_copy(
 ) -> None:
     url, registry = server
     data = b"\x00\x01" * 50_000
-    registry.register("iris", registry.upload([data]).sha256, VersionSpec(filename="iris.onnx"))
+    registry.register("iris", registry.upload([data]).sha256, NewVersion(filename="iris.onnx"))
     registry.set_alias("iris", "production", 1)
     settings = ControlSettings(home=tmp_path / "client")
     path = fetch_model("iris@production", settings=settings, registry_url=url)

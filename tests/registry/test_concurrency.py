@@ -14,7 +14,7 @@ from typing import TypeVar
 import pytest
 
 from modelyard.errors import Conflict
-from modelyard.registry import ControlSettings, Registry, VersionSpec
+from modelyard.registry import ControlSettings, NewVersion, Registry
 
 T = TypeVar("T")
 RACERS = 6
@@ -46,9 +46,7 @@ def race(clients: list[Registry], action: Callable[[int, Registry], T]) -> list[
 def test_one_winner_registers_an_explicit_version(clients: list[Registry]) -> None:
     digests = [client.upload([f"candidate {i}".encode()]).sha256 for i, client in enumerate(clients)]
     clients[0].create_model("iris")
-    outcomes = race(
-        clients, lambda i, c: c.register("iris", digests[i], VersionSpec(version=5, user=f"u{i}"))
-    )
+    outcomes = race(clients, lambda i, c: c.register("iris", digests[i], NewVersion(version=5, user=f"u{i}")))
     winners = [o for o in outcomes if not isinstance(o, Conflict)]
     losers = [o for o in outcomes if isinstance(o, Conflict)]
     assert len(winners) == 1
@@ -62,7 +60,7 @@ def test_one_winner_registers_an_explicit_version(clients: list[Registry]) -> No
 
 def test_racing_automatic_versions_all_get_distinct_numbers(clients: list[Registry]) -> None:
     digest = clients[0].upload([b"same model"]).sha256
-    outcomes = race(clients, lambda i, c: c.register("iris", digest, VersionSpec(user=f"u{i}")))
+    outcomes = race(clients, lambda i, c: c.register("iris", digest, NewVersion(user=f"u{i}")))
     numbers = sorted(o.version for o in outcomes if not isinstance(o, Conflict))
     assert numbers == list(range(1, RACERS + 1))
 

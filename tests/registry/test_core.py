@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.registry import ControlSettings, ModelVersion, Registry, VersionSpec
+from modelyard.registry import ControlSettings, ModelVersion, NewVersion, Registry
 from tests.registry.conftest import artifact_files
 
 
 def add(registry: Registry, name: str, data: bytes, **spec: object) -> ModelVersion:
     stored = registry.upload([data])
-    return registry.register(name, stored.sha256, VersionSpec.model_validate(spec))
+    return registry.register(name, stored.sha256, NewVersion.model_validate(spec))
 
 
 def test_versions_are_numbered_and_keep_their_metadata(registry: Registry) -> None:
     first = registry.register(
         "iris",
         registry.upload([b"one"]).sha256,
-        VersionSpec(
+        NewVersion(
             filename="model.onnx",
             description="baseline",
             user="ana",
@@ -181,7 +181,7 @@ def test_fetch_downloads_verified_and_reuses_an_intact_copy(registry: Registry, 
 def test_push_a_local_file(registry: Registry, tmp_path: Path) -> None:
     path = tmp_path / "churn.onnx"
     path.write_bytes(b"onnx bytes")
-    version = registry.push(path, spec=VersionSpec(user="ana"), aliases=["staging"])
+    version = registry.push(path, spec=NewVersion(user="ana"), aliases=["staging"])
     assert (version.name, version.version, version.filename, version.aliases) == (
         "churn",
         1,
@@ -277,7 +277,7 @@ def test_invalid_consumers_are_refused_as_invalid_input(registry: Registry, cons
 )
 def test_values_the_database_would_refuse_are_invalid_specs(spec: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="validation error"):  # pydantic's ValidationError
-        VersionSpec.model_validate(spec)
+        NewVersion.model_validate(spec)
 
 
 def test_the_largest_version_is_addressable(registry: Registry) -> None:
@@ -288,7 +288,7 @@ def test_the_largest_version_is_addressable(registry: Registry) -> None:
 
 def test_a_refused_registration_leaves_no_empty_model(registry: Registry) -> None:
     stored = registry.upload([b"one"])
-    bad = VersionSpec().model_copy(update={"user": "u" * 300, "description": "x\x00"})  # unvalidated
+    bad = NewVersion().model_copy(update={"user": "u" * 300, "description": "x\x00"})  # unvalidated
     with pytest.raises(InvalidInput):
         registry.register("iris", stored.sha256, bad)
     with pytest.raises(NotFound):

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from modelyard.errors import PackageInvalid
-from modelyard.registry import Registry, VersionSpec
+from modelyard.registry import NewVersion, Registry
 from modelyard.registry.packages import inspect_package
 from tests.registry.conftest import artifact_files
 
@@ -65,7 +65,7 @@ def test_pushing_a_package_stores_its_manifest_and_uses_it_for_defaults(
 ) -> None:
     package = tmp_path / "iris-1.2.0.modelyard"
     package.write_bytes(b"PKG:iris")
-    version = registry.push(package, spec=VersionSpec(labels={"tier": "silver"}))
+    version = registry.push(package, spec=NewVersion(labels={"tier": "silver"}))
     assert (version.name, version.user, version.description) == ("iris", "ana", "packaged")
     assert version.labels == {"team": "ml", "tier": "silver"}  # the caller's labels win
     assert version.manifest is not None
@@ -76,7 +76,7 @@ def test_pushing_a_package_stores_its_manifest_and_uses_it_for_defaults(
 
 def test_registering_uploaded_package_bytes_reads_the_manifest_from_the_store(registry: Registry) -> None:
     stored = registry.upload([b"PKG:churn"])
-    version = registry.register("churn", stored.sha256, VersionSpec(filename="churn-1.2.0.modelyard"))
+    version = registry.register("churn", stored.sha256, NewVersion(filename="churn-1.2.0.modelyard"))
     assert (version.user, version.description, version.labels) == (
         "ana",
         "packaged",
@@ -93,7 +93,7 @@ def test_an_invalid_package_is_refused_and_leaves_nothing(registry: Registry, tm
         registry.push(package)
     stored = registry.upload([b"garbage"])
     with pytest.raises(PackageInvalid):
-        registry.register("broken", stored.sha256, VersionSpec(filename="broken.modelyard"))
+        registry.register("broken", stored.sha256, NewVersion(filename="broken.modelyard"))
     registry.store.delete(stored.sha256)
     assert artifact_files(Path(registry.settings.resolved_artifact_url())) == []
     assert registry.list_models().items == []
@@ -134,7 +134,7 @@ def test_a_bad_uploaded_package_is_named_by_its_digest_not_a_server_path(
     monkeypatch.delitem(sys.modules, "modelyard.package")  # the real verification
     stored = registry.upload([b"not a tar at all"])
     with pytest.raises(PackageInvalid) as caught:
-        registry.register("broken", stored.sha256, VersionSpec(filename="broken.modelyard"))
+        registry.register("broken", stored.sha256, NewVersion(filename="broken.modelyard"))
     assert tempfile.gettempdir() not in caught.value.message, caught.value.message
     assert stored.sha256[:12] in caught.value.message
     assert caught.value.field == "sha256"

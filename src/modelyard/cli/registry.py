@@ -178,9 +178,9 @@ def push(
     as_json: AsJson = False,
 ) -> None:
     """Upload FILE and register it as a new version."""
-    from modelyard.registry.types import VersionSpec
+    from modelyard.registry.types import NewVersion
 
-    spec = VersionSpec(
+    spec = NewVersion(
         version=version,
         description=description,
         user=user,

@@ -15,10 +15,10 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewVersion,
     Page,
     RegisteredModel,
     StoredArtifact,
-    VersionSpec,
 )
 
 __all__ = ["RegistryAPI"]
@@ -37,7 +37,7 @@ class RegistryAPI(Protocol):
         self,
         path: Path,
         name: str | None = None,
-        spec: VersionSpec | None = None,
+        spec: NewVersion | None = None,
         aliases: Sequence[str] = (),
     ) -> ModelVersion: ...
 

@@ -22,10 +22,10 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewVersion,
     Page,
     RegisteredModel,
     StoredArtifact,
-    VersionSpec,
     VersionUsage,
 )
 from modelyard.web.api_client import ApiClient
@@ -101,13 +101,13 @@ class RegistryClient(ApiClient):
         self,
         path: Path,
         name: str | None = None,
-        spec: VersionSpec | None = None,
+        spec: NewVersion | None = None,
         aliases: Sequence[str] = (),
     ) -> ModelVersion:
         """Upload a local file and register it; a package's manifest supplies the default name."""
         manifest = inspect_package(path)
         name = name or (str(manifest["name"]) if manifest and manifest.get("name") else path.stem)
-        spec = spec or VersionSpec()
+        spec = spec or NewVersion()
         if spec.filename == "artifact":
             spec = spec.model_copy(update={"filename": path.name})
         with path.open("rb") as handle:
@@ -115,9 +115,9 @@ class RegistryClient(ApiClient):
         return self.register(name, stored.sha256, spec, aliases=aliases)
 
     def register(
-        self, name: str, sha256: str, spec: VersionSpec | None = None, *, aliases: Sequence[str] = ()
+        self, name: str, sha256: str, spec: NewVersion | None = None, *, aliases: Sequence[str] = ()
     ) -> ModelVersion:
-        body = {**(spec or VersionSpec()).model_dump(mode="json"), "sha256": sha256, "aliases": list(aliases)}
+        body = {**(spec or NewVersion()).model_dump(mode="json"), "sha256": sha256, "aliases": list(aliases)}
         return self._get(ModelVersion, "POST", f"/models/{_q(name)}/versions", json=body)
 
     def get_version(self, name: str, version: int) -> ModelVersion:

@@ -41,10 +41,10 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewVersion,
     Page,
     RegisteredModel,
     StoredArtifact,
-    VersionSpec,
     VersionUsage,
 )
 
@@ -192,7 +192,7 @@ class Registry:
         self,
         path: Path,
         name: str | None = None,
-        spec: VersionSpec | None = None,
+        spec: NewVersion | None = None,
         aliases: Sequence[str] = (),
     ) -> ModelVersion:
         """Upload a local file and register it as a new version of ``name``.
@@ -201,8 +201,8 @@ class Registry:
         supplies defaults: the model name, description, author (as user) and labels.
         """
         manifest = inspect_package(path)
-        spec = spec or VersionSpec()
-        if spec.filename == VersionSpec().filename:
+        spec = spec or NewVersion()
+        if spec.filename == NewVersion().filename:
             spec = spec.model_copy(update={"filename": path.name})
         name = name or (str(manifest["name"]) if manifest and manifest.get("name") else path.stem)
         with path.open("rb") as handle:
@@ -217,7 +217,7 @@ class Registry:
         self,
         name: str,
         sha256: str,
-        spec: VersionSpec | None = None,
+        spec: NewVersion | None = None,
         *,
         aliases: Sequence[str] = (),
         manifest: dict[str, Any] | None = None,
@@ -229,7 +229,7 @@ class Registry:
         package (``spec.filename`` ending ``.modelyard``) the manifest is read from the stored
         bytes unless given, and fills the description, user and labels the caller left empty.
         """
-        spec = spec or VersionSpec()
+        spec = spec or NewVersion()
         check_name(name)
         aliases = sorted({check_alias(alias) for alias in aliases})  # one order: no lock-order deadlocks
         stored = self.store.stat(check_digest(sha256))
@@ -245,7 +245,7 @@ class Registry:
         self,
         name: str,
         stored: StoredArtifact,
-        spec: VersionSpec,
+        spec: NewVersion,
         manifest: dict[str, Any] | None,
         aliases: Sequence[str],
     ) -> int:
@@ -551,10 +551,10 @@ def _invalid(exc: DataError) -> InvalidInput:
     return InvalidInput(f"the registry database refused a value: {reason}")
 
 
-def _revalidated(spec: VersionSpec) -> VersionSpec:
+def _revalidated(spec: NewVersion) -> NewVersion:
     """``spec`` checked again after defaults were filled in (model_copy does not validate)."""
     try:
-        return VersionSpec.model_validate(spec.model_dump(include=set(VersionSpec.model_fields)))
+        return NewVersion.model_validate(spec.model_dump(include=set(NewVersion.model_fields)))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
@@ -585,7 +585,7 @@ def _lock_digest(conn: Connection, sha256: str) -> None:
 
 
 def _version_values(
-    model: int, number: int, stored: StoredArtifact, spec: VersionSpec, manifest: dict[str, Any] | None
+    model: int, number: int, stored: StoredArtifact, spec: NewVersion, manifest: dict[str, Any] | None
 ) -> dict[str, Any]:
     return {
         "model_id": model,
@@ -605,7 +605,7 @@ def _version_values(
     }
 
 
-def _with_manifest_defaults(spec: VersionSpec, manifest: dict[str, Any] | None) -> VersionSpec:
+def _with_manifest_defaults(spec: NewVersion, manifest: dict[str, Any] | None) -> NewVersion:
     """Fill what the caller left empty from the package manifest; the caller's values win."""
     update: dict[str, Any] = {}
     if manifest:

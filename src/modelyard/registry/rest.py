@@ -28,7 +28,7 @@ from modelyard.errors import (
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
-from modelyard.registry.types import RegisterRequest, VersionSpec
+from modelyard.registry.types import NewVersion, RegisterRequest
 from modelyard.registry.uploads import stream_upload
 from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
 
@@ -100,7 +100,7 @@ class _Endpoints:
 
     async def register(self, request: Request) -> Response:
         body = await _body(request, RegisterRequest)
-        spec = VersionSpec.model_validate(body.model_dump(exclude={"sha256", "aliases"}))
+        spec = NewVersion.model_validate(body.model_dump(exclude={"sha256", "aliases"}))
         name = request.path_params["name"]
         version = await self._call(self.registry.register, name, body.sha256, spec, aliases=body.aliases)
         return json_response(_dump(version), 201)

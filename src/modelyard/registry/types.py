@@ -14,11 +14,11 @@ __all__ = [
     "AliasEvent",
     "ListedArtifact",
     "ModelVersion",
+    "NewVersion",
     "Page",
     "RegisterRequest",
     "RegisteredModel",
     "StoredArtifact",
-    "VersionSpec",
     "VersionUsage",
 ]
 
@@ -73,7 +73,7 @@ class RegisteredModel(_Frozen):
     aliases: dict[str, int] = Field(default_factory=dict, description="alias -> version")
 
 
-class VersionSpec(_Frozen):
+class NewVersion(_Frozen):
     """What a caller says about a new version; everything but the bytes."""
 
     version: int | None = Field(
@@ -90,7 +90,7 @@ class VersionSpec(_Frozen):
     labels: dict[Key, Text] = Field(default_factory=dict)
 
 
-class RegisterRequest(VersionSpec):
+class RegisterRequest(NewVersion):
     """REST body of ``POST /api/v1/models/{name}/versions``: an uploaded artifact plus its metadata."""
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -10,7 +10,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from modelyard.routing.discovery import Endpoint
+from modelyard.routing.discovery import Announcement
 from modelyard.routing.table import ModelRoute
 
 __all__ = ["RoutesAPI"]
@@ -54,11 +54,11 @@ class RoutesAPI(Protocol):
 
     def delete(self, project: str, model: str) -> None: ...
 
-    # Endpoint discovery: replicas announce themselves (gateway/endpoints.py).
+    # Announcement discovery: replicas announce themselves (gateway/endpoints.py).
     def heartbeat(
         self, project: str, model: str, version: str, url: str, *, ready: bool = True, ttl_s: float = 10.0
     ) -> bool: ...
 
     def deregister(self, project: str, model: str, version: str, url: str) -> None: ...
 
-    def endpoints(self) -> builtins.list[Endpoint]: ...
+    def endpoints(self) -> builtins.list[Announcement]: ...

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
-from modelyard.routing.discovery import Endpoint
+from modelyard.routing.discovery import Announcement
 from modelyard.routing.table import ModelRoute, check_name, route_from_dict
 from modelyard.web.api_client import ApiClient
 
@@ -31,8 +31,8 @@ def _segment(name: str, field: str) -> str:
     return quote(check_name(name, field), safe="")
 
 
-def _endpoint(data: dict[str, Any]) -> Endpoint:
-    return Endpoint(
+def _endpoint(data: dict[str, Any]) -> Announcement:
+    return Announcement(
         data["project"], data["model"], data["version"], data["url"], bool(data["ready"]),
         datetime.fromisoformat(data["heartbeat_at"]), datetime.fromisoformat(data["expires_at"]),
     )  # fmt: skip
@@ -115,5 +115,5 @@ class RouteClient(ApiClient):
     def deregister(self, project: str, model: str, version: str, url: str) -> None:
         self._send("DELETE", f"{_path(project, model, version)}/endpoints", params={"url": url})
 
-    def endpoints(self) -> builtins.list[Endpoint]:
+    def endpoints(self) -> builtins.list[Announcement]:
         return [_endpoint(item) for item in self._send("GET", "/routes/_endpoints").json()]

@@ -1,4 +1,4 @@
-"""Endpoint discovery (seed R10): replicas announce themselves; the gateway finds them.
+"""Replica discovery: replicas announce themselves (an :class:`Announcement` each); the gateway finds them.
 
 A replica (``modelyard serve --announce mail/spam/v1``) calls :meth:`RouteStore.heartbeat` every
 few seconds. The first heartbeat, and any change of readiness, bumps the routing table's revision
@@ -20,11 +20,11 @@ from sqlalchemy.engine import Connection
 
 from modelyard.routing import schema as s
 
-__all__ = ["Endpoint", "all_endpoints", "expired", "live_urls", "remove", "remove_expired", "upsert"]
+__all__ = ["Announcement", "all_endpoints", "expired", "live_urls", "remove", "remove_expired", "upsert"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Endpoint:
+class Announcement:
     """One announced replica as the control plane last heard of it."""
 
     project: str
@@ -97,14 +97,14 @@ def live_urls(
     return [(row.project, row.model, row.version, row.url) for row in conn.execute(statement)]
 
 
-def all_endpoints(conn: Connection) -> list[Endpoint]:
+def all_endpoints(conn: Connection) -> list[Announcement]:
     rows = conn.execute(
         select(s.endpoints).order_by(
             s.endpoints.c.project, s.endpoints.c.model, s.endpoints.c.version, s.endpoints.c.url
         )
     )
     return [
-        Endpoint(
+        Announcement(
             r.project, r.model, r.version, r.url, bool(r.ready), _aware(r.heartbeat_at), _aware(r.expires_at)
         )
         for r in rows

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.errors import InvalidInput
-from modelyard.routing.discovery import Endpoint
+from modelyard.routing.discovery import Announcement
 from modelyard.routing.store import RouteStore
 from modelyard.routing.table import route_to_dict
 from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
@@ -146,7 +146,7 @@ class _Endpoints:
         return json_response([endpoint_to_dict(endpoint) for endpoint in found])
 
 
-def endpoint_to_dict(endpoint: Endpoint) -> dict[str, Any]:
+def endpoint_to_dict(endpoint: Announcement) -> dict[str, Any]:
     """An announced replica as JSON (timestamps in ISO 8601, UTC)."""
     data = dataclasses.asdict(endpoint)
     data["heartbeat_at"] = endpoint.heartbeat_at.isoformat()

@@ -295,7 +295,7 @@ class RouteStore:
                 _bump_revision(conn)
         return dropped
 
-    def endpoints(self) -> builtins.list[discovery.Endpoint]:
+    def endpoints(self) -> builtins.list[discovery.Announcement]:
         """Every announced replica, live or not (for ``modelyard route endpoints``)."""
         with self._read() as conn:
             return discovery.all_endpoints(conn)

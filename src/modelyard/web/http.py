@@ -20,7 +20,7 @@ from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, Pay
 from modelyard.web.errors import error_body, error_headers, status_for
 
 __all__ = [
-    "Endpoint",
+    "Handler",
     "decompress",
     "error_response",
     "guarded",
@@ -34,7 +34,7 @@ __all__ = [
 
 log = logging.getLogger("modelyard.server")
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
@@ -110,7 +110,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def guarded(function: Endpoint) -> Endpoint:
+def guarded(function: Handler) -> Handler:
     """A control-plane handler (registry, routes): domain errors through the one table, a client
     gone mid-upload a bare 400, anything else a logged 500 — the server keeps serving."""
 
@@ -140,7 +140,7 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
         raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None
 
 
-def guarded_routes(table: Iterable[tuple[str, str, Endpoint]]) -> list[Route]:
+def guarded_routes(table: Iterable[tuple[str, str, Handler]]) -> list[Route]:
     """``(method, path, handler)`` rows as Starlette routes, each handler :func:`guarded`."""
     return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
 

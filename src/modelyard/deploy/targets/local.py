@@ -69,7 +69,7 @@ from modelyard.errors import ModelNotReady
 from modelyard.routing.announcer import EndpointsAPI, parse_target
 
 if TYPE_CHECKING:
-    from modelyard.routing.discovery import Endpoint
+    from modelyard.routing.discovery import Announcement
 
 __all__ = ["LocalTarget"]
 
@@ -84,7 +84,7 @@ _ANNOUNCE_TTL_S = 6.0  # the announcer's time-to-live (discovery.Announcer), reu
 class _Routes(EndpointsAPI, Protocol):
     """What the target needs of the routing table: ``RouteStore`` and ``RouteClient`` have it."""
 
-    def endpoints(self) -> list[Endpoint]: ...
+    def endpoints(self) -> list[Announcement]: ...
 
 
 class _Process:

@@ -10,14 +10,14 @@ from starlette.responses import Response
 
 from modelyard.errors import ModelyardError
 from modelyard.server.metrics import ServerMetrics
-from modelyard.web.http import Endpoint, error_response
+from modelyard.web.http import Handler, error_response
 
 __all__ = ["metered"]
 
 log = logging.getLogger("modelyard.server")
 
 
-def metered(metrics: ServerMetrics, protocol: str, handler: Endpoint, *, observe: bool = True) -> Endpoint:
+def metered(metrics: ServerMetrics, protocol: str, handler: Handler, *, observe: bool = True) -> Handler:
     """Wrap a handler: map domain errors through the one table, count and time the request."""
 
     async def wrapped(request: Request) -> Response:

@@ -99,3 +99,16 @@ def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Control
     url = request.getfixturevalue("postgres_url")
     _empty_postgres(url)
     return base.model_copy(update={"database_url": url})
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a CLI run on the local database under ``tmp_path/home``: no control plane
+    named, none inherited from the environment the tests run in."""
+    return {
+        "MODELYARD_HOME": str(tmp_path / "home"),
+        "MODELYARD_REGISTRY_DB": "",
+        "MODELYARD_CONTROL_URL": "",
+        "MODELYARD_REGISTRY_URL": "",
+        "COLUMNS": "200",
+    }

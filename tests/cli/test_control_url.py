@@ -29,14 +29,8 @@ NOBODY = "http://127.0.0.1:1"  # nothing listens there
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "MODELYARD_HOME": str(tmp_path / "home"),
-        "MODELYARD_REGISTRY_DB": "",
-        "MODELYARD_CONTROL_URL": "",
-        "MODELYARD_REGISTRY_URL": "",
-        "COLUMNS": "200",
-    }
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 @pytest.fixture

@@ -28,14 +28,8 @@ def run(env: dict[str, str], *args: str, code: int = 0) -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "MODELYARD_HOME": str(tmp_path / "home"),
-        "MODELYARD_REGISTRY_DB": "",
-        "MODELYARD_CONTROL_URL": "",
-        "MODELYARD_REGISTRY_URL": "",
-        "COLUMNS": "200",
-    }
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 @pytest.fixture

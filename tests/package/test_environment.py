@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelyard._process import announced_url
 from modelyard.errors import PackageInvalid
 from modelyard.package import build_package
 from modelyard.package.environment import (
@@ -34,6 +31,7 @@ from modelyard.package.environment import (
 )
 from modelyard.server import ModelConfig, Settings
 from tests.package.conftest import onnx_dir
+from tests.support import AnnouncedProcess
 
 SIX_MODEL = textwrap.dedent(
     """
@@ -128,40 +126,14 @@ def test_an_environment_that_cannot_be_built_is_one_line_and_exit_2(tmp_path: Pa
     assert "Traceback" not in result.stderr
 
 
-class Isolated:
+class Isolated(AnnouncedProcess):
     """``modelyard serve --isolated PACKAGE --port 0``: the isolated server and its URL."""
 
     def __init__(self, package: Path, home: Path, cwd: Path) -> None:
         env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONUNBUFFERED": "1"}
         cli = str(Path(sys.executable).with_name("modelyard"))
-        command = [cli, "serve", "--isolated", str(package), "--port", "0"]
-        self.proc = subprocess.Popen(
-            [*command, "--log-level", "warning"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-            env=env,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def url(self, timeout: float = 60.0) -> str:
-        while True:
-            line = self.lines.get(timeout=timeout)
-            if line is None:
-                raise AssertionError(
-                    f"exited {self.proc.wait()}: {self.proc.stderr.read() if self.proc.stderr else ''}"
-                )
-            url = announced_url(line)
-            if url:
-                return url
+        command = [cli, "serve", "--isolated", str(package), "--port", "0", "--log-level", "warning"]
+        super().__init__(command, cwd / f"isolated-stderr-{id(self)}.txt", cwd=cwd, env=env)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -191,7 +163,7 @@ def ask_six(url: str, model: str) -> str:
 def test_two_packages_run_side_by_side_with_different_versions(tmp_path: Path, shared_home: Path) -> None:
     old, new = six_package(tmp_path, "1.16.0"), six_package(tmp_path, "1.17.0")
     with isolated(old, shared_home, tmp_path) as first, isolated(new, shared_home, tmp_path) as second:
-        first_url, second_url = first.url(), second.url()
+        first_url, second_url = first.wait_until_serving(), second.wait_until_serving()
         assert ask_six(first_url, "six1160") == "1.16.0"
         assert ask_six(second_url, "six1170") == "1.17.0"
         # The launcher replaced itself with the venv's server: SIGTERM drains it and it exits 0.

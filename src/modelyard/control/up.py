@@ -6,10 +6,10 @@ backend's replicas (``modelyard serve`` processes); the gateway runs beside it a
 processes (``modelyard gateway serve``) reading the same routing table. SIGTERM or Ctrl-C stops the
 gateway, the replicas and the control plane, in that order.
 
-``modelyard up --kubernetes`` runs the versions in a cluster instead (``deploy/k8s_target.py``):
-server-side applied Deployments, each version's Service registered as its replica in the routing
-table. The gateway started here must then resolve the Services' cluster DNS names, so run it in a
-pod of that cluster (see docs/deploy.md, "Kubernetes").
+``modelyard up --kubernetes`` runs the versions in a cluster instead
+(``deploy/targets/kubernetes/target.py``): server-side applied Deployments, each version's Service
+registered as its replica in the routing table. The gateway started here must then resolve the
+Services' cluster DNS names, so run it in a pod of that cluster (see docs/deploy.md, "Kubernetes").
 """
 
 from __future__ import annotations

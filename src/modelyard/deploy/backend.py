@@ -1,9 +1,10 @@
-"""``DeployTarget``: where versions run. The local backend (``deploy/local.py``: ``modelyard serve``
-processes on this machine) is the embedded default; Kubernetes renders manifests
-(``deploy/kubernetes.py``) for server-side apply or GitOps.
+"""``DeployTarget``: where versions run. The local backend (``deploy/targets/local.py``:
+``modelyard serve`` processes on this machine) is the embedded default; the Kubernetes target
+(``deploy/targets/kubernetes/``) server-side applies the manifests ``manifests.py`` renders, which
+GitOps tools can apply instead.
 
 A target only runs replicas. Traffic is the gateway's business: replicas announce themselves
-(``--announce``, ``deploy/discovery.py``) and become routable once ready; the apply orchestrator
+(``--announce``, ``routing/announcer.py``) and become routable once ready; the apply orchestrator
 (``deploy/apply.py``) sets the weights only after :meth:`DeployTarget.ensure` returned.
 """
 

@@ -1,8 +1,8 @@
 """The deploy history in the control-plane database (SQLAlchemy Core).
 
-``deploy_applies`` joins the registry's ``metadata``: one database, one Alembic history
-(``registry/migrations/versions/v0004_deploy_history.py`` creates it), and whatever empties or
-inspects the registry's tables sees this one too.
+``deploy_applies`` joins the control plane's ``metadata`` (``control/db.py``): one database, one
+Alembic history (``control/migrations/versions/v0004_deploy_history.py`` creates it), and whatever
+empties or inspects the registry's tables sees this one too.
 
 Every apply is one row: who started it, from what (a file path, "rollback to #3"), the deploy file's
 whole text, what it did (``plan``) and how it ended. The newest ``applied`` row is the desired state

@@ -47,7 +47,7 @@ __all__ = [
     "VersionSpec",
 ]
 
-# The gateway's rule for names in URL paths (gateway/table.py NAME_PATTERN), restated here so the
+# The gateway's rule for names in URL paths (routing/table.py NAME_PATTERN), restated here so the
 # deploy plane does not import the gateway just to validate a file.
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=_NAME)]

@@ -20,7 +20,7 @@ class GatewaySettings(BaseModel):
 
     The routing table is read from the control-plane database that ``control`` names (the
     registry's: SQLite under ``$MODELYARD_HOME`` unless ``MODELYARD_REGISTRY_DB`` says otherwise),
-    or, when ``routes_file`` is set, from that file or folder of files (``gateway/route_file.py``).
+    or, when ``routes_file`` is set, from that file or folder of files (``routing/route_file.py``).
     """
 
     model_config = ConfigDict(extra="forbid")

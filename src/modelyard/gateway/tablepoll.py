@@ -55,7 +55,7 @@ class TablePoller:
 
     def _expire_and_read_revision(self) -> int:
         expire = getattr(self.source, "expire", None)
-        if callable(expire):  # drop announced replicas whose heartbeats stopped (endpoints.py)
+        if callable(expire):  # drop announced replicas whose heartbeats stopped (routing/discovery.py)
             expire()
         return self.source.revision()
 

@@ -1,8 +1,9 @@
 """The model registry: named models, numbered versions, movable aliases, content-addressed artifacts.
 
-The core (:class:`Registry`) is transport-free; ``modelyard.registry.rest.build_control_app``
-serves it over HTTP and :class:`RegistryClient` talks to that server. ``fetch_model(ref)`` is
-what ``modelyard serve name@production`` calls. See docs/registry.md.
+The core (:class:`Registry`) is transport-free; ``modelyard.registry.rest.registry_routes`` gives
+its HTTP routes (``modelyard.control.app.build_control_app`` serves them) and
+:class:`RegistryClient` talks to that server. ``fetch_model(ref)`` is what ``modelyard serve
+name@production`` calls. See docs/registry.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The registry's tables (SQLAlchemy Core). The migrations in ``migrations/versions`` create them.
+"""The registry's tables (SQLAlchemy Core). The migrations in ``control/migrations/versions``
+create them.
 
 Concurrency rests on constraints, not on reads: ``uq_versions_model_version`` picks one winner among
 clients registering the same version, the alias primary key and its ``revision`` column make alias

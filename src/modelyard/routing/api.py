@@ -54,7 +54,7 @@ class RoutesAPI(Protocol):
 
     def delete(self, project: str, model: str) -> None: ...
 
-    # Announcement discovery: replicas announce themselves (gateway/endpoints.py).
+    # Announcement discovery: replicas announce themselves (discovery.py).
     def heartbeat(
         self, project: str, model: str, version: str, url: str, *, ready: bool = True, ttl_s: float = 10.0
     ) -> bool: ...

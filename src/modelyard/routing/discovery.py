@@ -7,7 +7,7 @@ stops heart-beating is removed by :meth:`RouteStore.expire`, which every gateway
 each poll (one indexed read; a write only when something did expire), so it leaves the routing
 table within its time-to-live plus one poll.
 
-These functions work on a connection inside the store's transactions (``gateway/store.py``).
+These functions work on a connection inside the store's transactions (``store.py``).
 """
 
 from __future__ import annotations

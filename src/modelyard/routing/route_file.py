@@ -4,22 +4,24 @@ the control-plane database (``modelyard gateway serve --routes PATH``, ``Gateway
 A file is JSON when its name ends in ``.json``, else YAML (several ``---`` documents allowed). Each
 document is one of:
 
-- one route in the form of ``gateway.table.route_to_dict`` — what a routes ConfigMap rendered by
-  ``deploy/kubernetes.py`` holds in ``routes.json``, and what ``modelyard route show P/M --json`` prints;
+- one route in the form of ``routing.table.route_to_dict`` — what a routes ConfigMap rendered by
+  ``deploy/targets/kubernetes/manifests.py`` holds in ``routes.json``, and what ``modelyard route show
+  P/M --json`` prints;
 - a list of such routes (``modelyard route show --json``);
 - ``{"routes": [...]}``, what ``GET /-/routing`` answers (its ``revision`` is ignored).
 
 A folder stands for every ``*.json``, ``*.yaml`` and ``*.yml`` file in it whose name does not start
 with ``.`` (a ConfigMap volume keeps its real files in hidden ``..data`` folders and links them from
 the visible names). A route may leave out its options and a version every field but ``version``
-(the defaults of ``gateway/table.py``); an unknown field is an error, so a typo never passes.
+(the defaults of ``routing/table.py``); an unknown field is an error, so a typo never passes.
 
 It is watched: every poll of the worker (``refresh_interval_s``) stats the files, and reads them
 again when a stat changed or a second has passed since the last read (two edits within one tick of
 the file system's clock can leave the mtime as it was). Content that did not change is not parsed
 again; content that parses becomes the next revision. While a file is missing, empty or malformed,
 :meth:`RouteFile.revision` raises an :class:`InvalidInput` naming the file and the field, and the
-worker keeps the last table that parsed (``GatewayService`` records and logs the error).
+worker keeps the last table that parsed (the worker's ``TablePoller``, ``gateway/tablepoll.py``,
+records and logs the error).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ Key = tuple[str, str]
 
 
 class RouteFile:
-    """A :class:`~modelyard.gateway.service.TableSource` on a routes file or folder (see the module
+    """A :class:`~modelyard.gateway.tablepoll.TableSource` on a routes file or folder (see the module
     docstring). Not thread-safe: one worker polls it from one thread at a time."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.monotonic) -> None:

@@ -1,8 +1,8 @@
 """The gateway's routing table in the control-plane database (SQLAlchemy Core).
 
-The tables join the registry's ``metadata``: one database, one Alembic history
-(``registry/migrations/versions/v0002_gateway_routes.py`` creates them), and whatever empties or
-inspects the registry's tables sees these too.
+The tables join the control plane's ``metadata`` (``control/db.py``): one database, one Alembic
+history (``control/migrations/versions/v0002_gateway_routes.py`` creates them), and whatever empties
+or inspects the registry's tables sees these too.
 
 ``gateway_state`` holds a single row (``id = 1``) whose ``revision`` every write bumps in the same
 transaction. Gateway workers poll that one primary-key lookup; and because every writer updates the

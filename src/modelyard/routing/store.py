@@ -256,7 +256,7 @@ class RouteStore:
 
         return self._change(project, model, action)
 
-    # -- endpoint discovery (gateway/endpoints.py) -------------------------------------------------
+    # -- endpoint discovery (discovery.py) ----------------------------------------------------------
 
     def heartbeat(
         self, project: str, model: str, version: str, url: str, *, ready: bool = True, ttl_s: float = 10.0

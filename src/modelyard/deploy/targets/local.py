@@ -2,7 +2,7 @@
 
 A replica runs ``python -m modelyard serve URI --name MODEL --port 0 --announce P/M/V ...`` in its own
 session, so it heart-beats itself into the routing table that ``control`` (or ``control_url``) names
-and the gateways route to it once it is ready (``deploy/discovery.py``). A supervisor thread per
+and the gateways route to it once it is ready (``routing/announcer.py``). A supervisor thread per
 target watches the processes:
 
 - it learns each replica's URL from its ``modelyard: serving on URL`` line, and calls it *ready*
@@ -443,7 +443,7 @@ class LocalTarget:
             "MODELYARD_ARTIFACTS": self.control.artifact_url,
             "MODELYARD_CONTROL_URL": self.control_url,
             "MODELYARD_REGISTRY_URL": None,  # the deprecated name of the one above: never inherited
-            # The replica drains and exits if this process dies without stopping it (lifeline.py).
+            # The replica drains and exits if this process dies without stopping it (_process.py's lifeline).
             PARENT_ENV: str(os.getpid()),
         }
         for name, value in control.items():

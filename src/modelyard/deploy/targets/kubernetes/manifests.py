@@ -11,9 +11,9 @@ Per project / model / version:
   has no ``replicas`` field, so re-applying the manifests never fights the autoscaler.
 
 Per project / model, a **ConfigMap** whose ``routes.json`` is the gateway's route for it (the shape of
-``gateway.table.route_to_dict``: versions with weight, mirror fraction and the version's Service as
+``routing.table.route_to_dict``: versions with weight, mirror fraction and the version's Service as
 the one replica), which a gateway in the cluster reads with ``modelyard gateway serve --routes``
-(``gateway/route_file.py``) from the ConfigMaps mounted as files.
+(``routing/route_file.py``) from the ConfigMaps mounted as files.
 
 Everything here renders plain data: no cluster, no client, and neither the gateway nor the model
 server is imported. ``to_yaml`` writes what ``modelyard deploy render`` prints for GitOps tools.
@@ -58,7 +58,7 @@ _IMAGE_UID = 10001
 _PRESTOP_S = 5
 _DRAIN_TIMEOUT_S = 30
 _GRACE_MARGIN_S = 5
-# A route's options as the gateway defaults them (gateway/table.py ModelRoute), restated here.
+# A route's options as the gateway defaults them (routing/table.py ModelRoute), restated here.
 _ROUTE_OPTIONS: dict[str, Any] = {"timeout_s": 30.0, "log_payload": "hash", "log_sample": 1.0}
 _SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
 
@@ -317,7 +317,7 @@ def _autoscaler(v: _Version) -> dict[str, Any] | None:
 
 
 def _route(deployment: Deployment, namespace: str) -> dict[str, Any]:
-    """The gateway's route for one project/model, as ``gateway.table.route_to_dict`` writes it."""
+    """The gateway's route for one project/model, as ``routing.table.route_to_dict`` writes it."""
     versions = []
     for item in deployment.versions:
         fraction = item.spec.mirror_fraction

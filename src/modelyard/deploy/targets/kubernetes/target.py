@@ -4,7 +4,7 @@
 ``kubernetes`` client (the optional extra ``modelyard[k8s]``, imported only when a target is made):
 
 - :meth:`~KubernetesTarget.ensure` renders the version's objects exactly as ``modelyard deploy
-  render`` does (``deploy/kubernetes.py``: a Deployment, a Service and, when autoscaled, a
+  render`` does (``manifests.py``: a Deployment, a Service and, when autoscaled, a
   HorizontalPodAutoscaler) and **server-side applies** each: ``PATCH`` to the object's URL with
   ``Content-Type: application/apply-patch+yaml``, ``fieldManager=<field_manager>`` and
   ``force=true`` (this target owns the fields it applies; ``kubectl edit`` changes to them are

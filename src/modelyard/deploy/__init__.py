@@ -1,5 +1,5 @@
-"""Declarative deployments (issue 5, in progress): the deploy file, its diff, Kubernetes manifests,
-and replicas announcing themselves to the gateways. See docs/deploy.md.
+"""Declarative deployments: the deploy file, its diff against the live state, apply and its
+history, and where versions run (``targets/``). See docs/deploy.md.
 """
 
 from __future__ import annotations

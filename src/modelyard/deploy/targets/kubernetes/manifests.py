@@ -1,5 +1,5 @@
 """The Kubernetes backend's manifests: a deploy file rendered as Deployments, Services,
-HorizontalPodAutoscalers and ConfigMaps (issue 5 §3; docs/deploy.md, "Kubernetes").
+HorizontalPodAutoscalers and ConfigMaps (docs/deploy.md, "Kubernetes").
 
 Per project / model / version:
 

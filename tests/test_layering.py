@@ -17,8 +17,8 @@ The planes, from the bottom up (a module may import what is below it, never what
   server's edge;
 - ``control.settings``, ``control.db`` (with ``migrations``): the control plane's foundation, which
   the registry, routing, deploy and gateway build on; they import none of those planes;
-- ``registry``: never the model server, routing, the gateway, deploy, or control beyond its
-  foundation; its core is transport-free;
+- ``registry``: may verify packages; never the model server, routing, the gateway, deploy, or
+  control beyond its foundation; its core is transport-free;
 - ``routing`` (the routing table): never the registry, the gateway, deploy, the serving plane, or
   control beyond its foundation; its core is transport-free;
 - ``gateway`` (the data plane): never the registry, deploy, the serving plane, or control beyond its
@@ -26,7 +26,7 @@ The planes, from the bottom up (a module may import what is below it, never what
 - ``deploy``: never the serving plane, the registry, the gateway, or control beyond its foundation;
   its core is transport-free;
 - ``control.app``, ``control.server``, ``control.up`` compose the planes; only ``cli`` is above them;
-- ``client``: only itself, ``errors``, ``dtypes`` (and the package root, for its version);
+- ``client``: only itself, ``errors``, ``dtypes``, ``_lazy`` (and the package root, for its version);
 - no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported.
 """
 
@@ -311,7 +311,7 @@ RULES = [
     Rule(
         "client-imports-only-errors-and-dtypes",
         _m("client"),
-        allowed=_m("client", "errors", "dtypes"),
+        allowed=_m("client", "errors", "dtypes", "_lazy"),
         root_ok=True,
     ),
 ]

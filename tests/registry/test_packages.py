@@ -1,23 +1,25 @@
 """Model packages in the registry, through the one adapter (``registry/packages.py``).
 
-``modelyard.package`` is replaced by a stand-in with the agreed interface (``verify_package(path)
--> Manifest``), so these tests pin the registry's side of the contract on their own.
+``modelyard.package.archive.verify_package`` is replaced by a stand-in with the agreed interface
+(``verify_package(path) -> Manifest``), so these tests pin the registry's side of the contract on
+their own (the package plane's own tests cover verification).
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import types
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from modelyard.errors import PackageInvalid
+from modelyard.package import archive
 from modelyard.registry import NewVersion, Registry
 from modelyard.registry.packages import inspect_package
 from tests.registry.conftest import artifact_files
+
+REAL_VERIFY = archive.verify_package
 
 
 class Manifest(BaseModel):
@@ -42,10 +44,8 @@ def _verify(path: Path) -> Manifest:
 
 
 @pytest.fixture(autouse=True)
-def fake_package_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("modelyard.package")
-    module.verify_package = _verify  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "modelyard.package", module)
+def fake_verify_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive, "verify_package", _verify)
 
 
 def test_inspect_only_reads_package_files(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_an_invalid_package_is_refused_and_leaves_nothing(registry: Registry, tm
 def test_a_real_package_round_trips_through_the_registry(
     monkeypatch: pytest.MonkeyPatch, registry: Registry, tmp_path: Path
 ) -> None:
-    monkeypatch.delitem(sys.modules, "modelyard.package")  # this test wants the real module
+    monkeypatch.setattr(archive, "verify_package", REAL_VERIFY)  # this test wants the real one
     package_module = pytest.importorskip("modelyard.package")
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -131,7 +131,7 @@ def test_a_real_package_round_trips_through_the_registry(
 def test_a_bad_uploaded_package_is_named_by_its_digest_not_a_server_path(
     monkeypatch: pytest.MonkeyPatch, registry: Registry
 ) -> None:
-    monkeypatch.delitem(sys.modules, "modelyard.package")  # the real verification
+    monkeypatch.setattr(archive, "verify_package", REAL_VERIFY)  # the real verification
     stored = registry.upload([b"not a tar at all"])
     with pytest.raises(PackageInvalid) as caught:
         registry.register("broken", stored.sha256, NewVersion(filename="broken.modelyard"))

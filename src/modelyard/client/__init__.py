@@ -9,22 +9,27 @@ See docs/client.md.
 
 from __future__ import annotations
 
-from modelyard.client._clients import AsyncClient, Client
-from modelyard.client.errors import (
-    BadGatewayError,
-    ClientError,
-    ConnectionFailed,
-    InvalidArgument,
-    InvalidRequest,
-    ModelFailedError,
-    NotFoundError,
-    NotReadyError,
-    OverloadedError,
-    PayloadTooLargeError,
-    ServerError,
-    Timeout,
-    Unavailable,
-)
+from typing import TYPE_CHECKING
+
+from modelyard._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.client._clients import AsyncClient, Client
+    from modelyard.client.errors import (
+        BadGatewayError,
+        ClientError,
+        ConnectionFailed,
+        InvalidArgument,
+        InvalidRequest,
+        ModelFailedError,
+        NotFoundError,
+        NotReadyError,
+        OverloadedError,
+        PayloadTooLargeError,
+        ServerError,
+        Timeout,
+        Unavailable,
+    )
 
 __all__ = [
     "AsyncClient",
@@ -43,3 +48,24 @@ __all__ = [
     "Timeout",
     "Unavailable",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AsyncClient": "_clients",
+        "BadGatewayError": "errors",
+        "Client": "_clients",
+        "ClientError": "errors",
+        "ConnectionFailed": "errors",
+        "InvalidArgument": "errors",
+        "InvalidRequest": "errors",
+        "ModelFailedError": "errors",
+        "NotFoundError": "errors",
+        "NotReadyError": "errors",
+        "OverloadedError": "errors",
+        "PayloadTooLargeError": "errors",
+        "ServerError": "errors",
+        "Timeout": "errors",
+        "Unavailable": "errors",
+    },
+)

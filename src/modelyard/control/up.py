@@ -15,7 +15,6 @@ Services' cluster DNS names, so run it in a pod of that cluster (see docs/deploy
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,8 +36,6 @@ __all__ = ["TargetFactory", "kubernetes_target", "run_up"]
 
 # Makes the deploy target the control plane drives, on the control plane's settings.
 TargetFactory = Callable[[ControlSettings], "DeployTarget"]
-
-_GATEWAY_LINE = re.compile(r"modelyard gateway: serving on (http://\S+)")
 
 
 def _start_gateway(gateway: GatewaySettings, control: ControlSettings) -> tuple[subprocess.Popen[str], str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,13 @@ def inspect_package(path: Path) -> dict[str, Any] | None:
     """The verified manifest of the package at ``path`` as JSON data; None if it is not a package.
 
     A file named ``*.modelyard`` that fails verification raises :class:`modelyard.errors.PackageInvalid`.
-    ``modelyard.package`` is imported only here, and only when needed.
     """
     if not is_package_name(path.name):
         return None
-    try:
-        package = importlib.import_module("modelyard.package")
-    except ImportError:  # packages are an optional part of the installation
-        return None
-    verify = getattr(package, "verify_package", None)
-    if verify is None:
-        return None
-    manifest = verify(path)
+    # Here, not at the top: the package plane (and numpy, through the SDK's tensor type) loads only
+    # when a package is uploaded, not for every registry read.
+    from modelyard.package.archive import verify_package
+
+    manifest = verify_package(path)
     data: dict[str, Any] = manifest.model_dump(mode="json")
     return data

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import httpx
 
-from modelyard._process import PARENT_ENV, Backoff, announced_url
+from modelyard._process import PARENT_ENV, Backoff, announced_url, drain
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import VersionSpec
@@ -100,23 +100,18 @@ class _Process:
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, errors="replace", env=env, start_new_session=True,
         )  # fmt: skip
-        self._readers = [
-            threading.Thread(target=read, daemon=True) for read in (self._read_stdout, self._read_stderr)
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_stdout(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:  # read to the end, so the pipe never fills up and blocks it
-            if self.url is None:
-                self.url = announced_url(line)
-
-    def _read_stderr(self) -> None:
         assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            if line.strip():
-                self.tail.append(line.rstrip())
+        # Both pipes are read to the end, so neither fills up and blocks the replica.
+        self._readers = [drain(self.popen.stdout, self._on_stdout), drain(self.popen.stderr, self._on_stderr)]
+
+    def _on_stdout(self, line: str) -> None:
+        if self.url is None:
+            self.url = announced_url(line)
+
+    def _on_stderr(self, line: str) -> None:
+        if line.strip():
+            self.tail.append(line.rstrip())
 
     @property
     def alive(self) -> bool:

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ControlSettings", "default_home"]
@@ -41,6 +43,32 @@ class ControlSettings(BaseModel):
     default_page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = Field(default=1000, ge=1)
     log_level: str = "info"
+    auth: Literal["auto", "on"] = Field(
+        default="auto",
+        description="on: every API call needs a token; auto: once any token exists, or off loopback",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header names accepted besides loopback and the bound one"
+    )
+    tls_cert: Path | None = Field(default=None, description="serve HTTPS with this certificate (PEM)")
+    tls_key: Path | None = Field(default=None, description="the certificate's private key (PEM)")
+    upload_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="an upload that sends nothing for this long is dropped"
+    )
+    max_concurrent_uploads: int = Field(default=8, ge=1, description="beyond it uploads get 503")
+    allow_local_paths: bool = Field(
+        default=False, description="deploy files may name model code on this host (file.py:Class)"
+    )
+    allowed_env: list[str] = Field(
+        default_factory=list,
+        description="interpreter-control variables (PYTHON*, LD_*, ...) deploy files may set anyway",
+    )
+    service_token: str | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="set at start-up: the token this control plane's own replicas announce with",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ControlSettings:

@@ -17,7 +17,9 @@ own the one table that maps kinds to HTTP statuses and the one error-body schema
     ├── PackageInvalid      (kind INVALID_INPUT)     a package that is malformed, unsafe or altered
     ├── NotFound            (kind NOT_FOUND)         a registry object (model, version, alias, artifact)
     ├── Conflict            (kind CONFLICT)          lost a race, or the object exists / is in use
-    └── BadGateway          (kind BAD_GATEWAY)       no replica gave a usable answer (gateway)
+    ├── BadGateway          (kind BAD_GATEWAY)       no replica gave a usable answer (gateway)
+    ├── Unauthenticated     (kind UNAUTHENTICATED)   no credentials, or ones that are not valid
+    └── Forbidden           (kind FORBIDDEN)         valid credentials without the right to do this
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "Conflict",
     "DeadlineExceeded",
     "ErrorKind",
+    "Forbidden",
     "InvalidInput",
     "MethodNotAllowed",
     "ModelError",
@@ -40,6 +43,7 @@ __all__ = [
     "PackageInvalid",
     "PayloadTooLarge",
     "RouteNotFound",
+    "Unauthenticated",
     "Unsupported",
 ]
 
@@ -56,6 +60,8 @@ class ErrorKind(enum.Enum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     BAD_GATEWAY = "bad_gateway"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
     INTERNAL = "internal"
 
 
@@ -171,3 +177,17 @@ class BadGateway(ModelyardError):
     """The gateway reached no replica, or the replicas it reached did not answer HTTP."""
 
     kind = ErrorKind.BAD_GATEWAY
+
+
+class Unauthenticated(ModelyardError):
+    """The request carries no credentials where they are required, or ones that are not valid
+    (unknown, expired or revoked)."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class Forbidden(ModelyardError):
+    """The caller is known but its role does not allow this; or the request is refused as a
+    browser's cross-site attempt."""
+
+    kind = ErrorKind.FORBIDDEN

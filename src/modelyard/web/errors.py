@@ -11,7 +11,16 @@ from typing import Any
 
 import orjson
 
-from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound, Overloaded
+from modelyard.errors import (
+    Conflict,
+    ErrorKind,
+    Forbidden,
+    InvalidInput,
+    ModelyardError,
+    NotFound,
+    Overloaded,
+    Unauthenticated,
+)
 
 __all__ = ["STATUS_BY_KIND", "error_body", "error_from_body", "error_headers", "status_for"]
 
@@ -27,6 +36,8 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.UNSUPPORTED: 501,
     ErrorKind.METHOD_NOT_ALLOWED: 405,
     ErrorKind.BAD_GATEWAY: 502,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
     ErrorKind.INTERNAL: 500,
 }
 
@@ -45,6 +56,8 @@ def error_body(error: ModelyardError) -> bytes:
 def error_headers(error: ModelyardError) -> dict[str, str]:
     if isinstance(error, Overloaded):
         return {"retry-after": str(max(1, round(error.retry_after)))}
+    if isinstance(error, Unauthenticated):
+        return {"www-authenticate": 'Bearer realm="modelyard"'}
     return {}
 
 
@@ -52,6 +65,8 @@ _DECODED: dict[str, type[ModelyardError]] = {
     ErrorKind.NOT_FOUND.value: NotFound,
     ErrorKind.CONFLICT.value: Conflict,
     ErrorKind.INVALID_INPUT.value: InvalidInput,
+    ErrorKind.UNAUTHENTICATED.value: Unauthenticated,
+    ErrorKind.FORBIDDEN.value: Forbidden,
 }
 
 

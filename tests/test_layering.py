@@ -304,6 +304,11 @@ RULES = [
     ),
     Rule("the-deploy-core-is-transport-free", DEPLOY_CORE, forbidden=WEB + HTTP_CLIENTS),
     Rule(
+        "access-imports-only-the-control-foundation-and-web",
+        _m("access"),
+        allowed=(*FOUNDATION, *_m("access", "web", "errors", "_lazy")),
+    ),
+    Rule(
         "control-composes-but-never-imports-the-cli-or-the-model-server",
         _m("control"),
         forbidden=(*_m("cli", "server", "sdk", "runtimes"),),

@@ -19,7 +19,8 @@ own the one table that maps kinds to HTTP statuses and the one error-body schema
     ├── Conflict            (kind CONFLICT)          lost a race, or the object exists / is in use
     ├── BadGateway          (kind BAD_GATEWAY)       no replica gave a usable answer (gateway)
     ├── Unauthenticated     (kind UNAUTHENTICATED)   no credentials, or ones that are not valid
-    └── Forbidden           (kind FORBIDDEN)         valid credentials without the right to do this
+    ├── Forbidden           (kind FORBIDDEN)         valid credentials without the right to do this
+    └── UnsupportedMediaType (kind UNSUPPORTED_MEDIA_TYPE) a body of a Content-Type the endpoint refuses
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "RouteNotFound",
     "Unauthenticated",
     "Unsupported",
+    "UnsupportedMediaType",
 ]
 
 
@@ -62,6 +64,7 @@ class ErrorKind(enum.Enum):
     BAD_GATEWAY = "bad_gateway"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INTERNAL = "internal"
 
 
@@ -191,3 +194,9 @@ class Forbidden(ModelyardError):
     browser's cross-site attempt."""
 
     kind = ErrorKind.FORBIDDEN
+
+
+class UnsupportedMediaType(ModelyardError):
+    """The body's ``Content-Type`` is not one the endpoint accepts."""
+
+    kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE

@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+import modelyard.access.schema
 import modelyard.deploy.schema
 import modelyard.routing.schema  # noqa: F401  (their tables join the metadata compared below)
 from modelyard.control.db import MIGRATIONS, create_engine_for, metadata, migrate

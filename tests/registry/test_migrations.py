@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
+from modelyard.access import schema as access_schema
 from modelyard.control.db import MIGRATIONS, create_engine_for, migrate
 from modelyard.deploy import schema as deploy_schema
 from modelyard.registry import ControlSettings, Registry
@@ -21,7 +22,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0004"
+            assert context.get_current_revision() == "0005"
             # The metadata holds the gateway's routing table and the deploy history too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
@@ -30,6 +31,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     assert {table.name for table in t.metadata.sorted_tables} <= tables
     assert routing_schema.metadata is t.metadata  # one metadata object
     assert deploy_schema.applies.metadata is t.metadata
+    assert access_schema.tokens.metadata is t.metadata
     assert {
         "gateway_routes",
         "gateway_versions",
@@ -37,6 +39,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
         "gateway_state",
         "gateway_endpoints",
         "deploy_applies",
+        "access_tokens",
     } <= tables
 
 
@@ -66,4 +69,5 @@ def test_the_migrations_live_inside_the_package() -> None:
         "v0002_gateway_routes.py",
         "v0003_gateway_endpoints.py",
         "v0004_deploy_history.py",
+        "v0005_access_tokens.py",
     ]

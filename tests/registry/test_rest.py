@@ -32,7 +32,7 @@ def app_settings(tmp_path: Path) -> ControlSettings:
 
 @pytest.fixture
 def client(app_settings: ControlSettings) -> Iterator[TestClient]:
-    with TestClient(build_control_app(app_settings)) as test_client:
+    with TestClient(build_control_app(app_settings), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -161,7 +161,7 @@ def test_a_client_disconnecting_mid_upload_leaves_nothing(tmp_path: Path) -> Non
     with Registry(settings) as registry, serve_in_thread(build_control_app(settings, registry)) as address:
         host, port = address.split(":")
         with socket.create_connection((host, int(port))) as sock:
-            head = f"POST {API}/artifacts HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+            head = f"POST {API}/artifacts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n"
             sock.sendall(head.encode() + b"z" * 300_000)
             deadline = time.monotonic() + 10
             while not any(p.parent.name == "tmp" for p in artifact_files(root)):  # the upload is under way
@@ -225,7 +225,7 @@ def test_the_openapi_document_covers_every_route(client: TestClient) -> None:
 def backend_client(registry: Registry) -> Iterator[TestClient]:
     """The REST API over the parametrized registry (SQLite and PostgreSQL); 500s come back as 500s."""
     app = build_control_app(registry.settings, registry)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

@@ -17,10 +17,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from modelyard.access.policy import TokenAuthorizer
+from modelyard.access.rest import token_routes
+from modelyard.access.store import TokenStore
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import DeployTarget
 from modelyard.deploy.rest import deploy_endpoints
@@ -34,6 +38,7 @@ from modelyard.registry.rest import PREFIX, registry_routes
 from modelyard.registry.types import ModelVersion
 from modelyard.routing.rest import routes_endpoints
 from modelyard.routing.store import RouteStore
+from modelyard.web.browser import BrowserGuard
 from modelyard.web.http import http_error, json_response
 
 __all__ = ["RegistryUsage", "build_control_app"]
@@ -101,9 +106,12 @@ def _deploy_plane(target: DeployTarget) -> Callable[[Registry], list[BaseRoute]]
 def build_control_app(
     settings: ControlSettings, registry: Registry | None = None, *, target: DeployTarget | None = None
 ) -> Starlette:
-    """The registry API (``/api/v1/models`` ...), the routing table (``/api/v1/routes`` ...), a health
-    check (``/api/v1/health``) and, with a ``target``, the deploy API (``/api/v1/deploy`` ...).
+    """The registry API (``/api/v1/models`` ...), the routing table (``/api/v1/routes`` ...), the
+    token API (``/api/v1/tokens``), a health check (``/api/v1/health``, the one route open to
+    anyone) and, with a ``target``, the deploy API (``/api/v1/deploy`` ...).
 
+    Every other route checks the caller's role against the token policy (``access/policy.py``),
+    and the whole app refuses what a browser may be tricked into sending (``web/browser.py``).
     It opens (and migrates) the database unless given an open ``registry``; one it opened, its
     lifespan closes.
     """
@@ -119,11 +127,24 @@ def build_control_app(
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
 
-    planes = [registry_routes(core), _routing_table(core)]
+    tokens = TokenStore(core.engine)
+    authorizer = TokenAuthorizer(tokens, settings)
+    planes: list[list[BaseRoute]] = [
+        registry_routes(core),
+        _routing_table(core),
+        list(token_routes(tokens, authorizer)),
+    ]
     if target is not None:
         planes.append(_deploy_plane(target)(core))
     all_routes = [route for plane in planes for route in plane]
-    all_routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))
-    app = Starlette(routes=all_routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    all_routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))  # probes carry no token
+    guard = Middleware(BrowserGuard, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)
+    app = Starlette(
+        routes=all_routes,
+        middleware=[guard],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
     app.state.registry = core
+    app.state.authorizer = authorizer
     return app

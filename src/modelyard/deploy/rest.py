@@ -7,7 +7,9 @@
     GET  /api/v1/deploy/history/{id}    -> one record, with the file's text
     POST /api/v1/deploy/rollback/{id}   -> applies that record's file again
 
-Who applies comes from the ``x-modelyard-user`` header, where from from ``?source=``. The service
+Who applies is the caller's token (``web/access.py``; with access control off, the
+``x-modelyard-user`` header), where from from ``?source=``. Viewers get a record's file with every
+``env`` value redacted. The service
 is synchronous and an apply can take minutes, so every call runs in a worker thread.
 """
 
@@ -20,8 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.deploy.redact import redact_env
 from modelyard.deploy.service import DeployService
 from modelyard.errors import InvalidInput
+from modelyard.web.access import Role, acting_user, identity_of
 from modelyard.web.http import guarded_routes, in_thread, json_response, read_body
 
 __all__ = ["MAX_FILE_BYTES", "PREFIX", "deploy_endpoints"]
@@ -53,12 +57,13 @@ class _Endpoints:
 
     async def apply(self, request: Request) -> Response:
         text = await self._text(request)
-        user, source = request.headers.get("x-modelyard-user", ""), request.query_params.get("source", "")
+        user = acting_user(request, request.headers.get("x-modelyard-user", ""))
+        source = request.query_params.get("source", "")
         outcome = await self._call(self.service.apply, text, user=user, source=source)
         return json_response(outcome.to_dict(), status=200 if outcome.result.ok else 422)
 
     async def rollback(self, request: Request) -> Response:
-        user = request.headers.get("x-modelyard-user", "")
+        user = acting_user(request, request.headers.get("x-modelyard-user", ""))
         outcome = await self._call(self.service.rollback, _id(request.path_params["id"]), user=user)
         return json_response(outcome.to_dict(), status=200 if outcome.result.ok else 422)
 
@@ -72,9 +77,10 @@ class _Endpoints:
         return json_response([record.to_dict(file_text=False) for record in found])
 
     async def record(self, request: Request) -> Response:
-        return json_response(
-            (await self._call(self.service.store.get, _id(request.path_params["id"]))).to_dict()
-        )
+        record = (await self._call(self.service.store.get, _id(request.path_params["id"]))).to_dict()
+        if identity_of(request).role < Role.DEPLOYER:  # env values may hold secrets: viewers see names
+            record["file_text"] = redact_env(record.get("file_text") or "")
+        return json_response(record)
 
 
 def _id(text: str, field: str = "apply") -> int:
@@ -86,12 +92,12 @@ def _id(text: str, field: str = "apply") -> int:
 def deploy_endpoints(service: DeployService) -> list[Route]:
     """Every route of the deploy API, for the control-plane app to mount."""
     e = _Endpoints(service)
-    table: list[tuple[str, str, Handler]] = [
-        ("POST", f"{PREFIX}/diff", e.diff),
-        ("POST", f"{PREFIX}/apply", e.apply),
-        ("GET", f"{PREFIX}/status", e.status),
-        ("GET", f"{PREFIX}/history", e.history),
-        ("GET", f"{PREFIX}/history/{{id}}", e.record),
-        ("POST", f"{PREFIX}/rollback/{{id}}", e.rollback),
+    table: list[tuple[str, str, Role, Handler]] = [
+        ("POST", f"{PREFIX}/diff", Role.DEPLOYER, e.diff),
+        ("POST", f"{PREFIX}/apply", Role.DEPLOYER, e.apply),
+        ("GET", f"{PREFIX}/status", Role.VIEWER, e.status),
+        ("GET", f"{PREFIX}/history", Role.VIEWER, e.history),
+        ("GET", f"{PREFIX}/history/{{id}}", Role.VIEWER, e.record),
+        ("POST", f"{PREFIX}/rollback/{{id}}", Role.DEPLOYER, e.rollback),
     ]
     return guarded_routes(table)

@@ -49,9 +49,14 @@ class RegistryClient(ApiClient):
     """A registry server at ``base_url`` (``http://host:port``); use as a context manager or close()."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeout=timeout, transport=transport)
+        super().__init__(base_url, timeout=timeout, transport=transport, token=token)
 
     def _get(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return model.model_validate_json(self._send(method, path, **kwargs).content)

@@ -30,6 +30,7 @@ from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, open
 from modelyard.registry.refs import parse_version
 from modelyard.registry.types import NewVersion, RegisterRequest
 from modelyard.registry.uploads import stream_upload
+from modelyard.web.access import Role, acting_user
 from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
 
 __all__ = ["MAX_JSON_BODY", "PREFIX", "content_disposition", "registry_routes", "routes"]
@@ -100,7 +101,8 @@ class _Endpoints:
 
     async def register(self, request: Request) -> Response:
         body = await _body(request, RegisterRequest)
-        spec = NewVersion.model_validate(body.model_dump(exclude={"sha256", "aliases"}))
+        fields = body.model_dump(exclude={"sha256", "aliases"})
+        spec = NewVersion.model_validate({**fields, "user": acting_user(request, body.user)})
         name = request.path_params["name"]
         version = await self._call(self.registry.register, name, body.sha256, spec, aliases=body.aliases)
         return json_response(_dump(version), 201)
@@ -164,7 +166,7 @@ class _Endpoints:
             params["name"],
             params["alias"],
             body.version,
-            user=body.user,
+            user=acting_user(request, body.user),
             expected_revision=body.expected_revision,
         )
         return json_response(_dump(alias))
@@ -175,7 +177,7 @@ class _Endpoints:
             self.registry.delete_alias,
             params["name"],
             params["alias"],
-            user=request.query_params.get("user", ""),
+            user=acting_user(request, request.query_params.get("user", "")),
             expected_revision=_int_param(request, "expected_revision"),
         )
         return Response(status_code=204)
@@ -231,28 +233,28 @@ def _declared_length(request: Request) -> int | None:
 def routes(endpoints: _Endpoints) -> list[Route]:
     """Every route of the API; ``openapi.OPERATIONS`` documents exactly these (a test checks)."""
     e, m, v = endpoints, f"{PREFIX}/models/{{name}}", f"{PREFIX}/models/{{name}}/versions/{{version}}"
-    table: list[tuple[str, str, Handler]] = [
-        ("GET", f"{PREFIX}/models", e.list_models),
-        ("POST", f"{PREFIX}/models", e.create_model),
-        ("GET", m, e.get_model),
-        ("PATCH", m, e.update_model),
-        ("DELETE", m, e.delete_model),
-        ("GET", f"{m}/versions", e.list_versions),
-        ("POST", f"{m}/versions", e.register),
-        ("GET", v, e.get_version),
-        ("DELETE", v, e.delete_version),
-        ("GET", f"{v}/artifact", e.download),
-        ("GET", f"{v}/usages", e.list_usages),
-        ("PUT", f"{v}/usages/{{consumer:path}}", e.mark_used),
-        ("DELETE", f"{v}/usages/{{consumer:path}}", e.unmark_used),
-        ("GET", f"{m}/aliases", e.list_aliases),
-        ("GET", f"{m}/aliases/{{alias}}", e.get_alias),
-        ("PUT", f"{m}/aliases/{{alias}}", e.set_alias),
-        ("DELETE", f"{m}/aliases/{{alias}}", e.delete_alias),
-        ("GET", f"{m}/history", e.history),
-        ("POST", f"{PREFIX}/artifacts", e.upload),
-        ("GET", f"{PREFIX}/resolve", e.resolve),
-        ("POST", f"{PREFIX}/gc", e.collect_garbage),
+    table: list[tuple[str, str, Role, Handler]] = [
+        ("GET", f"{PREFIX}/models", Role.VIEWER, e.list_models),
+        ("POST", f"{PREFIX}/models", Role.DEPLOYER, e.create_model),
+        ("GET", m, Role.VIEWER, e.get_model),
+        ("PATCH", m, Role.DEPLOYER, e.update_model),
+        ("DELETE", m, Role.ADMIN, e.delete_model),
+        ("GET", f"{m}/versions", Role.VIEWER, e.list_versions),
+        ("POST", f"{m}/versions", Role.DEPLOYER, e.register),
+        ("GET", v, Role.VIEWER, e.get_version),
+        ("DELETE", v, Role.ADMIN, e.delete_version),
+        ("GET", f"{v}/artifact", Role.VIEWER, e.download),
+        ("GET", f"{v}/usages", Role.VIEWER, e.list_usages),
+        ("PUT", f"{v}/usages/{{consumer:path}}", Role.DEPLOYER, e.mark_used),
+        ("DELETE", f"{v}/usages/{{consumer:path}}", Role.DEPLOYER, e.unmark_used),
+        ("GET", f"{m}/aliases", Role.VIEWER, e.list_aliases),
+        ("GET", f"{m}/aliases/{{alias}}", Role.VIEWER, e.get_alias),
+        ("PUT", f"{m}/aliases/{{alias}}", Role.DEPLOYER, e.set_alias),
+        ("DELETE", f"{m}/aliases/{{alias}}", Role.DEPLOYER, e.delete_alias),
+        ("GET", f"{m}/history", Role.VIEWER, e.history),
+        ("POST", f"{PREFIX}/artifacts", Role.DEPLOYER, e.upload),
+        ("GET", f"{PREFIX}/resolve", Role.VIEWER, e.resolve),
+        ("POST", f"{PREFIX}/gc", Role.ADMIN, e.collect_garbage),
     ]
     return guarded_routes(table)
 
@@ -264,4 +266,5 @@ def registry_routes(registry: Registry) -> list[BaseRoute]:
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
 
-    return [*routes(_Endpoints(registry)), Route(f"{PREFIX}/openapi.json", openapi, methods=["GET"])]
+    document = guarded_routes([("GET", f"{PREFIX}/openapi.json", Role.VIEWER, openapi)])
+    return [*routes(_Endpoints(registry)), *document]

@@ -42,9 +42,14 @@ class RouteClient(ApiClient):
     """The control plane at ``base_url`` (``http://host:port``); a context manager, or call close()."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeout=timeout, transport=transport)
+        super().__init__(base_url, timeout=timeout, transport=transport, token=token)
 
     def _route(self, method: str, path: str, **kwargs: Any) -> ModelRoute:
         return route_from_dict(self._send(method, path, **kwargs).json())

@@ -22,6 +22,7 @@ from modelyard.errors import InvalidInput
 from modelyard.routing.discovery import Announcement
 from modelyard.routing.store import RouteStore
 from modelyard.routing.table import route_to_dict
+from modelyard.web.access import Role
 from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
 
 __all__ = ["MAX_JSON_BODY", "PREFIX", "endpoint_to_dict", "routes_endpoints"]
@@ -164,21 +165,21 @@ def routes_endpoints(store: RouteStore) -> list[Route]:
     """Every route of the routing-table API, for the control-plane app to mount."""
     e, m = _Endpoints(store), f"{PREFIX}/{{project}}/{{model}}"
     v = f"{m}/versions/{{version}}"
-    table: list[tuple[str, str, Handler]] = [
-        ("GET", PREFIX, e.list_routes),
-        ("GET", f"{PREFIX}/_revision", e.revision),  # one segment: never {project}/{model}
-        ("GET", m, e.get_route),
-        ("PATCH", m, e.set_options),
-        ("DELETE", m, e.delete_route),
-        ("PUT", f"{m}/weights", e.set_weights),
-        ("DELETE", v, e.remove_version),
-        ("PUT", f"{v}/mirror", e.set_mirror),
-        ("DELETE", f"{v}/mirror", e.clear_mirror),
-        ("PUT", f"{v}/replicas", e.set_replicas),
-        ("POST", f"{v}/replicas", e.add_replica),
-        ("DELETE", f"{v}/replicas", e.remove_replica),
-        ("GET", f"{PREFIX}/_endpoints", e.list_endpoints),
-        ("PUT", f"{v}/endpoints", e.heartbeat),
-        ("DELETE", f"{v}/endpoints", e.deregister),
+    table: list[tuple[str, str, Role, Handler]] = [
+        ("GET", PREFIX, Role.VIEWER, e.list_routes),
+        ("GET", f"{PREFIX}/_revision", Role.VIEWER, e.revision),  # one segment: never {project}/{model}
+        ("GET", m, Role.VIEWER, e.get_route),
+        ("PATCH", m, Role.DEPLOYER, e.set_options),
+        ("DELETE", m, Role.DEPLOYER, e.delete_route),
+        ("PUT", f"{m}/weights", Role.DEPLOYER, e.set_weights),
+        ("DELETE", v, Role.DEPLOYER, e.remove_version),
+        ("PUT", f"{v}/mirror", Role.DEPLOYER, e.set_mirror),
+        ("DELETE", f"{v}/mirror", Role.DEPLOYER, e.clear_mirror),
+        ("PUT", f"{v}/replicas", Role.DEPLOYER, e.set_replicas),
+        ("POST", f"{v}/replicas", Role.DEPLOYER, e.add_replica),
+        ("DELETE", f"{v}/replicas", Role.DEPLOYER, e.remove_replica),
+        ("GET", f"{PREFIX}/_endpoints", Role.VIEWER, e.list_endpoints),
+        ("PUT", f"{v}/endpoints", Role.DEPLOYER, e.heartbeat),
+        ("DELETE", f"{v}/endpoints", Role.DEPLOYER, e.deregister),
     ]
     return guarded_routes(table)

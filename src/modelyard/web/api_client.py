@@ -3,6 +3,7 @@ manager, and answers of 400 and above raised as the domain errors the server des
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any, Self
 
@@ -10,11 +11,16 @@ import httpx
 
 from modelyard.web.errors import error_from_body
 
-__all__ = ["ApiClient"]
+__all__ = ["TOKEN_ENV", "ApiClient"]
+
+TOKEN_ENV = "MODELYARD_TOKEN"
 
 
 class ApiClient:
-    """Talks to ``base_url`` + ``prefix`` (``http://host:port`` + ``/api/v1``); close() or use ``with``."""
+    """Talks to ``base_url`` + ``prefix`` (``http://host:port`` + ``/api/v1``); close() or use ``with``.
+
+    ``token`` is sent as ``Authorization: Bearer``; None reads ``$MODELYARD_TOKEN`` (empty: none).
+    """
 
     def __init__(
         self,
@@ -24,8 +30,14 @@ class ApiClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        token = os.environ.get(TOKEN_ENV, "") if token is None else token
+        headers = {
+            **(headers or {}),
+            **({"authorization": f"Bearer {token.strip()}"} if token.strip() else {}),
+        }
         # httpx ends a base URL with "/", so a collection's own name is part of each path.
         self._http = httpx.Client(
             base_url=f"{self.base_url}{prefix}", timeout=timeout, transport=transport, headers=headers

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, PayloadTooLarge, RouteNotFound
+from modelyard.web.access import Role, authorize
 from modelyard.web.errors import error_body, error_headers, status_for
 
 __all__ = [
@@ -110,13 +111,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def guarded(function: Handler) -> Handler:
-    """A control-plane handler (registry, routes): domain errors through the one table, a client
-    gone mid-upload a bare 400, anything else a logged 500 — the server keeps serving."""
+def guarded(function: Handler, role: Role) -> Handler:
+    """A control-plane handler (registry, routes, deploy): the caller's role checked first (see
+    ``web/access.py``), domain errors through the one table, a client gone mid-upload a bare 400,
+    anything else a logged 500 — the server keeps serving."""
 
     @functools.wraps(function)
     async def wrapped(request: Request) -> Response:
         try:
+            await authorize(request, role)
             return await function(request)
         except ModelyardError as exc:
             return error_response(exc)
@@ -126,6 +129,7 @@ def guarded(function: Handler) -> Handler:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return error_response(ModelyardError("internal server error"))
 
+    wrapped.required_role = role  # type: ignore[attr-defined]  # read by tests/control/test_access.py
     return wrapped
 
 
@@ -140,9 +144,9 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
         raise InvalidInput(f"invalid request body: {field}: {first['msg']}", field=field) from None
 
 
-def guarded_routes(table: Iterable[tuple[str, str, Handler]]) -> list[Route]:
-    """``(method, path, handler)`` rows as Starlette routes, each handler :func:`guarded`."""
-    return [Route(path, guarded(handler), methods=[method]) for method, path, handler in table]
+def guarded_routes(table: Iterable[tuple[str, str, Role, Handler]]) -> list[Route]:
+    """``(method, path, least role, handler)`` rows as Starlette routes, each handler :func:`guarded`."""
+    return [Route(path, guarded(handler, role), methods=[method]) for method, path, role, handler in table]
 
 
 async def in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -23,15 +23,16 @@ from starlette.routing import BaseRoute, Route
 from modelyard.errors import (
     InvalidInput,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
 )
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
 from modelyard.registry.types import NewVersion, RegisterRequest
-from modelyard.registry.uploads import stream_upload
+from modelyard.registry.uploads import UploadAborted, UploadGate
 from modelyard.web.access import Role, acting_user
-from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
+from modelyard.web.http import error_response, guarded_routes, in_thread, json_response, read_model
 
 __all__ = ["MAX_JSON_BODY", "PREFIX", "content_disposition", "registry_routes", "routes"]
 
@@ -70,6 +71,8 @@ class _Endpoints:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        settings = registry.settings
+        self.uploads = UploadGate(settings.max_concurrent_uploads, settings.upload_idle_timeout_s)
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await in_thread(function, *args, **kwargs)
@@ -130,13 +133,22 @@ class _Endpoints:
         return StreamingResponse(chunks, headers=headers, media_type="application/octet-stream")
 
     async def upload(self, request: Request) -> Response:
+        """Stream the body into the store. Beyond ``max_concurrent_uploads`` the answer is 503 before
+        the body is read; a body that stalls for ``upload_idle_timeout_s`` is dropped (400). Both
+        close the connection, so a client that stopped sending holds nothing here."""
         limit = self.registry.settings.max_upload_bytes
         declared = _declared_length(request)
         if declared is not None and declared > limit:
             raise PayloadTooLarge(declared, limit)
         expected = request.headers.get("x-content-sha256")
         upload = functools.partial(self.registry.upload, expected_size=declared, expected_sha256=expected)
-        stored = await stream_upload(request.stream(), upload)
+        try:
+            with self.uploads.admit():
+                stored = await self.uploads.stream(request.stream(), upload)
+        except (Overloaded, UploadAborted) as exc:
+            response = error_response(exc)
+            response.headers["connection"] = "close"  # uvicorn then closes it: no unread body lingers
+            return response
         return json_response(_dump(stored), 201)
 
     async def collect_garbage(self, request: Request) -> Response:

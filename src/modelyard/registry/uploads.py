@@ -1,9 +1,14 @@
 """Feeding an ASGI request body to the (blocking) artifact store as it arrives, in a worker thread.
 
 The event loop puts chunks on a small bounded queue; a worker thread runs ``Registry.upload`` over
-an iterator that takes them off. If the client disconnects, or anything else interrupts the body,
-an exception is queued instead of the end marker: the iterator raises it inside the store's
+an iterator that takes them off. If the client disconnects, stalls, or anything else interrupts the
+body, an exception is queued instead of the end marker: the iterator raises it inside the store's
 ``put``, which deletes its temporary object. So an interrupted upload leaves nothing behind.
+
+A slow or stalled client must never hold the control plane: :class:`UploadGate` admits at most
+``max_concurrent`` uploads at once (the rest are refused before their body is read), drops one that
+sends nothing for ``idle_timeout_s``, and runs the store's side on worker threads counted against
+its own capacity limiter, never the shared pool every other API's database calls run on.
 """
 
 from __future__ import annotations
@@ -11,17 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, Overloaded
 from modelyard.registry.types import StoredArtifact
 
-__all__ = ["UploadAborted", "stream_upload"]
+__all__ = ["UploadAborted", "UploadGate", "stream_upload"]
 
 _QUEUE_CHUNKS = 16  # bounds the memory one upload holds while the store is slower than the client
 _END = b""
+_RETRY_AFTER_S = 1.0
+# How much longer than the idle timeout the store's thread waits for the next chunk before it gives
+# up on its own: the event loop always queues the abort first; this is the thread's backstop.
+_THREAD_GRACE_S = 5.0
+
+Upload = Callable[[Iterator[bytes]], StoredArtifact]
 
 
 class UploadAborted(InvalidInput):
@@ -29,12 +41,16 @@ class UploadAborted(InvalidInput):
 
 
 class _Bridge:
-    def __init__(self) -> None:
+    def __init__(self, wait_s: float | None = None) -> None:
         self.queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self.wait_s = wait_s
 
     def chunks(self) -> Iterator[bytes]:
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=self.wait_s)
+            except queue.Empty:
+                raise UploadAborted("upload abandoned: no data reached the store", field="body") from None
             if isinstance(item, BaseException):
                 raise item
             if item == _END:
@@ -53,21 +69,82 @@ class _Bridge:
                 await asyncio.sleep(0.002)
 
 
+async def _paced(body: AsyncIterable[bytes], idle_timeout_s: float | None) -> AsyncIterator[bytes]:
+    """``body``'s chunks, raising :class:`UploadAborted` when none arrives for ``idle_timeout_s``."""
+    chunks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadAborted(
+                f"upload stalled: nothing received for {idle_timeout_s:g} s; it was discarded", field="body"
+            ) from None
+        yield chunk
+
+
 async def stream_upload(
-    body: AsyncIterable[bytes], upload: Callable[[Iterator[bytes]], StoredArtifact]
+    body: AsyncIterable[bytes],
+    upload: Upload,
+    *,
+    idle_timeout_s: float | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> StoredArtifact:
-    """Run ``upload(chunks)`` in a thread while ``body`` supplies the chunks."""
-    bridge = _Bridge()
-    consumer = asyncio.ensure_future(run_in_threadpool(upload, bridge.chunks()))
+    """Run ``upload(chunks)`` in a thread (counted against ``limiter``) while ``body`` supplies the
+    chunks; a body that sends nothing for ``idle_timeout_s`` is aborted."""
+    wait_s = None if idle_timeout_s is None else idle_timeout_s + _THREAD_GRACE_S
+    bridge = _Bridge(wait_s)
+    consumer = asyncio.ensure_future(anyio.to_thread.run_sync(upload, bridge.chunks(), limiter=limiter))
     try:
-        async for chunk in body:
+        async for chunk in _paced(body, idle_timeout_s):
             if chunk and not await bridge.feed(chunk, consumer):
                 break
         else:
             await bridge.feed(_END, consumer)
     except BaseException as exc:
-        await bridge.feed(UploadAborted(f"upload interrupted: {type(exc).__name__}", field="body"), consumer)
+        reason = exc if isinstance(exc, UploadAborted) else None
+        abort = reason or UploadAborted(f"upload interrupted: {type(exc).__name__}", field="body")
+        await bridge.feed(abort, consumer)
         with contextlib.suppress(Exception):
             await consumer
         raise
     return await consumer
+
+
+class UploadGate:
+    """At most ``max_concurrent`` uploads at once, each dropped after ``idle_timeout_s`` of silence,
+    their store work on threads of their own capacity limiter (one gate per app)."""
+
+    def __init__(self, max_concurrent: int, idle_timeout_s: float) -> None:
+        self.max_concurrent = max_concurrent
+        self.idle_timeout_s = idle_timeout_s
+        self.active = 0
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """A slot for one upload, or :class:`Overloaded` (503 + Retry-After) when all are taken.
+
+        Runs on the event loop only, so the count needs no lock; it is checked before the body is
+        read or a thread is asked for.
+        """
+        if self.active >= self.max_concurrent:
+            raise Overloaded(
+                "artifacts",
+                self.active,
+                _RETRY_AFTER_S,
+                f"{self.active} uploads are already in progress (the limit): retry later",
+            )
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+    async def stream(self, body: AsyncIterable[bytes], upload: Upload) -> StoredArtifact:
+        """:func:`stream_upload` under this gate's idle timeout and thread limiter."""
+        if self._limiter is None:  # made on the event loop, where anyio can tell which backend runs
+            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+        return await stream_upload(body, upload, idle_timeout_s=self.idle_timeout_s, limiter=self._limiter)

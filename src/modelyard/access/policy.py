@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from modelyard.access.store import TokenStore
 from modelyard.access.tokens import TokenInfo, hash_token
@@ -25,12 +26,11 @@ from modelyard.errors import Unauthenticated
 from modelyard.web.access import Identity, Role
 from modelyard.web.http import in_thread
 
-__all__ = ["ANONYMOUS", "CACHE_S", "TokenAuthorizer", "is_loopback"]
+__all__ = ["ANONYMOUS", "CACHE_S", "TokenAuthorizer", "exposure_problem", "is_loopback"]
 
 CACHE_S = 5.0
 _MAX_CACHED = 4096
 ANONYMOUS = Identity("anonymous", Role.ADMIN, authenticated=False)
-SERVICE_NAME = "control-plane"
 
 
 def is_loopback(host: str) -> bool:
@@ -44,8 +44,7 @@ def is_loopback(host: str) -> bool:
 
 
 class TokenAuthorizer:
-    """Tokens from ``store``, plus this control plane's own service token (``settings.service_token``:
-    its replicas announce with it; it lives in memory only and has the deployer role)."""
+    """Identities from the tokens in ``store``, under ``settings.auth``."""
 
     def __init__(
         self, store: TokenStore, settings: ControlSettings, *, clock: Callable[[], float] = time.monotonic
@@ -53,9 +52,6 @@ class TokenAuthorizer:
         self.store = store
         self.settings = settings
         self._clock = clock
-        self._internal: dict[str, Identity] = {}
-        if settings.service_token:
-            self._internal[hash_token(settings.service_token)] = Identity(SERVICE_NAME, Role.DEPLOYER)
         self._cache: dict[str, tuple[float, Identity | None]] = {}
         self._required_until = 0.0  # "a token exists" is also cached, once true it stays true
         self._required = settings.auth == "on" or not is_loopback(settings.host)
@@ -93,9 +89,6 @@ class TokenAuthorizer:
 
     async def _lookup(self, token: str) -> Identity | None:
         digest = hash_token(token)
-        internal = self._internal.get(digest)
-        if internal is not None:
-            return internal
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
@@ -104,7 +97,10 @@ class TokenAuthorizer:
         identity = _identity(info) if info is not None else None
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()  # crude, and bounded: a flood of made-up tokens cannot grow memory
-        self._cache[digest] = (now + CACHE_S, identity)
+        keep = CACHE_S
+        if info is not None and info.expires_at is not None:  # never past the token's own expiry
+            keep = min(keep, (info.expires_at - datetime.now(UTC)).total_seconds())
+        self._cache[digest] = (now + keep, identity)
         if identity is not None:
             self._required = True
         return identity
@@ -121,3 +117,16 @@ def _bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'", field="authorization")
     return value.strip()
+
+
+def exposure_problem(settings: ControlSettings, store: TokenStore) -> str | None:
+    """Why the control plane must not start on ``settings.host``: off loopback it needs access
+    control, and so an admin token to manage it with. None when it may start."""
+    if is_loopback(settings.host) or store.has_admin():
+        return None
+    return (
+        f"refusing to listen on {settings.host} without access control: anyone who can reach it could "
+        "push and run code. Create the first admin token on this machine with `modelyard token "
+        "create --name NAME --role admin` (no --control-url: it writes to this control plane's "
+        "database and prints the token once), then start again; clients send it as MODELYARD_TOKEN"
+    )

@@ -14,13 +14,15 @@ database: they are what a URL points at.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, NoReturn
 
 import typer
 
 from modelyard.cli.group import Group
+from modelyard.errors import ModelyardError
 
 __all__ = [
     "CONTROL_URL_ENV",
@@ -28,6 +30,8 @@ __all__ = [
     "DEPRECATED_FLAGS",
     "ControlUrl",
     "ControlUrlGroup",
+    "fail",
+    "one_line_errors",
     "require_control_url",
     "resolve_control_url",
 ]
@@ -104,3 +108,34 @@ def _renamed(args: list[str]) -> list[str]:
             arg = f"{FLAG}{sep}{value}"
         out.append(arg)
     return out
+
+
+def fail(exc: BaseException, url: str | None) -> NoReturn:
+    """``exc`` as one line on stderr (what went wrong, and where), then exit code 2."""
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, ModelyardError):
+        message = exc.message
+    else:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, httpx.HTTPError):
+            message = f"cannot reach the control plane at {url}: {reason}"
+        elif isinstance(exc, SQLAlchemyError):
+            message = f"control-plane database error: {reason}"
+        else:
+            message = reason
+    _warn(message)
+    raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def one_line_errors(url: str | None) -> Iterator[None]:
+    """Inside: a domain, HTTP, database or OS error ends the command through :func:`fail`."""
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError) as exc:
+        fail(exc, url)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from modelyard.cli import exposure
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.errors import ModelyardError
 
@@ -385,12 +386,17 @@ def gc(
 
 @registry_app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
+    host: exposure.Host = None,
     port: Annotated[int | None, typer.Option(help="port; 0 picks a free one (default 8090)")] = None,
+    auth: exposure.Auth = None,
+    allowed_host: exposure.AllowedHosts = None,
+    tls_cert: exposure.TlsCert = None,
+    tls_key: exposure.TlsKey = None,
 ) -> None:
-    """Serve the control plane's REST API: the registry and the gateway's routing table."""
+    """Serve the control plane's REST API: the registry, the routing table and the token API."""
     from modelyard.control.app import build_control_app  # the web stack only when serving
     from modelyard.control.server import run_registry_server
     from modelyard.control.settings import ControlSettings
 
-    run_registry_server(ControlSettings.from_env(host=host, port=port), build=build_control_app)
+    exposed = exposure.exposure_overrides(host, auth, allowed_host, tls_cert, tls_key)
+    run_registry_server(ControlSettings.from_env(port=port, **exposed), build=build_control_app)

@@ -6,6 +6,7 @@ Both are thin: everything but sending and sleeping lives in ``_core.BaseClient``
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -17,7 +18,9 @@ import numpy as np
 from modelyard.client._core import BaseClient, Call, Failure
 from modelyard.client.errors import ConnectionFailed, Timeout
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["TOKEN_ENV", "AsyncClient", "Client"]
+
+TOKEN_ENV = "MODELYARD_TOKEN"
 
 
 class Client(BaseClient):
@@ -32,7 +35,9 @@ class Client(BaseClient):
         backoff_s: the first retry's back-off; it doubles for each retry after that, with jitter.
         max_backoff_s: the longest wait before a retry, even when the server's ``Retry-After``
             asks for more.
-        headers: sent with every request (authentication, for instance).
+        headers: sent with every request.
+        token: sent as ``Authorization: Bearer`` (a gateway API key, for instance); None reads
+            ``$MODELYARD_TOKEN``, and an empty value sends none.
         trust_env: honour ``HTTP_PROXY``/``NO_PROXY``... from the environment, as httpx does.
 
     One connection pool serves every call: reuse one client (it is thread-safe) and close it, or
@@ -52,6 +57,7 @@ class Client(BaseClient):
         max_backoff_s: float = 2.0,
         headers: Mapping[str, str] | None = None,
         trust_env: bool = True,
+        token: str | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -60,6 +66,7 @@ class Client(BaseClient):
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             headers=headers,
+            token=os.environ.get(TOKEN_ENV, "") if token is None else token,
         )
         self._http = httpx.Client(**self._httpx_options(trust_env))
 
@@ -156,6 +163,7 @@ class AsyncClient(BaseClient):
         max_backoff_s: float = 2.0,
         headers: Mapping[str, str] | None = None,
         trust_env: bool = True,
+        token: str | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -164,6 +172,7 @@ class AsyncClient(BaseClient):
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             headers=headers,
+            token=os.environ.get(TOKEN_ENV, "") if token is None else token,
         )
         self._http = httpx.AsyncClient(**self._httpx_options(trust_env))
 

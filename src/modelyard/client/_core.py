@@ -229,11 +229,13 @@ class BaseClient:
         backoff_s: float,
         max_backoff_s: float,
         headers: Mapping[str, str] | None,
+        token: str | None = None,
     ) -> None:
         self.url = _check_settings(url, timeout, retries, backoff_s, max_backoff_s)
         self.policy = RetryPolicy(retries, float(backoff_s), float(max_backoff_s))
         self._timeout = float(timeout)
-        self._headers = {"user-agent": f"modelyard-client/{__version__}", **dict(headers or {})}
+        auth = {"authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
+        self._headers = {"user-agent": f"modelyard-client/{__version__}", **auth, **dict(headers or {})}
 
     def _httpx_options(self, trust_env: bool) -> dict[str, Any]:
         return {

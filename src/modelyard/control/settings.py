@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ControlSettings", "default_home"]
 
@@ -62,12 +62,16 @@ class ControlSettings(BaseModel):
         default_factory=list,
         description="interpreter-control variables (PYTHON*, LD_*, ...) deploy files may set anyway",
     )
-    service_token: str | None = Field(
-        default=None,
-        exclude=True,
-        repr=False,
-        description="set at start-up: the token this control plane's own replicas announce with",
-    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ControlSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ControlSettings:

@@ -41,7 +41,8 @@ class AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if sockets and not self.should_exit:
             host, port = sockets[0].getsockname()[:2]
-            self._on_ready(f"http://{host}:{port}")
+            scheme = "https" if self.config.is_ssl else "http"
+            self._on_ready(f"{scheme}://{host}:{port}")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

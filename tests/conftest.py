@@ -108,6 +108,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return {
         "MODELYARD_HOME": str(tmp_path / "home"),
         "MODELYARD_REGISTRY_DB": "",
+        "MODELYARD_TOKEN": "",
         "MODELYARD_CONTROL_URL": "",
         "MODELYARD_REGISTRY_URL": "",
         "COLUMNS": "200",

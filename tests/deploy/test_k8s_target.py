@@ -71,6 +71,7 @@ KINDS = {
     "api/v1": {"services": ("v1", "Service"), "configmaps": ("v1", "ConfigMap")},
     "apis/apps/v1": {"deployments": ("apps/v1", "Deployment")},
     "apis/autoscaling/v2": {"horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler")},
+    "apis/networking.k8s.io/v1": {"networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy")},
 }
 PATH = re.compile(r"/(api/v1|apis/[^/]+/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?")
 
@@ -345,6 +346,7 @@ def test_ensure_server_side_applies_the_versions_objects(fake: FakeCluster, targ
     assert [c.path for c in patches] == [
         f"/apis/apps/v1/namespaces/default/deployments/{NAME}",
         f"/api/v1/namespaces/default/services/{NAME}",
+        f"/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/{NAME}",
     ]
     for call in patches:
         assert call.headers["content-type"] == "application/apply-patch+yaml"
@@ -352,9 +354,9 @@ def test_ensure_server_side_applies_the_versions_objects(fake: FakeCluster, targ
         assert call.query["force"].lower() == "true"
     assert [c.body for c in patches] == target.manifests(KEY, FIXED)
     # The same objects `modelyard deploy render` writes, the Deployment annotated for status and undo.
-    deployment, service = patches[0].body, patches[1].body
+    deployment, service, policy = (call.body for call in patches)
     annotations = deployment["metadata"].pop("annotations")
-    assert [deployment, service] == render_version(*KEY, FIXED)
+    assert [deployment, service, policy] == render_version(*KEY, FIXED)
     assert annotations[KEY_ANNOTATION] == "mail/spam/v1"
     assert VersionSpec.model_validate_json(annotations[SPEC_ANNOTATION]) == FIXED
     assert not fake.has("configmaps", object_name("mail", "spam", suffix="routes"))
@@ -379,7 +381,7 @@ def test_a_second_ensure_reapplies_and_returns_at_once(
     generation = fake.objects[("deployments", "default", NAME)]["metadata"]["generation"]
     before = len(fake.calls)
     target.ensure(KEY, FIXED, timeout_s=30)
-    assert len(fake.patches()) == 4  # server-side apply is idempotent: applying again is safe
+    assert len(fake.patches()) == 6  # server-side apply is idempotent: applying again is safe
     assert fake.objects[("deployments", "default", NAME)]["metadata"]["generation"] == generation
     assert deployment_gets(fake, before) == 2  # the previous spec, then one poll: complete
     assert len(routes.replicas) == 2
@@ -391,7 +393,7 @@ def test_an_autoscaled_version_gets_an_autoscaler_and_waits_for_its_minimum(
     fake.polls_until_ready = 0
     target.ensure(KEY, AUTOSCALED, timeout_s=30)
     paths = [c.path for c in fake.patches()]
-    assert paths[-1] == f"/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/{NAME}"
+    assert paths[-2] == f"/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/{NAME}"
     deployment = fake.patches()[0].body
     assert "replicas" not in deployment["spec"]  # the autoscaler owns it
     assert fake.objects[("deployments", "default", NAME)]["status"]["readyReplicas"] == 2
@@ -506,8 +508,14 @@ def test_remove_deletes_the_versions_objects(fake: FakeCluster, target: Kubernet
     target.ensure(KEY, AUTOSCALED, timeout_s=30)
     target.remove(KEY)
     deletes = [c.path.split("/namespaces/default/")[1] for c in fake.calls if c.method == "DELETE"]
-    assert deletes == [f"horizontalpodautoscalers/{NAME}", f"deployments/{NAME}", f"services/{NAME}"]
-    assert not any(fake.has(plural) for plural in ("deployments", "services", "horizontalpodautoscalers"))
+    assert deletes == [
+        f"horizontalpodautoscalers/{NAME}",
+        f"deployments/{NAME}",
+        f"services/{NAME}",
+        f"networkpolicies/{NAME}",  # last, after everything that makes pods or sends them traffic
+    ]
+    plurals = ("deployments", "services", "horizontalpodautoscalers", "networkpolicies")
+    assert not any(fake.has(plural) for plural in plurals)
     target.remove(KEY)  # nothing left: every 404 is taken as done
 
 

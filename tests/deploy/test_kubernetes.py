@@ -231,8 +231,10 @@ def test_the_issue_example() -> None:
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("Deployment", "mail-spam-v1"),
         ("Service", "mail-spam-v1"),
+        ("NetworkPolicy", "mail-spam-v1"),
         ("Deployment", "mail-spam-v2"),
         ("Service", "mail-spam-v2"),
+        ("NetworkPolicy", "mail-spam-v2"),
         ("ConfigMap", "mail-spam-routes"),
     ]
     assert {o["metadata"]["namespace"] for o in objects} == {"models"}
@@ -371,6 +373,65 @@ def test_each_service_selects_exactly_its_versions_pods(case: str) -> None:
         matched = [name for name, labels in pod_labels.items() if selector.items() <= labels.items()]
         assert matched == [service["metadata"]["name"]]
         assert selector["app.kubernetes.io/part-of"] == "modelyard"
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+@pytest.mark.parametrize("case", sorted(FILES))
+def test_each_version_has_a_network_policy_letting_in_only_the_gateway_and_control_plane(case: str) -> None:
+    objects = rendered(FILES[case])
+    deployments = by_kind(objects, "Deployment")
+    policies = by_kind(objects, "NetworkPolicy")
+    assert sorted(p["metadata"]["name"] for p in policies) == sorted(
+        d["metadata"]["name"] for d in deployments
+    )
+    pod_labels = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in deployments}
+    for policy in policies:
+        spec = policy["spec"]
+        # It selects exactly its version's pods: every other version keeps its own policy.
+        matched = [
+            name
+            for name, labels in pod_labels.items()
+            if _matches(spec["podSelector"]["matchLabels"], labels)
+        ]
+        assert matched == [policy["metadata"]["name"]]
+        assert spec["policyTypes"] == ["Ingress"]  # egress is left alone: registry refs are fetched
+        (rule,) = spec["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]  # the serving port, nothing else
+        peers = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+        assert peers == [dict(labels) for labels in kubernetes.PEER_LABELS]
+        assert all(set(peer) == {"podSelector"} for peer in rule["from"])  # same namespace only
+        # No model server is a peer of another: one compromised replica cannot reach the rest.
+        assert not any(_matches(peer, labels) for peer in peers for labels in pod_labels.values())
+
+
+def test_the_network_policy_peers_are_the_documented_labels() -> None:
+    """docs/deploy.md's gateway Deployment carries the gateway's peer label, and the page names
+    both labels, so a gateway set up as documented gets through."""
+    text = DEPLOY_DOC.read_text()
+    section = text.split("### Running the gateway in the cluster", 1)[1]
+    manifest = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    gateway_pods = manifest["spec"]["template"]["metadata"]["labels"]
+    assert _matches(kubernetes.PEER_LABELS[0], gateway_pods)
+    for labels in kubernetes.PEER_LABELS:
+        for key, value in labels.items():
+            assert f"{key}: {value}" in text or f"{key}={value}" in text
+
+
+def test_the_network_policy_matches_what_the_server_listens_on() -> None:
+    """The port the policy opens is the container's port and the probes' port: probes need no rule
+    (the kubelet's traffic from the pod's node is always allowed), and nothing else is open."""
+    objects = rendered(ISSUE_EXAMPLE)
+    policy = named(objects, "NetworkPolicy", "mail-spam-v1")
+    served = container(named(objects, "Deployment", "mail-spam-v1"))
+    (port,) = served["ports"]
+    assert policy["spec"]["ingress"][0]["ports"][0]["port"] == port["containerPort"] == kubernetes.PORT
+    assert {
+        served[probe]["httpGet"]["port"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+    } == {kubernetes.PORT}
+    assert "--model-control" not in served["args"]  # model control stays off in the cluster
 
 
 def test_labels_name_the_project_model_and_version() -> None:

@@ -8,7 +8,9 @@ Per project / model / version:
   Prometheus scrape annotations, and a rolling update that never drops below the desired replicas;
 - a **Service** (ClusterIP, port 80 -> 8080) selecting exactly that version's pods;
 - a **HorizontalPodAutoscaler** (autoscaling/v2) when the version is autoscaled; the Deployment then
-  has no ``replicas`` field, so re-applying the manifests never fights the autoscaler.
+  has no ``replicas`` field, so re-applying the manifests never fights the autoscaler;
+- a **NetworkPolicy** (networking.k8s.io/v1) that lets only the gateway's and the control plane's
+  pods (``PEER_LABELS``, same namespace) reach that version's pods, on the serving port only.
 
 Per project / model, a **ConfigMap** whose ``routes.json`` is the gateway's route for it (the shape of
 ``routing.table.route_to_dict``: versions with weight, mirror fraction and the version's Service as
@@ -37,6 +39,7 @@ from modelyard.errors import InvalidInput
 
 __all__ = [
     "GPU_RESOURCE",
+    "PEER_LABELS",
     "PORT",
     "SERVICE_PORT",
     "check_namespace",
@@ -61,6 +64,12 @@ _GRACE_MARGIN_S = 5
 # A route's options as the gateway defaults them (routing/table.py ModelRoute), restated here.
 _ROUTE_OPTIONS: dict[str, Any] = {"timeout_s": 30.0, "log_payload": "hash", "log_sample": 1.0}
 _SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
+# The pods a model server lets in (its NetworkPolicy): the gateway, which sends it traffic, and the
+# control plane. Label your gateway's and control plane's pods with these (docs/deploy.md).
+PEER_LABELS: tuple[dict[str, str], ...] = (
+    {"app.kubernetes.io/name": "modelyard-gateway"},
+    {"app.kubernetes.io/name": "modelyard-control-plane"},
+)
 
 _MAX_NAME = 63
 _HASH_LEN = 8
@@ -316,6 +325,24 @@ def _autoscaler(v: _Version) -> dict[str, Any] | None:
     }
 
 
+def _network_policy(v: _Version) -> dict[str, Any]:
+    """Ingress to the version's pods only from the gateway and the control plane, only on the
+    serving port. The server binds 0.0.0.0 in its pod and model control is off; this keeps every
+    other pod of the cluster from its inference and admin endpoints as well. The kubelet's probes
+    need no rule: traffic from the pod's own node is always allowed."""
+    peers = [{"podSelector": {"matchLabels": dict(labels)}} for labels in PEER_LABELS]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(v.name, v.namespace, _labels(v)),
+        "spec": {
+            "podSelector": {"matchLabels": _selector(v)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}],
+        },
+    }
+
+
 def _route(deployment: Deployment, namespace: str) -> dict[str, Any]:
     """The gateway's route for one project/model, as ``routing.table.route_to_dict`` writes it."""
     versions = []
@@ -409,11 +436,12 @@ def check_namespace(namespace: str) -> None:
 
 
 def _version_objects(v: _Version) -> list[dict[str, Any]]:
-    """A version's Deployment, Service and (when autoscaled) HorizontalPodAutoscaler."""
+    """A version's Deployment, Service, (when autoscaled) HorizontalPodAutoscaler and NetworkPolicy."""
     objects = [_deployment(v), _service(v)]
     autoscaler = _autoscaler(v)
     if autoscaler is not None:
         objects.append(autoscaler)
+    objects.append(_network_policy(v))
     return objects
 
 
@@ -424,8 +452,9 @@ def render(
     image_for: Callable[[VersionSpec], str] | None = None,
 ) -> list[dict[str, Any]]:
     """The Kubernetes objects for ``file``, in ``namespace``, in a deterministic order: per version its
-    Deployment, Service and (when autoscaled) HorizontalPodAutoscaler, then the model's routes
-    ConfigMap. Each version's image is ``image_for(spec)`` when given, else ``spec.image``.
+    Deployment, Service, (when autoscaled) HorizontalPodAutoscaler and NetworkPolicy, then the
+    model's routes ConfigMap. Each version's image is ``image_for(spec)`` when given, else
+    ``spec.image``.
 
     Raises InvalidInput naming the field for a missing image, an environment variable name
     Kubernetes refuses, autoscaling without a cpu request, or an invalid namespace.
@@ -448,10 +477,10 @@ def render_version(
     namespace: str = "default",
     image_for: Callable[[VersionSpec], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One version's objects, exactly as ``render`` writes them: its Deployment, Service and (when
-    autoscaled) HorizontalPodAutoscaler. The model's routes ConfigMap is not among them: it needs
-    every version of the model and their weights. Raises InvalidInput as ``render`` does, naming
-    ``spec...`` fields."""
+    """One version's objects, exactly as ``render`` writes them: its Deployment, Service, (when
+    autoscaled) HorizontalPodAutoscaler and NetworkPolicy. The model's routes ConfigMap is not
+    among them: it needs every version of the model and their weights. Raises InvalidInput as
+    ``render`` does, naming ``spec...`` fields."""
     check_namespace(namespace)
     _check(spec, "spec")
     image = _image(spec, "spec.image", image_for)

@@ -4,11 +4,12 @@
 ``kubernetes`` client (the optional extra ``modelyard[k8s]``, imported only when a target is made):
 
 - :meth:`~KubernetesTarget.ensure` renders the version's objects exactly as ``modelyard deploy
-  render`` does (``manifests.py``: a Deployment, a Service and, when autoscaled, a
-  HorizontalPodAutoscaler) and **server-side applies** each: ``PATCH`` to the object's URL with
-  ``Content-Type: application/apply-patch+yaml``, ``fieldManager=<field_manager>`` and
-  ``force=true`` (this target owns the fields it applies; ``kubectl edit`` changes to them are
-  overwritten). An autoscaler the spec no longer asks for is deleted. It then polls the Deployment
+  render`` does (``manifests.py``: a Deployment, a Service, when autoscaled a
+  HorizontalPodAutoscaler, and a NetworkPolicy) and **server-side applies** each: ``PATCH`` to
+  the object's URL with ``Content-Type: application/apply-patch+yaml``,
+  ``fieldManager=<field_manager>`` and ``force=true`` (this target owns the fields it applies;
+  ``kubectl edit`` changes to them are overwritten). An autoscaler the spec no longer asks for is
+  deleted. It then polls the Deployment
   until its rollout is complete, like ``kubectl rollout status``: the controller has seen the new
   generation, every replica is updated, ready and available and no old one is left. The rolling
   update itself is Kubernetes' own (``maxUnavailable: 0``, readiness probes): old pods serve until
@@ -25,8 +26,9 @@
   heart-beating endpoint: routing does not depend on this process staying up. A model's first
   apply has no route yet when its versions come up (``apply`` creates it when it sets the weights),
   so then a background thread registers the Service as soon as the route lists the version.
-- :meth:`~KubernetesTarget.remove` deletes the version's Deployment, Service and autoscaler (a
-  missing one is no error); the pods are drained by Kubernetes (preStop pause, then SIGTERM).
+- :meth:`~KubernetesTarget.remove` deletes the version's autoscaler, Deployment, Service and
+  NetworkPolicy (a missing one is no error); the pods are drained by Kubernetes (preStop pause,
+  then SIGTERM).
 - :meth:`~KubernetesTarget.status` lists the Deployments labelled as modelyard model servers in the
   namespace: one row per Deployment (not per pod, which would need the ``pods`` permission too).
 
@@ -76,8 +78,10 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Deployment": ("AppsV1Api", "namespaced_deployment"),
     "Service": ("CoreV1Api", "namespaced_service"),
     "HorizontalPodAutoscaler": ("AutoscalingV2Api", "namespaced_horizontal_pod_autoscaler"),
+    "NetworkPolicy": ("NetworkingV1Api", "namespaced_network_policy"),
 }
-_VERSION_KINDS = ("HorizontalPodAutoscaler", "Deployment", "Service")  # in deletion order
+# In deletion order: the NetworkPolicy last, after everything that makes pods or sends them traffic.
+_VERSION_KINDS = ("HorizontalPodAutoscaler", "Deployment", "Service", "NetworkPolicy")
 
 
 log = logging.getLogger("modelyard.deploy")

@@ -3,13 +3,17 @@
 ``StubReplica`` is a trivial but real HTTP/1.1 backend standing in for a model server (the
 end-to-end tests use real ``modelyard serve`` replicas): it answers every request with JSON naming
 itself, the path and a hash of the body, and can be told to be slow, to answer 503, or to die.
-``GatewayThread`` runs the production front end (``Http1Server`` + ``GatewayService``).
+``GatewayThread`` runs the production front end (``Http1Server`` + ``GatewayService``), with its
+admin listener (``admin_url``: ``/metrics``, ``/-/routing``) beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -63,6 +67,7 @@ class _ReplicaProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: dict[str, str] = {}
+        self.header_list: list[tuple[str, str]] = []  # as sent: repeats and order kept
         self.body: list[bytes] = []
         self.transport: asyncio.Transport | None = None
 
@@ -81,13 +86,15 @@ class _ReplicaProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode().lower()] = value.decode()
+        self.header_list.append((name.decode().lower(), value.decode()))
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         request = (self.url.decode(), self.headers, b"".join(self.body))
-        self.url, self.headers, self.body = b"", {}, []
+        self.replica.header_lists.append(self.header_list)
+        self.url, self.headers, self.body, self.header_list = b"", {}, [], []
         asyncio.get_running_loop().create_task(self.replica.answer(self, *request))
 
 
@@ -100,7 +107,9 @@ class StubReplica:
         self.status = 200
         self.delay_s = 0.0
         self.interim = False  # send "100 Continue" before each answer, as some servers do
+        self.extra_headers = b""  # whole header lines added to each answer
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.header_lists: list[list[tuple[str, str]]] = []  # each request's headers, as sent
         self.transports: set[asyncio.Transport] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -142,8 +151,8 @@ class StubReplica:
         }  # fmt: skip
         payload = orjson.dumps(content)
         reason = b"OK" if self.status == 200 else b"Service Unavailable"
-        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % (
-            self.status, reason, len(payload),
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n%scontent-length: %d\r\n\r\n" % (
+            self.status, reason, self.extra_headers, len(payload),
         )  # fmt: skip
         if protocol.transport is not None and not protocol.transport.is_closing():
             interim = b"HTTP/1.1 100 Continue\r\n\r\n" if self.interim else b""
@@ -151,18 +160,29 @@ class StubReplica:
 
 
 class GatewayThread:
-    """The gateway's production front end on its own loop thread, port 0."""
+    """The gateway's production front end on its own loop thread, port 0; its admin listener on
+    another (``admin_url``); both over TLS with ``tls``."""
 
-    def __init__(self, service: GatewayService, loop: _LoopThread) -> None:
+    def __init__(
+        self,
+        service: GatewayService,
+        loop: _LoopThread,
+        tls: ssl.SSLContext | None = None,
+        keepalive_timeout_s: float = 75.0,
+    ) -> None:
         self.service = service
         self._loop = loop
-        self.server = Http1Server(service)
-        sock = bind_socket("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.server = Http1Server(service, tls=tls, keepalive_timeout_s=keepalive_timeout_s)
+        self.admin = Http1Server(service, admin=True, tls=tls)
+        scheme = "http" if tls is None else "https"
+        sock, admin_sock = bind_socket("127.0.0.1", 0), bind_socket("127.0.0.1", 0)
+        self.url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
+        self.admin_url = f"{scheme}://127.0.0.1:{admin_sock.getsockname()[1]}"
 
         async def start() -> None:
             await service.start()
             await self.server.start(sock)
+            await self.admin.start(admin_sock)
 
         loop.call(start())
 
@@ -172,7 +192,7 @@ class GatewayThread:
 
     def stop(self) -> None:
         async def stop() -> None:
-            await self.server.drain(5.0)
+            await asyncio.gather(self.server.drain(5.0), self.admin.drain(5.0))
             await self.service.stop()
 
         self._loop.call(stop())
@@ -195,7 +215,12 @@ class GatewayWorld:
         return replica
 
     def gateway(
-        self, source: TableSource | None = None, sink: LogSink | None = None, **overrides: Any
+        self,
+        source: TableSource | None = None,
+        sink: LogSink | None = None,
+        tls: ssl.SSLContext | None = None,
+        keepalive_timeout_s: float = 75.0,
+        **overrides: Any,
     ) -> GatewayThread:
         data: dict[str, Any] = {
             "control": self.control,
@@ -206,7 +231,7 @@ class GatewayWorld:
         if source is None and "routes_file" not in overrides:  # with a routes file: as the CLI builds it
             source = self.store
         service = build_service(GatewaySettings(**data), source, sink)
-        gateway = GatewayThread(service, self.loop)
+        gateway = GatewayThread(service, self.loop, tls, keepalive_timeout_s)
         self.gateways.append(gateway)
         return gateway
 
@@ -270,3 +295,91 @@ class RecordingTransport:
 
     def is_closing(self) -> bool:
         return self.closing
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+class Raw:
+    """One client connection on a plain socket; answers are parsed from the bytes as they come."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise AssertionError(f"the server closed the connection; unparsed bytes: {self.buffer!r}")
+        self.buffer += data
+
+    def answer(self, *, head: bool = False) -> Answer:
+        """The next answer (an interim 1xx included); ``head``: it answers a HEAD (no body follows)."""
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        raw_head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+        version, status, _ = status_line.split(" ", 2)
+        assert version == "HTTP/1.1", status_line
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, value = line.split(":", 1)
+            assert name.lower() not in headers, f"header {name} sent twice"
+            headers[name.lower()] = value.strip()
+        length = 0 if head or int(status) < 200 else int(headers["content-length"])
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return Answer(int(status), headers, body)
+
+    def closed_by_server(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection within ``timeout`` and sent nothing more."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return not self.buffer
+        finally:
+            self.sock.settimeout(10)
+        self.buffer += data
+        return not self.buffer
+
+    def has_unread_bytes(self) -> bool:
+        """Whether any byte arrived that no answer took (looked at now, without waiting)."""
+        if self.buffer:
+            return True
+        self.sock.setblocking(False)
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+        finally:
+            self.sock.settimeout(10)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def request(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, version: str = "1.1"
+) -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "host: gateway"]
+    given = {name.lower(): value for name, value in (headers or {}).items()}
+    if (body or method == "POST") and "transfer-encoding" not in given:
+        given.setdefault("content-length", str(len(body)))
+    lines += [f"{name}: {value}" for name, value in given.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

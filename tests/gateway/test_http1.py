@@ -9,15 +9,12 @@ the in-flight limit. Every byte goes through ``socket.create_connection`` to a r
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import orjson
 import pytest
 import xxhash
 
@@ -25,98 +22,19 @@ from modelyard.gateway.app import build_service
 from modelyard.gateway.http1 import MAX_HEAD_BYTES, Http1Server
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.web.listen import bind_socket
-from tests.gateway.support import GatewayThread, GatewayWorld, StubReplica, wait_for, world
+from tests.gateway.support import (
+    Answer,
+    GatewayThread,
+    GatewayWorld,
+    Raw,
+    StubReplica,
+    request,
+    wait_for,
+    world,
+)
 
 PREDICT = "/projects/mail/models/{model}:predict"
 ERROR_KEYS = {"error", "kind", "field"}
-
-
-@dataclasses.dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-class Raw:
-    """One client connection on a plain socket; answers are parsed from the bytes as they come."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise AssertionError(f"the server closed the connection; unparsed bytes: {self.buffer!r}")
-        self.buffer += data
-
-    def answer(self, *, head: bool = False) -> Answer:
-        """The next answer (an interim 1xx included); ``head``: it answers a HEAD (no body follows)."""
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        raw_head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status_line, *lines = raw_head.decode("latin-1").split("\r\n")
-        version, status, _ = status_line.split(" ", 2)
-        assert version == "HTTP/1.1", status_line
-        headers: dict[str, str] = {}
-        for line in lines:
-            name, value = line.split(":", 1)
-            assert name.lower() not in headers, f"header {name} sent twice"
-            headers[name.lower()] = value.strip()
-        length = 0 if head or int(status) < 200 else int(headers["content-length"])
-        while len(self.buffer) < length:
-            self._fill()
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return Answer(int(status), headers, body)
-
-    def closed_by_server(self, timeout: float = 5.0) -> bool:
-        """True when the server closes the connection within ``timeout`` and sent nothing more."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            return not self.buffer
-        finally:
-            self.sock.settimeout(10)
-        self.buffer += data
-        return not self.buffer
-
-    def has_unread_bytes(self) -> bool:
-        """Whether any byte arrived that no answer took (looked at now, without waiting)."""
-        if self.buffer:
-            return True
-        self.sock.setblocking(False)
-        try:
-            return bool(self.sock.recv(1, socket.MSG_PEEK))
-        except BlockingIOError:
-            return False
-        finally:
-            self.sock.settimeout(10)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def request(
-    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, version: str = "1.1"
-) -> bytes:
-    lines = [f"{method} {path} HTTP/{version}", "host: gateway"]
-    given = {name.lower(): value for name, value in (headers or {}).items()}
-    if (body or method == "POST") and "transfer-encoding" not in given:
-        given.setdefault("content-length", str(len(body)))
-    lines += [f"{name}: {value}" for name, value in given.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def predict(
@@ -299,7 +217,7 @@ def test_chunked_body_growing_past_the_limit_is_413_counted_once(
     assert answer.headers["connection"] == "close"
     assert client.closed_by_server()
     assert replica.requests == []
-    counted = requests_total(httpx.get(gateway.url + "/metrics").text)
+    counted = requests_total(httpx.get(gateway.admin_url + "/metrics").text)
     assert counted == {'code="413",model="",project="",version=""': 1.0}
 
 
@@ -401,7 +319,6 @@ def test_http_1_0_without_keep_alive_is_closed_after_the_answer(
         ("GET", "/projects/mail/models/spam:predict"),
         ("PUT", "/projects/mail/models/spam/versions/v1/infer"),
         ("DELETE", "/projects/mail/models/spam"),
-        ("POST", "/metrics"),
         ("PATCH", "/health/live"),
     ],
 )
@@ -459,9 +376,11 @@ def test_metrics_are_prometheus_text_counting_requests(
     routed(env)
     gateway = env.gateway()
     client = connect(gateway.url)
-    client.send(predict() + predict() + request("GET", "/metrics"))  # counted before the next answer
-    assert [client.answer().status for _ in range(2)] == [200, 200]
-    metrics = client.answer()
+    client.send(predict() + predict())
+    assert [client.answer().status for _ in range(2)] == [200, 200]  # counted before they are sent
+    admin = connect(gateway.admin_url)
+    admin.send(request("GET", "/metrics"))
+    metrics = admin.answer()
     assert metrics.status == 200
     assert metrics.headers["content-type"].startswith("text/plain; version=")
     text = metrics.body.decode()
@@ -480,8 +399,9 @@ def test_idle_polling_rounds_are_counted_in_the_metrics(
         client.send(predict())
         assert client.answer().status == 200
     time.sleep(0.2)  # the counter is brought up to date at each routing poll (every 0.05 s here)
-    client.send(request("GET", "/metrics"))
-    text = client.answer().body.decode()
+    admin = connect(gateway.admin_url)
+    admin.send(request("GET", "/metrics"))
+    text = admin.answer().body.decode()
     [rounds] = [
         float(line.split()[-1])
         for line in text.splitlines()
@@ -490,12 +410,12 @@ def test_idle_polling_rounds_are_counted_in_the_metrics(
     assert (rounds > 0) is polls
 
 
-def test_routing_endpoint_shows_the_revision_and_routes(
+def test_routing_endpoint_shows_the_revision_and_routes_on_the_admin_listener(
     env: GatewayWorld, connect: Callable[[str], Raw]
 ) -> None:
     replica = routed(env)
     gateway = env.gateway()
-    client = connect(gateway.url)
+    client = connect(gateway.admin_url)
     client.send(request("GET", "/-/routing"))
     answer = client.answer()
     assert answer.status == 200
@@ -545,6 +465,7 @@ class _ShortKeepAlive(GatewayThread):
         self.service = build_service(settings, env.store)
         self._loop = env.loop
         self.server = Http1Server(self.service, keepalive_timeout_s=keepalive_timeout_s)
+        self.admin = Http1Server(self.service, admin=True)  # not started: drained with the server
         sock = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         env.gateways.append(self)  # stopped with the world, whatever happens

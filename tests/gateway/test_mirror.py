@@ -91,7 +91,7 @@ def test_a_slow_or_dead_mirror_never_delays_or_fails_the_caller(
 
     def failed_counted() -> bool:
         nonlocal text
-        text = client.get(gateway.url + "/metrics").text
+        text = client.get(gateway.admin_url + "/metrics").text
         return metric(text, "modelyard_gateway_mirror_requests_total", outcome="failed", version="v2") >= 5
 
     assert wait_for(failed_counted, timeout=8), text
@@ -103,7 +103,7 @@ def test_a_full_mirror_queue_drops_copies_and_counts_them(env: GatewayWorld, cli
     gateway = env.gateway(mirror_queue=2, mirror_concurrency=1)
     for _ in range(20):
         assert predict(client, gateway.url + PREDICT).status_code == 200
-    text = client.get(gateway.url + "/metrics").text
+    text = client.get(gateway.admin_url + "/metrics").text
     dropped = metric(text, "modelyard_gateway_mirror_requests_total", outcome="dropped", version="v2")
     assert 15 <= dropped <= 17  # one in flight, two queued, the rest dropped
     assert len(shadow.requests) <= 3
@@ -159,7 +159,7 @@ def test_unknown_route_requests_are_counted_but_not_labelled_with_their_names(
     gateway = env.gateway()
     predict(client, gateway.url + "/projects/x/models/y:predict")
     predict(client, gateway.url + PREDICT)
-    text = client.get(gateway.url + "/metrics").text
+    text = client.get(gateway.admin_url + "/metrics").text
     assert metric(text, "modelyard_gateway_requests_total", code="404", project="") == 1
     assert metric(text, "modelyard_gateway_requests_total", code="200", project="mail", version="v1") == 1
     assert 'project="x"' not in text  # callers cannot blow up the label cardinality

@@ -61,7 +61,7 @@ def test_http1_probes_before_and_after_the_table_loads(
     answer = client.get(gateway.url + path)
     assert answer.json() == {"ready": True}
     gate.open = False  # a source failing later keeps the table it gave: still ready
-    assert wait_for(lambda: "error" in client.get(gateway.url + "/-/routing").json())
+    assert wait_for(lambda: "error" in client.get(gateway.admin_url + "/-/routing").json())
     assert client.get(gateway.url + path).status_code == 200
 
 
@@ -95,19 +95,19 @@ def test_the_client_asks_a_running_gateway_whether_it_is_ready(env: GatewayWorld
 def test_a_failed_read_is_shown_counted_and_cleared(env: GatewayWorld, client: httpx.Client) -> None:
     gate = Gate()
     gateway = env.gateway(source=gate)
-    routing = client.get(gateway.url + "/-/routing").json()
+    routing = client.get(gateway.admin_url + "/-/routing").json()
     assert routing == {"revision": 0, "routes": [], "error": DOWN}
 
     def errors() -> float:
-        for line in client.get(gateway.url + "/metrics").text.splitlines():
+        for line in client.get(gateway.admin_url + "/metrics").text.splitlines():
             if line.startswith("modelyard_gateway_routing_errors_total "):
                 return float(line.split()[1])
         raise AssertionError("no modelyard_gateway_routing_errors_total")
 
     assert errors() >= 1
     gate.open = True
-    assert wait_for(lambda: "error" not in client.get(gateway.url + "/-/routing").json())
-    assert client.get(gateway.url + "/-/routing").json() == {"revision": 7, "routes": []}
+    assert wait_for(lambda: "error" not in client.get(gateway.admin_url + "/-/routing").json())
+    assert client.get(gateway.admin_url + "/-/routing").json() == {"revision": 7, "routes": []}
     counted = errors()
     time.sleep(0.2)  # a few polls, every one of them reading the table
     assert errors() == counted

@@ -284,14 +284,14 @@ def test_a_gateway_routes_by_the_file_and_follows_its_changes(
     write(two.url)
     assert wait_for(lambda: predict(client, url).json()["replica"] == "two")
     replace("- {project: mail, model: spam, versions: [{version: v1, weight: lots}]}\n")
-    assert wait_for(lambda: "error" in client.get(gateway.url + "/-/routing").json())
-    routing = client.get(gateway.url + "/-/routing").json()
+    assert wait_for(lambda: "error" in client.get(gateway.admin_url + "/-/routing").json())
+    routing = client.get(gateway.admin_url + "/-/routing").json()
     assert routing["error"] == f"{path}: [0].versions[0].weight: must be an integer from 0 to 1000000"
     assert routing["revision"] == 2
     assert predict(client, url).json()["replica"] == "two"  # the last good table still routes
     assert client.get(gateway.url + "/v2/health/ready").status_code == 200
     write(one.url)
-    assert wait_for(lambda: "error" not in client.get(gateway.url + "/-/routing").json())
+    assert wait_for(lambda: "error" not in client.get(gateway.admin_url + "/-/routing").json())
     assert predict(client, url).json()["replica"] == "one"
 
 

@@ -137,7 +137,7 @@ def test_503_and_connection_refused_are_retried_on_another_replica(
         response = predict(client, gateway.url + PREDICT)
         assert response.status_code == 200
         assert response.json()["replica"] == "good"
-    metrics = client.get(gateway.url + "/metrics").text
+    metrics = client.get(gateway.admin_url + "/metrics").text
     assert (
         'modelyard_gateway_retries_total{model="spam",project="mail",reason="connect",version="v1"}'
         in metrics

@@ -75,8 +75,13 @@ class GatewayProcess(AnnouncedProcess):
         # Its own process group: the workers can all be killed.
         super().__init__([*SERVE, *args], tmp_path / "gateway-stderr.txt", component="gateway",
                          cwd=tmp_path, env=environ, start_new_session=True)  # fmt: skip
+        self.admin_url = ""  # with --admin-port: set by wait_ready
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> str:
+        """The gateway's URL; ``admin_url`` is set too (its line comes first)."""
+        self.component = "gateway-admin"
+        self.admin_url = self.wait_until_serving(timeout)
+        self.component = "gateway"
         return self.wait_until_serving(timeout)
 
     def workers(self) -> dict[int, int]:
@@ -100,7 +105,7 @@ class GatewayProcess(AnnouncedProcess):
 
     def scraped(self) -> float:
         """mail/spam requests as ``/metrics`` (on any worker) sums them over every worker."""
-        text = httpx.get(self.url + "/metrics", timeout=10).text
+        text = httpx.get(self.admin_url + "/metrics", timeout=10).text
         prefix = "modelyard_gateway_requests_total{"
         return sum(
             float(line.rsplit(" ", 1)[1])
@@ -135,7 +140,7 @@ def serve(tmp_path: Path, env: GatewayWorld) -> Iterator[Callable[..., GatewayPr
 
     def _serve(*extra: str) -> GatewayProcess:
         args = [
-            "--workers", "2", "--refresh-interval", "0.1",
+            "--workers", "2", "--refresh-interval", "0.1", "--admin-port", "0",
             "--log-sink", str(tmp_path / "logs" / "inference.jsonl"), *extra,
         ]  # fmt: skip
         gateway = GatewayProcess(tmp_path, env.control.home, args)

@@ -44,6 +44,10 @@ def _start_gateway(gateway: GatewaySettings, control: ControlSettings) -> tuple[
         env["MODELYARD_REGISTRY_DB"] = control.database_url
     command = [sys.executable, "-m", "modelyard", "gateway", "serve", "--host", gateway.host,
                "--port", str(gateway.port), "--workers", str(gateway.workers)]  # fmt: skip
+    if gateway.admin_port is not None:  # /metrics and /-/routing: only on the admin listener
+        command += ["--admin-host", gateway.admin_host, "--admin-port", str(gateway.admin_port)]
+    if gateway.tls_cert is not None and gateway.tls_key is not None:
+        command += ["--tls-cert", str(gateway.tls_cert), "--tls-key", str(gateway.tls_key)]
     try:
         return spawn_announced(command, env=env, component="gateway")
     except ChildFailed as exc:

@@ -1,9 +1,14 @@
 """The checks a request's head passes before the gateway takes it on, whatever front end read it.
 
-A model path (:func:`parse_path`), the method that path takes, the worker's in-flight limit, the
-declared body size; then the headers to forward (hop-by-hop ones left out) and the request id,
+A model path (:func:`parse_path`, on the path as it was sent), the method that path takes, the
+worker's in-flight limit, the declared body size; then the headers to forward and the request id,
 the caller's or a new one. What fails is answered at once (405, 413, 503, 400) and counted as an
 unrouted answer. Runs once per request, before its body is read: kept to one pass over the headers.
+
+Not forwarded (RFC 9110 section 7.6.1): the hop-by-hop headers (``upstream.HOP_BY_HOP``) and every
+header the request's ``Connection`` header names; nor any ``x-modelyard-*`` header, which only the
+gateway itself sets towards a replica (``x-modelyard-mirror`` on a mirrored copy): a caller could
+otherwise pass a request off as something the gateway made.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from urllib.parse import unquote
 
 from modelyard.errors import InvalidInput, MethodNotAllowed, ModelyardError, Overloaded, PayloadTooLarge
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import GatewayMetrics
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.gateway.upstream import HOP_BY_HOP
+from modelyard.gateway.upstream import HOP_BY_HOP, connection_named, without_named
 
 __all__ = ["Admission", "parse_path"]
 
@@ -24,7 +30,13 @@ Headers = list[tuple[bytes, bytes]]
 
 
 def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
-    """``(protocol, project, model, version)`` for a gateway model path, else None."""
+    """``(protocol, project, model, version)`` for a gateway model path, else None.
+
+    ``path`` is the path as it was sent, percent-encoding and all: it is split into segments
+    first and each segment decoded after, so an encoded ``/`` (``%2F``) can never make or move a
+    segment boundary, nor ``%3Apredict`` select a protocol. A segment that decodes to something
+    holding a ``/`` is refused (InvalidInput, 400): no project, model or version name has one.
+    """
     if not path.startswith("/projects/"):
         return None
     protocol = "metadata"
@@ -34,8 +46,8 @@ def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
         protocol, path = "v2", path[: -len("/infer")]
     parts = path.split("/")  # "", "projects", p, "models", m[, "versions", v]
     if len(parts) == 5 and parts[3] == "models" and parts[2] and parts[4]:
-        return protocol, parts[2], parts[4], None
-    if (
+        found: tuple[str, str, str, str | None] = (protocol, parts[2], parts[4], None)
+    elif (
         len(parts) == 7
         and parts[3] == "models"
         and parts[5] == "versions"
@@ -43,8 +55,32 @@ def parse_path(path: str) -> tuple[str, str, str, str | None] | None:
         and parts[4]
         and parts[6]
     ):
-        return protocol, parts[2], parts[4], parts[6]
-    return None
+        found = (protocol, parts[2], parts[4], parts[6])
+    else:
+        return None
+    return _decoded(found) if "%" in path else found
+
+
+def _decoded(target: tuple[str, str, str, str | None]) -> tuple[str, str, str, str | None]:
+    """``target``'s names percent-decoded, one segment at a time (see :func:`parse_path`)."""
+    protocol, project, model, version = target
+    return (
+        protocol,
+        _segment(project, "project"),
+        _segment(model, "model"),
+        None if version is None else _segment(version, "version"),
+    )
+
+
+def _segment(name: str, field: str) -> str:
+    if "%" not in name:
+        return name
+    plain = unquote(name)
+    if "/" in plain:
+        raise InvalidInput(
+            f"the {field} in the path, {name!r}, encodes a '/', which no {field} name holds", field="path"
+        )
+    return plain
 
 
 class Admission:
@@ -62,13 +98,13 @@ class Admission:
         """The request (its body still to read), a refusal, or None when ``path`` is not a model
         path. ``headers`` may be reused."""
         target = self._targets.get(path)
-        if target is None:
-            target = parse_path(path)
-            if target is not None and len(self._targets) < 4096:  # callers' paths repeat: parse once
-                self._targets[path] = target
-        if target is None:
-            return None
         try:
+            if target is None:
+                target = parse_path(path)
+                if target is not None and len(self._targets) < 4096:  # callers' paths repeat: parse once
+                    self._targets[path] = target
+            if target is None:
+                return None
             wanted = "GET" if target[0] == "metadata" else "POST"
             if method != wanted:
                 return self._wrong_method(method, path, wanted)
@@ -114,10 +150,11 @@ class Admission:
 
 
 def _read_head(headers: Headers) -> tuple[Headers, int | None, str | None]:
-    """One pass over a request's headers: those to forward (hop-by-hop ones and an unusable
-    x-request-id left out), the declared body size, the caller's request id."""
+    """One pass over a request's headers: those to forward (see the module docstring; an unusable
+    x-request-id left out too), the declared body size, the caller's request id."""
     forwarded: Headers = []
     declared = request_id = None
+    named: frozenset[bytes] = frozenset()
     for header in headers:
         name = header[0]
         if name in HOP_BY_HOP:
@@ -127,12 +164,20 @@ def _read_head(headers: Headers) -> tuple[Headers, int | None, str | None]:
                         "Content-Length must be a non-negative integer", field="content-length"
                     )
                 declared = int(header[1])
+            elif name == b"connection":
+                named = named | connection_named(header[1])
             continue
+        if name.startswith(b"x-modelyard-"):
+            continue  # the gateway's own vocabulary: never taken from a caller
         if name == b"x-request-id":
             if request_id is not None or not 0 < len(header[1]) <= 200:
                 continue  # a second one, or one that cannot be used: ours replaces it
             request_id = header[1].decode("latin-1")
         forwarded.append(header)
+    if named:  # rare: "close" and "keep-alive", the usual values, name nothing to drop
+        forwarded = without_named(forwarded, named)
+        if b"x-request-id" in named:
+            request_id = None  # not forwarded, so not the replica's id either: ours replaces it
     return forwarded, declared, request_id
 
 

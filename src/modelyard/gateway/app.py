@@ -5,11 +5,17 @@ Routes (``{p}`` project, ``{m}`` model, ``{v}`` version):
     POST /projects/{p}/models/{m}[/versions/{v}]:predict   TF-Serving body, passed through
     POST /projects/{p}/models/{m}[/versions/{v}]/infer     Open Inference Protocol body, passed through
     GET  /projects/{p}/models/{m}[/versions/{v}]           the replica's V2 model metadata
-    GET  /health/live, /health/ready (also as /v2/health/live, /v2/health/ready), /metrics, /-/routing
+    GET  /health/live, /health/ready (also as /v2/health/live, /v2/health/ready)
+
+and on the admin app only (``GatewayApp.admin_app()``: they name replica URLs, own_endpoints.py):
+
+    GET  /metrics, /-/routing
 
 This adapter makes the gateway buildable in-process (tests, any ASGI server); ``modelyard gateway
 serve`` runs the same :class:`GatewayService` behind the raw HTTP/1.1 server in ``http1.py``,
-which measured several times cheaper per request than an ASGI server (docs/performance.md).
+which measured several times cheaper per request than an ASGI server (docs/performance.md). TLS
+is the ASGI server's to do (uvicorn's ``--ssl-certfile``/``--ssl-keyfile``). Paths are routed as
+the client sent them (``raw_path``), not as the server decoded them: see ``admission.parse_path``.
 """
 
 from __future__ import annotations
@@ -37,10 +43,20 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class GatewayApp:
-    """The ASGI callable around one :class:`GatewayService` (its lifespan starts and stops it)."""
+    """The ASGI callable around one :class:`GatewayService` (its lifespan starts and stops it).
 
-    def __init__(self, service: GatewayService) -> None:
+    ``admin``: the admin app, which forwards nothing and answers the gateway's own endpoints, all
+    of them; serve it on an address only operators reach. Its lifespan leaves the service alone:
+    the public app's starts and stops it.
+    """
+
+    def __init__(self, service: GatewayService, *, admin: bool = False) -> None:
         self.service = service
+        self.admin = admin
+
+    def admin_app(self) -> GatewayApp:
+        """The admin app on this app's service."""
+        return GatewayApp(self.service, admin=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -50,10 +66,10 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service
-        method, path = scope["method"], scope["path"]
-        admitted = service.admit(method, path, scope["headers"])
+        method, path = scope["method"], _raw_path(scope)
+        admitted = None if self.admin else service.admit(method, path, scope["headers"])
         if admitted is None:
-            await _send(send, service.other(method, path), "")
+            await _send(send, service.other(method, path, self.admin), "")
             return
         if isinstance(admitted, GatewayResponse):
             await _send(send, admitted, "")
@@ -75,14 +91,16 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.service.start()
+                    if not self.admin:
+                        await self.service.start()
                 except Exception as exc:
                     log.exception("gateway start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.service.stop()
+                if not self.admin:
+                    await self.service.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -108,6 +126,15 @@ def build_service(
     from modelyard.routing.store import RouteStore
 
     return GatewayService(settings, RouteStore.open(settings.control), sink, owns_source=True)
+
+
+def _raw_path(scope: Scope) -> str:
+    """The path as the client sent it: ``raw_path`` (less any query string, which some servers
+    leave on it); a server that gives none leaves only the decoded ``path`` to go by."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return str(scope["path"])
+    return bytes(raw).split(b"?", 1)[0].decode("latin-1")
 
 
 async def _send(send: Send, response: GatewayResponse, request_id: str) -> None:

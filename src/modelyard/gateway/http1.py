@@ -5,7 +5,14 @@ about four times the whole per-request budget of a proxy hop, so ``modelyard gat
 this small server instead, feeding the same :class:`GatewayService` as the ASGI adapter. It speaks
 what a gateway needs: keep-alive, pipelining (answered in order), ``Expect: 100-continue``,
 Content-Length and chunked request bodies, a body limit enforced while reading, idle timeouts, and
-a graceful drain on SIGTERM (stop accepting, finish in-flight requests, close).
+a graceful drain on SIGTERM (stop accepting, finish in-flight requests, close); over TLS when the
+settings name a certificate.
+
+A worker may run two of these servers on one service: the public one, which forwards model paths
+and answers the probes, and the admin one (``GatewaySettings.admin_port``), which forwards nothing
+and also answers ``/metrics`` and ``/-/routing`` (``own_endpoints.py`` says why they are kept off
+the public port). Paths are routed as they were sent, percent-encoding and all
+(``admission.parse_path`` decodes each segment on its own).
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ import http
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from urllib.parse import unquote
 
 import httptools
 
@@ -50,6 +57,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: Http1Server) -> None:
         self.server = server
         self.service = server.service
+        self.admin = server.admin
         self.batcher = server.service.batcher  # every write and close goes through it, in order
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -131,9 +139,8 @@ class _Connection(asyncio.Protocol):
             self._fail(InvalidInput("protocol upgrades are not supported", field="upgrade"))
             return
         method = self.parser.get_method().decode()
-        raw_path = self.url.split(b"?", 1)[0].decode("latin-1")
-        path = unquote(raw_path) if "%" in raw_path else raw_path
-        admitted = self.service.admit(method, path, self.headers)
+        path = self.url.split(b"?", 1)[0].decode("latin-1")  # not decoded: see parse_path
+        admitted = None if self.admin else self.service.admit(method, path, self.headers)
         self.current = (method, path) if admitted is None else admitted
         if isinstance(admitted, GatewayResponse) and admitted.status == 413:
             self._fail_response(admitted)  # the body is not wanted: do not read it at all
@@ -184,7 +191,10 @@ class _Connection(asyncio.Protocol):
                 current.body = body
                 self._dispatch(current, keep_alive, head)
                 return
-            response = self.service.other(*current) if isinstance(current, tuple) else current
+            if isinstance(current, tuple):
+                response = self.service.other(current[0], current[1], self.admin)
+            else:
+                response = current
             self._write(response, "", keep_alive, head)
         self.busy = False
         self.last_active = time.monotonic()
@@ -260,10 +270,20 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Server:
-    """Accepts connections on ``sock`` for one :class:`GatewayService`."""
+    """Accepts connections on ``sock`` for one :class:`GatewayService`; ``admin``: the admin
+    listener (see the module docstring); ``tls``: serve HTTPS with this context."""
 
-    def __init__(self, service: GatewayService, *, keepalive_timeout_s: float = 75.0) -> None:
+    def __init__(
+        self,
+        service: GatewayService,
+        *,
+        keepalive_timeout_s: float = 75.0,
+        admin: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.service = service
+        self.admin = admin
+        self.tls = tls
         self.connections: set[_Connection] = set()
         self.draining = False
         self.keepalive_timeout_s = keepalive_timeout_s
@@ -272,7 +292,13 @@ class Http1Server:
 
     async def start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=2048)
+        self._server = await loop.create_server(
+            lambda: _Connection(self),
+            sock=sock,
+            backlog=2048,
+            ssl=self.tls,
+            ssl_handshake_timeout=10.0 if self.tls is not None else None,
+        )
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def _sweep(self) -> None:
@@ -319,9 +345,19 @@ def serve_forever(
     sock: socket.socket,
     on_ready: Callable[[str], None],
     drain_timeout_s: float = 30.0,
+    *,
+    admin_sock: socket.socket | None = None,
 ) -> None:
-    """Run one worker on uvloop until SIGTERM/SIGINT, then drain and stop the service."""
+    """Run one worker on uvloop until SIGTERM/SIGINT, then drain and stop the service; with
+    ``admin_sock``, the admin listener too. TLS when ``service.settings`` name a certificate."""
     import uvloop
+
+    settings = service.settings
+    context = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        from modelyard.gateway.tls import server_context
+
+        context = server_context(settings.tls_cert, settings.tls_key)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -329,13 +365,16 @@ def serve_forever(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await service.start()
-        server = Http1Server(service)
-        await server.start(sock)
+        servers = [(Http1Server(service, tls=context), sock)]
+        if admin_sock is not None:
+            servers.append((Http1Server(service, admin=True, tls=context), admin_sock))
+        for server, listening in servers:
+            await server.start(listening)
         _settle_gc()
         host, port = sock.getsockname()[:2]
-        on_ready(f"http://{host}:{port}")
+        on_ready(f"{settings.scheme}://{host}:{port}")
         await stop.wait()
-        await server.drain(drain_timeout_s)
+        await asyncio.gather(*(server.drain(drain_timeout_s) for server, _ in servers))
         await service.stop()
 
     uvloop.run(main())

@@ -3,6 +3,11 @@
 Everything a worker answers itself rather than forwards: ``/metrics`` (the whole gateway's series,
 ``metrics_share.py``), the liveness and readiness probes, and ``/-/routing`` (the table in use and,
 when the last read failed, why). Any other path that is not a model path is a 404.
+
+``/metrics`` and ``/-/routing`` name replica URLs (the ``replica`` label, the table's replicas):
+internal addresses a caller of the public port has no business seeing. They are answered only on
+the admin listener (``GatewaySettings.admin_port``); on the public one they are a 404 like any
+unknown path. The probes are answered on both.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ __all__ = ["OwnEndpoints"]
 # clients (modelyard.Client(url).ready()) ask, /health/* what the Kubernetes probes use.
 _LIVE = ("/health/live", "/v2/health/live")
 _READY = ("/health/ready", "/v2/health/ready")
-_OWN = ("/metrics", *_LIVE, *_READY, "/-/routing")
+_ADMIN = ("/metrics", "/-/routing")
+_OWN = (*_LIVE, *_READY, *_ADMIN)
 
 
 class OwnEndpoints:
@@ -33,8 +39,16 @@ class OwnEndpoints:
         self.gateway = gateway
         self.tables = tables
 
-    def answer(self, method: str, path: str) -> GatewayResponse:
-        """The answer to ``method path`` (a 404 or 405 when it is not one of ours)."""
+    def answer(self, method: str, path: str, admin: bool = False) -> GatewayResponse:
+        """The answer to ``method path`` (a 404 or 405 when it is not one of ours); ``admin``: it
+        came on the admin listener, where ``/metrics`` and ``/-/routing`` are served."""
+        if not admin and path in _ADMIN:
+            return error_response(
+                RouteNotFound(
+                    f"no route for {method} {path}: it is served on the gateway's admin port only",
+                    field="path",
+                )
+            )
         if method not in ("GET", "HEAD"):
             if path not in _OWN:
                 return _not_found(method, path)

@@ -113,9 +113,10 @@ class GatewayService:
         finally:
             self.in_flight -= 1
 
-    def other(self, method: str, path: str) -> GatewayResponse:
-        """The gateway's own endpoints: metrics, probes, the routing table in use."""
-        return self.own.answer(method, path)
+    def other(self, method: str, path: str, admin: bool = False) -> GatewayResponse:
+        """The gateway's own endpoints: probes; and with ``admin`` (the request came on the admin
+        listener) metrics and the routing table in use."""
+        return self.own.answer(method, path, admin)
 
     async def start(self) -> None:
         """Open the log sink, read the routing table, start polling it."""

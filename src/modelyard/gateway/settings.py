@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelyard.control.settings import ControlSettings
 
@@ -21,6 +21,10 @@ class GatewaySettings(BaseModel):
     The routing table is read from the control-plane database that ``control`` names (the
     registry's: SQLite under ``$MODELYARD_HOME`` unless ``MODELYARD_REGISTRY_DB`` says otherwise),
     or, when ``routes_file`` is set, from that file or folder of files (``routing/route_file.py``).
+
+    ``admin_port`` opens a second listener for what names internal addresses (``/metrics`` and
+    ``/-/routing`` list replica URLs): unset, they are served nowhere; the public port answers only
+    model paths and the probes. ``tls_cert`` and ``tls_key`` (PEM files) make both listeners HTTPS.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -28,6 +32,13 @@ class GatewaySettings(BaseModel):
     control: ControlSettings = Field(default_factory=ControlSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    admin_host: str = Field(default="127.0.0.1", description="address of the admin listener")
+    admin_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="serve /metrics and /-/routing on this port (0 picks one); unset: nowhere",
+    )  # fmt: skip
+    tls_cert: Path | None = Field(default=None, description="serve HTTPS with this certificate (PEM)")
+    tls_key: Path | None = Field(default=None, description="the certificate's private key (PEM)")
     workers: int = Field(default=0, ge=0, le=256, description="worker processes; 0 = one per core")
     routes_file: Path | None = Field(
         default=None, description="read routes from this file or folder (watched) instead of the database"
@@ -52,6 +63,18 @@ class GatewaySettings(BaseModel):
     metrics_dir: Path | None = Field(
         default=None, description="set by the supervisor: where workers share metrics snapshots"
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise ValueError(f"tls_cert and tls_key go together: {missing} is missing")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when TLS is configured, else ``http``."""
+        return "http" if self.tls_cert is None else "https"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:

@@ -22,15 +22,42 @@ import httptools
 from modelyard.gateway.idlepoll import REPLY
 from modelyard.gateway.writes import WriteBatcher
 
-__all__ = ["HOP_BY_HOP", "Done", "Upstream", "UpstreamError", "UpstreamFailure", "UpstreamResponse"]
+__all__ = [
+    "HOP_BY_HOP",
+    "Done",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamFailure",
+    "UpstreamResponse",
+    "connection_named",
+    "without_named",
+]
 
 log = logging.getLogger("modelyard.gateway")
 
+# Never passed on, in either direction: the hop-by-hop headers of RFC 9110 section 7.6.1 (and of
+# RFC 2616 before it), plus those the gateway frames itself (host, content-length, expect). The
+# headers a message's own Connection header names are dropped as well: connection_named().
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
      b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length",
      b"expect"}
 )  # fmt: skip
+_NOTHING_NAMED = frozenset({b"", b"close", b"keep-alive"})
+
+
+def connection_named(value: bytes) -> frozenset[bytes]:
+    """The header names a ``Connection`` header's ``value`` lists, lower-cased, less those that are
+    dropped anyway (hop-by-hop ones) or name no header (``close``): usually nothing."""
+    if value.lower() in _NOTHING_NAMED:
+        return frozenset()
+    names = (token.strip().lower() for token in value.split(b","))
+    return frozenset(name for name in names if name and name != b"close" and name not in HOP_BY_HOP)
+
+
+def without_named(headers: list[tuple[bytes, bytes]], named: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """``headers`` less those whose (lower-case) name is in ``named``."""
+    return [header for header in headers if header[0] not in named]
 
 
 class UpstreamFailure(enum.Enum):
@@ -75,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self.deadline = 0.0  # loop time by which the answer must be complete (see _Timeouts)
         self.timeout_s = 0.0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.connection = b""  # the answer's Connection header: the headers it names are dropped
         self.body: list[bytes] = []
         self.received = False  # any byte of the current answer
         self.closed = False
@@ -99,7 +127,10 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"connection":
+            self.connection = value if not self.connection else self.connection + b"," + value
+        self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -107,13 +138,19 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue): not ours
-            self.headers, self.body = [], []
+            self.headers, self.body, self.connection = [], [], b""
             return
         done, self.done = self.done, None
         self.pool.timeouts.waiting.discard(self)
         self.keep_alive = self.parser.should_keep_alive()
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        response = UpstreamResponse(status, self.headers, body)
+        headers = self.headers
+        if self.connection:  # what the front ends leave out is HOP_BY_HOP; the named ones go here
+            named = connection_named(self.connection)
+            self.connection = b""
+            if named:
+                headers = without_named(headers, named)
+        response = UpstreamResponse(status, headers, body)
         self.pool.release(self)
         if done is not None:
             _call(done, response, None)

@@ -8,10 +8,14 @@ by their SHA-256).
 Reading streams the archive once (``r|gz``) and refuses, while reading and before anything is
 written: a first member other than ``manifest.json``, members outside ``files/``, absolute or
 ``..`` paths, anything but regular files (symlinks, hard links, devices, FIFOs), duplicates, and
-archives over the member-count or total-size limits. Extended headers (PAX, GNU long names) over
-1 MiB, or more than a few in a row, are refused before tarfile reads them into memory; global PAX
-and sparse headers, negative sizes and names over 4096 characters are refused; and the whole
-decompressed stream is capped (the limits plus a per-member allowance for headers).
+archives over the member-count or size limits. Each member's size is read from its header and
+counted before a byte of its data is inflated: a package may unpack to at most ``max_expansion``
+times its own size (a gzip bomb inflates about a thousandfold; models compress a little), beyond a
+grace for small packages, and never past ``max_total_bytes``; while the data is copied a running
+count holds it to what the header declared. Extended headers (PAX, GNU long names) over 1 MiB, or
+more than a few in a row, are refused before tarfile reads them into memory; global PAX and sparse
+headers, negative sizes and names over 4096 characters are refused; and the whole decompressed
+stream, headers included, is capped by the same limits.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -53,10 +58,28 @@ _MANIFEST_MAX_BYTES = 16 << 20
 
 @dataclass(frozen=True)
 class Limits:
-    """The most a package may unpack to; checked member by member while the archive is read."""
+    """The most a package may unpack to; checked member by member, from each member's header before
+    its data is inflated, while the archive is read.
+
+    A package may unpack to ``max_expansion`` times the size of its file, or to
+    ``expansion_grace_bytes`` whichever is more (tiny packages of text compress well), and never to
+    more than ``max_total_bytes``.
+    """
 
     max_members: int = 100_000
     max_total_bytes: int = 64 << 30  # 64 GiB: large models are fine, a gzip bomb is not
+    # Weights compress to 80-95 % of their size and code or vocabularies to a fifth; only a file of
+    # (nearly) nothing but zeros gets past a hundredfold, and gzip's ceiling is about a thousandfold.
+    max_expansion: int = 100
+    expansion_grace_bytes: int = 64 << 20
+
+    def expansion(self, package_bytes: int) -> int:
+        """``max_expansion`` times ``package_bytes``, and at least ``expansion_grace_bytes``."""
+        return max(self.expansion_grace_bytes, self.max_expansion * package_bytes)
+
+    def budget(self, package_bytes: int) -> int:
+        """The most the members of a package file of ``package_bytes`` bytes may unpack to."""
+        return min(self.max_total_bytes, self.expansion(package_bytes))
 
 
 def sha256_file(path: Path) -> str:
@@ -160,7 +183,7 @@ class _SafeTarInfo(tarfile.TarInfo):
 
 
 class _CappedReader(io.RawIOBase):
-    """The decompressed stream, refusing to yield more than ``cap`` bytes in all."""
+    """The decompressed stream, refusing to yield more than ``cap`` bytes in all (headers included)."""
 
     def __init__(self, source: gzip.GzipFile, cap: int, path: Path) -> None:
         super().__init__()
@@ -183,26 +206,43 @@ class _CappedReader(io.RawIOBase):
         return data
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """What one package file may unpack to: its members' bytes (``members``), and the whole
+    decompressed stream with headers and padding (``stream``)."""
+
+    members: int
+    stream: int
+    package_bytes: int
+
+    @classmethod
+    def of(cls, package_bytes: int, limits: Limits) -> _Budget:
+        headers = (limits.max_members + 1) * _OVERHEAD_PER_MEMBER + _OVERHEAD_FIXED
+        stream = min(limits.max_total_bytes + headers, limits.expansion(package_bytes) + _OVERHEAD_FIXED)
+        return cls(limits.budget(package_bytes), stream, package_bytes)
+
+
 @contextlib.contextmanager
-def _opened(path: Path, limits: Limits) -> Iterator[tarfile.TarFile]:
+def _opened(path: Path, limits: Limits) -> Iterator[tuple[tarfile.TarFile, _Budget]]:
     """The package as a streamed tar, read through a gzip reader capped at the limits."""
     if not path.is_file():
         raise PackageInvalid(f"package not found: {path}", field=str(path))
-    cap = limits.max_total_bytes + (limits.max_members + 1) * _OVERHEAD_PER_MEMBER + _OVERHEAD_FIXED
     with path.open("rb") as raw, gzip.GzipFile(filename="", mode="rb", fileobj=raw) as gz:
+        budget = _Budget.of(os.fstat(raw.fileno()).st_size, limits)
         try:
-            reader = _CappedReader(gz, cap, path)
+            reader = _CappedReader(gz, budget.stream, path)
             tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=_SafeTarInfo)  # noqa: SIM115 (with tar below)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise PackageInvalid(
                 f"{path} is not a modelyard package (gzip'd tar): {exc}", field=str(path)
             ) from None
         with tar:
-            yield tar
+            yield tar, budget
 
 
-def _members(tar: tarfile.TarFile, path: Path, limits: Limits) -> Iterator[tarfile.TarInfo]:
-    """Every member after checking it is safe, counting toward the limits as it goes."""
+def _members(tar: tarfile.TarFile, path: Path, limits: Limits, budget: _Budget) -> Iterator[tarfile.TarInfo]:
+    """Every member after checking it is safe, counting its declared size toward the budget before
+    its data is read."""
     seen: set[str] = set()
     total = 0
     try:
@@ -215,13 +255,21 @@ def _members(tar: tarfile.TarFile, path: Path, limits: Limits) -> Iterator[tarfi
                 )
             _check_member(info, seen)
             total += info.size
-            if total > limits.max_total_bytes:
-                raise PackageInvalid(
-                    f"{path} unpacks to more than {limits.max_total_bytes} bytes", field=info.name
-                )
+            if total > budget.members:
+                raise _over_budget(path, info, limits, budget)
             yield info
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise PackageInvalid(f"{path} is corrupt: {exc}", field=str(path)) from None
+
+
+def _over_budget(path: Path, info: tarfile.TarInfo, limits: Limits, budget: _Budget) -> PackageInvalid:
+    return PackageInvalid(
+        f"{path} unpacks to more than {budget.members} bytes: member {info.name!r} declares "
+        f"{info.size} (a package may unpack to {limits.max_expansion}x its own {budget.package_bytes} "
+        f"bytes, at least {limits.expansion_grace_bytes}, at most {limits.max_total_bytes}); "
+        "refused before inflating it",
+        field=info.name,
+    )
 
 
 def _check_member(info: tarfile.TarInfo, seen: set[str]) -> None:
@@ -264,15 +312,20 @@ def read_manifest(path: Path, limits: Limits | None = None) -> Manifest:
     """The package's manifest, read from the archive's first member (nothing is unpacked or verified)."""
     path = Path(path)
     limits = limits or Limits()
-    with _opened(path, limits) as tar:
-        for info in _members(tar, path, limits):
+    with _opened(path, limits) as (tar, budget):
+        for info in _members(tar, path, limits, budget):
             return _read_manifest_member(tar, info)
     raise PackageInvalid(f"{path} is empty: no {MANIFEST_NAME}", field=MANIFEST_NAME)
 
 
-def _copy_hashing(source: IO[bytes], sink: IO[bytes] | None) -> str:
+def _copy_hashing(source: IO[bytes], sink: IO[bytes] | None, declared: int, name: str) -> str:
+    """Hash (and with ``sink``, write) a member's data, never more than the ``declared`` size."""
     digest = hashlib.sha256()
-    for chunk in iter(lambda: source.read(_CHUNK), b""):
+    copied = 0
+    while chunk := source.read(min(_CHUNK, declared - copied + 1)):
+        copied += len(chunk)
+        if copied > declared:  # tarfile stops at the header's size; this count makes sure of it
+            raise PackageInvalid(f"member {name!r} inflates past its declared {declared} bytes", field=name)
         digest.update(chunk)
         if sink is not None:
             sink.write(chunk)
@@ -291,8 +344,8 @@ def _walk(path: Path, limits: Limits, write: Callable[[str], IO[bytes]] | None) 
     """Stream the archive once, hashing (and with ``write``, writing) every file; then compare."""
     manifest: Manifest | None = None
     found: dict[str, str] = {}
-    with _opened(path, limits) as tar, _corruption_is_invalid(path):
-        for info in _members(tar, path, limits):
+    with _opened(path, limits) as (tar, budget), _corruption_is_invalid(path):
+        for info in _members(tar, path, limits, budget):
             if manifest is None:
                 manifest = _read_manifest_member(tar, info)
                 continue
@@ -302,10 +355,10 @@ def _walk(path: Path, limits: Limits, write: Callable[[str], IO[bytes]] | None) 
             handle = tar.extractfile(info)
             assert handle is not None
             if write is None:
-                found[rel] = _copy_hashing(handle, None)
+                found[rel] = _copy_hashing(handle, None, info.size, info.name)
             else:
                 with write(rel) as sink:
-                    found[rel] = _copy_hashing(handle, sink)
+                    found[rel] = _copy_hashing(handle, sink, info.size, info.name)
     if manifest is None:
         raise PackageInvalid(f"{path} is empty: no {MANIFEST_NAME}", field=MANIFEST_NAME)
     compare_files(manifest, found)

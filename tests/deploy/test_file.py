@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from modelyard.deploy.file import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    MAX_PROBLEMS_SHOWN,
     DeployFileError,
     DeployFileProblem,
+    DeployFileTooLarge,
     format_field,
     load_deploy_file,
     read_deploy_file,
@@ -195,6 +201,11 @@ def test_an_unclosed_flow_mapping() -> None:
         ("- 1\n", "deploy.yaml:1: the file must be a mapping with a 'deployments' list"),
         ("a: 1\n---\nb: 2\n", "deploy.yaml:2: invalid YAML: but found another document"),
         ("deployments: !!python/object:os.system {}\n", "deploy.yaml:1: invalid YAML: could not determine"),
+        (
+            "x: !!python/object/apply:os.system [echo hi]\n",
+            "deploy.yaml:1: invalid YAML: could not determine",
+        ),
+        ("x: !!python/name:os.system\n", "deploy.yaml:1: invalid YAML: could not determine"),
         ("deployments: []\nx: [\x07]\n", "deploy.yaml:2: invalid YAML: unacceptable character #x0007"),
         ("apiVersion: v2\n", "deploy.yaml:1: apiVersion: Input should be 'modelyard/v1'"),
     ],
@@ -265,11 +276,125 @@ deployments:
     ]
 
 
+@pytest.mark.timeout(10)
 def test_an_alias_bomb_is_refused_before_validation() -> None:
     lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
-    for name, previous in zip("bcdefg", "abcdef", strict=True):
+    for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
         lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]")
-    assert errors("\n".join(lines)) == ["deploy.yaml:1: more than 200000 YAML nodes (aliases expanded)"]
+    assert errors("\n".join(lines)) == [f"deploy.yaml:1: more than {MAX_NODES} YAML nodes (aliases expanded)"]
+
+
+@pytest.mark.timeout(10)
+def test_merge_keys_merging_merges_are_counted_expanded() -> None:
+    # Each mapping merges the one before: n mappings construct n*n/2 keys.
+    lines = ["m0: &m0 {k0: 0}", *(f"m{i}: &m{i} {{<<: *m{i - 1}, k{i}: {i}}}" for i in range(1, 2000))]
+    assert errors("\n".join(lines)) == [f"deploy.yaml:1: more than {MAX_NODES} YAML nodes (aliases expanded)"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("a: &r [*r]", 1, "a"),  # 27 bytes that once cost 80 s: the path was copied per node
+        ("deployments: []\nx: &m {y: [1, {z: *m}]}\n", 2, "x"),
+        ("&root {a: *root}\n", 1, "a"),
+    ],
+)
+def test_a_recursive_alias_is_refused_at_once(text: str, line: int, field: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    assert caught.value.errors == [
+        DeployFileProblem(line, field, "a recursive alias: this node contains itself")
+    ]
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 20_000 + "]" * 20_000,
+        "deployments: " + "[" * 20_000 + "]" * 20_000,
+        "".join(f"{'  ' * i}k:\n" for i in range(700)),  # 700 levels, 490 KB
+        "- " * 20_000 + "x\n",
+    ],
+)
+def test_deep_nesting_is_refused_naming_the_limit_not_a_recursion_error(text: str) -> None:
+    (line,) = errors(text)
+    assert line.endswith(f": nested more than {MAX_DEPTH} levels deep")
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    depth = MAX_DEPTH - 2  # the root mapping and the innermost scalar are levels too
+    with pytest.raises(DeployFileError, match="extra_forbidden|unknown field 'x'"):
+        load_deploy_file("x: " + "[" * depth + "]" * depth)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "deployments:\n" + "- 0\n" * 200_000,  # 800 KB: once 5 s to parse, whatever came next
+        "deployments: [" + "0," * 200_000 + "0]\n",
+        "deployments: []\n" + "k: 1\n" * 100_000,  # every duplicate key, on top
+    ],
+)
+def test_too_many_nodes_are_refused_as_they_are_read(text: str) -> None:
+    started = time.perf_counter()
+    (line,) = errors(text)
+    assert line.endswith(f": more than {MAX_NODES} YAML nodes")
+    assert time.perf_counter() - started < 5.0  # ~1 s here: MAX_NODES bounds the work
+
+
+@pytest.mark.timeout(10)
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    text = "deployments: []\n" + "#" * MAX_FILE_BYTES
+    started = time.perf_counter()
+    with pytest.raises(DeployFileTooLarge) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    assert time.perf_counter() - started < 0.5
+    assert caught.value.kind is ErrorKind.TOO_LARGE
+    assert caught.value.message == (
+        f"deploy.yaml: the deploy file is larger than the limit of {MAX_FILE_BYTES} bytes (1024 KiB)"
+    )
+    load_deploy_file(text[: MAX_FILE_BYTES - 1])  # at the limit: read (comments, an empty list)
+    with pytest.raises(DeployFileTooLarge):  # the limit counts bytes, not characters
+        load_deploy_file("deployments: []\n#" + "é" * (MAX_FILE_BYTES // 2))
+
+
+@pytest.mark.timeout(10)
+def test_reading_a_file_stops_past_the_limit(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as file:
+        file.truncate(100 * 1024 * 1024)  # 100 MiB, sparse: once read whole, for minutes
+    with pytest.raises(DeployFileTooLarge, match="larger than the limit"):
+        read_deploy_file(huge)
+    if Path("/dev/zero").exists():  # never ends: only a bounded read returns at all
+        with pytest.raises(DeployFileTooLarge):
+            read_deploy_file("/dev/zero")
+
+
+def test_thousands_of_errors_are_listed_up_to_a_limit() -> None:
+    text = "deployments:\n" + "- {project: 'bad name', model: m, versions: []}\n" * 300
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    assert len(caught.value.errors) == 600
+    lines = str(caught.value).splitlines()
+    assert len(lines) == MAX_PROBLEMS_SHOWN + 1
+    assert lines[-1] == f"deploy.yaml: and {600 - MAX_PROBLEMS_SHOWN} more problems"
+
+
+@pytest.mark.timeout(10)
+def test_errors_in_one_wide_mapping_are_placed_in_linear_time() -> None:
+    # 20,000 unknown keys in one mapping: each error's line was once found by scanning the mapping.
+    text = "deployments: []\n" + "".join(f"k{i}: 1\n" for i in range(20_000))
+    started = time.perf_counter()
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(text, "deploy.yaml")
+    assert len(caught.value.errors) == 20_000
+    assert caught.value.errors[-1][:2] == (20_001, "k19999")
+    assert time.perf_counter() - started < 5.0
 
 
 def test_read_deploy_file_names_the_path(tmp_path: Path) -> None:
@@ -323,3 +448,19 @@ def test_true_and_false_are_not_numbers(written: str, field: str) -> None:
     assert problem.field == f"deployments[0].versions[1].spec.{field}"
     assert problem.line == 8
     assert "true" in problem.message.lower() or "false" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("version: v1", 'version: "v1\\n"', "deployments[0].versions[0].version"),
+        ("project: mail", 'project: "mail\\n"', "deployments[0].project"),
+        ("memory: 1Gi", 'memory: "1Gi\\n"', "deployments[0].versions[0].spec.resources.memory"),
+        ("cpu: 1,", 'cpu: "1\\n",', "deployments[0].versions[0].spec.resources.cpu"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_a_valid_value(old: str, new: str, field: str) -> None:
+    assert old in EXAMPLE
+    with pytest.raises(DeployFileError) as caught:
+        load_deploy_file(EXAMPLE.replace(old, new, 1))
+    assert [problem.field for problem in caught.value.errors] == [field]

@@ -93,8 +93,16 @@ def _load(path: Path) -> DeployFile:
 
 
 def _text(path: Path) -> str:
-    _load(path)  # refuse a bad file here, with its line numbers, before anything is sent
-    return path.read_text()
+    """The file's text, refused here (with its line numbers, or over the size limit, read no
+    further than that) before anything is sent."""
+    from modelyard.deploy.file import load_deploy_file, read_deploy_text
+
+    try:
+        text = read_deploy_text(path)
+        load_deploy_file(text, str(path))
+    except (ModelyardError, OSError) as exc:
+        _fail(exc)
+    return text
 
 
 @deploy_app.command()

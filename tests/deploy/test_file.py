@@ -326,9 +326,11 @@ def test_deep_nesting_is_refused_naming_the_limit_not_a_recursion_error(text: st
 
 
 def test_nesting_up_to_the_limit_is_read() -> None:
-    depth = MAX_DEPTH - 2  # the root mapping and the innermost scalar are levels too
-    with pytest.raises(DeployFileError, match="extra_forbidden|unknown field 'x'"):
+    depth = MAX_DEPTH - 1  # lists inside the root mapping: the root is a level too
+    with pytest.raises(DeployFileError, match="unknown field 'x'"):
         load_deploy_file("x: " + "[" * depth + "]" * depth)
+    with pytest.raises(DeployFileError, match=f"nested more than {MAX_DEPTH} levels deep"):
+        load_deploy_file("x: " + "[" * (depth + 1) + "]" * (depth + 1))
 
 
 @pytest.mark.timeout(20)

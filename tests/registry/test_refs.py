@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from modelyard.errors import InvalidInput
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.registry.pages import decode_token, encode_token, page_size
-from modelyard.registry.refs import check_alias
+from modelyard.registry.refs import check_alias, check_consumer, check_name
+from modelyard.registry.store import check_digest
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,10 @@ def test_parse_ref(text: str, expected: ModelRef) -> None:
         ("iris@1st", "alias"),
         ("../etc@prod", "name"),
         ("a b", "name"),
+        ("iris\n", "name"),  # "$" with re.match took a trailing newline
+        ("iris\n/3", "name"),
+        ("iris@prod\n", "alias"),
+        ("iris/3\n", "version"),
     ],
 )
 def test_bad_refs_name_the_part_at_fault(text: str, field: str) -> None:
@@ -48,9 +55,27 @@ def test_bad_refs_name_the_part_at_fault(text: str, field: str) -> None:
 
 def test_aliases_are_a_safe_pattern() -> None:
     assert check_alias("staging") == "staging"
-    for bad in ("prod/eu", "a" * 64, "_x", "x y"):
+    for bad in ("prod/eu", "a" * 64, "_x", "x y", "prod\n"):
         with pytest.raises(InvalidInput):
             check_alias(bad)
+
+
+@pytest.mark.parametrize(
+    ("check", "good"),
+    [(check_name, "iris"), (check_alias, "production"), (check_consumer, "deployment/mail/spam/v1")],
+)
+def test_no_check_takes_a_trailing_newline(check: Callable[[str], str], good: str) -> None:
+    assert check(good) == good
+    for bad in (f"{good}\n", f"{good}\r\n", f"{good}\nx"):
+        with pytest.raises(InvalidInput):
+            check(bad)
+
+
+def test_a_digest_with_a_trailing_newline_is_refused() -> None:
+    digest = "ab" * 32
+    assert check_digest(digest) == digest
+    with pytest.raises(InvalidInput):
+        check_digest(digest + "\n")
 
 
 def test_page_tokens_round_trip_and_are_bound_to_their_query() -> None:

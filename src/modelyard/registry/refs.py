@@ -21,19 +21,20 @@ __all__ = [
 ]
 
 # Names and aliases end up in URLs, file names and CLI arguments: keep them to a safe alphabet, and
-# keep "/" and "@" out of names so a reference always parses one way.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# keep "/" and "@" out of names so a reference always parses one way. Every pattern here is matched
+# whole (fullmatch): with match, a "$" would also accept a trailing newline ("spam\n").
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 RESERVED_ALIASES = frozenset({"latest"})
 # Consumers (``deployment/prod-eu``) may hold "/", but no "." or ".." segment and no empty one: they
 # are one URL path parameter, and such segments would be normalised away on the way to the server.
-CONSUMER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+CONSUMER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 # The largest version number: 9 digits, so every version can be addressed as name/<version>.
 MAX_VERSION = 999_999_999
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)", field="name"
         )
@@ -42,7 +43,7 @@ def check_name(name: str) -> str:
 
 def check_consumer(consumer: str) -> str:
     segments = consumer.split("/")
-    if not CONSUMER_PATTERN.match(consumer) or any(part in ("", ".", "..") for part in segments):
+    if not CONSUMER_PATTERN.fullmatch(consumer) or any(part in ("", ".", "..") for part in segments):
         raise InvalidInput(
             f"invalid consumer {consumer!r}: letters, digits, '.', '_', '-' and '/'-separated segments"
             " (at most 200, no empty, '.' or '..' segment)",
@@ -61,7 +62,7 @@ def check_text(value: str, field: str, max_length: int | None = None) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS_PATTERN.match(alias) or alias in RESERVED_ALIASES:
+    if not ALIAS_PATTERN.fullmatch(alias) or alias in RESERVED_ALIASES:
         raise InvalidInput(
             f"invalid alias {alias!r}: lower-case letters, digits, '_' or '-', starting with a letter"
             " (and not 'latest')",

@@ -27,11 +27,11 @@ from modelyard.registry.types import ListedArtifact, StoredArtifact
 
 __all__ = ["ArtifactStore", "FsspecArtifactStore", "check_digest"]
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would take a trailing newline
 
 
 def check_digest(digest: str) -> str:
-    if not _DIGEST.match(digest):
+    if not _DIGEST.fullmatch(digest):
         raise InvalidInput(f"invalid SHA-256 digest {digest!r}: 64 lower-case hex digits", field="sha256")
     return digest
 
@@ -155,7 +155,7 @@ class FsspecArtifactStore:
             return
         for path, info in sorted(found.items()):
             digest = str(path).rsplit("/", 1)[-1]
-            if info.get("type", "file") != "file" or not _DIGEST.match(digest):
+            if info.get("type", "file") != "file" or not _DIGEST.fullmatch(digest):
                 continue
             yield ListedArtifact(
                 sha256=digest,

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.control.app import build_control_app
 from modelyard.deploy.client import DeployClient
-from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.errors import Conflict, ErrorKind, InvalidInput, ModelyardError, NotFound
 from modelyard.registry import ControlSettings, Registry
 from tests.deploy.support import RecordingTarget
 from tests.support import serve_in_thread
@@ -218,3 +218,109 @@ def test_registry_versions_a_deployment_uses_cannot_be_deleted_until_it_stops(tm
             assert registry.list_usages("spam", 2) == []  # v2 left the file: released
             registry.delete_version("spam", 2)
             assert [u.consumer for u in registry.list_usages("spam", 1)] == ["deployment/mail/spam/v1"]
+
+
+PROBE_ENV = FILE.replace(
+    "spec: {uri: spam@production, replicas: 2, weight: 80}",
+    "spec: {uri: spam@production, replicas: 2, weight: 80,"
+    " server: {env: {PYTHONWARNINGS: 'ignore::antigravity.x', BROWSER: 'touch pwned #%s'}}}",
+)
+
+
+def test_interpreter_control_env_is_refused_before_anything_runs(
+    control: tuple[str, RecordingTarget],
+) -> None:
+    # The probe's apply set these two and ran a shell command as the replica's user, then got 422.
+    url, target = control
+    with DeployClient(url) as client:
+        for call in (client.diff, client.apply):
+            with pytest.raises(InvalidInput) as caught:
+                call(PROBE_ENV, "deploy.yaml")
+            assert caught.value.field == "deployments[0].versions[0].spec.server.env.PYTHONWARNINGS"
+            assert "deploy.yaml:6: deployments[0].versions[0].spec.server.env.BROWSER" in caught.value.message
+            assert "--allow-env PYTHONWARNINGS" in caught.value.message
+        assert target.calls == []
+        assert client.history() == []
+
+
+def test_a_local_path_is_refused_unless_the_control_plane_allows_it(tmp_path: Path) -> None:
+    code = tmp_path / "model.py"
+    code.write_text("raise SystemExit('never imported')\n")
+    local = FILE.replace("spam@production", f"{code}:Model")
+    for allowed in (False, True):
+        settings = ControlSettings(home=tmp_path / f"home-{allowed}", allow_local_paths=allowed)
+        target = RecordingTarget()
+        with (
+            Registry(settings) as registry,
+            serve_in_thread(build_control_app(settings, registry, target=target)) as at,
+            DeployClient(f"http://{at}") as client,
+        ):
+            if allowed:
+                assert client.apply(local)["ok"]
+                assert target.running[("mail", "spam", "v1")].uri == f"{code}:Model"
+                continue
+            with pytest.raises(InvalidInput, match="--allow-local-paths") as caught:
+                client.apply(local)
+            assert caught.value.field == "deployments[0].versions[0].spec.uri"
+            assert target.calls == []
+
+
+def test_allowed_env_lets_an_admin_name_a_variable(tmp_path: Path) -> None:
+    settings = ControlSettings(home=tmp_path / "home", allowed_env=["PYTHONWARNINGS"])
+    target = RecordingTarget()
+    with (
+        Registry(settings) as registry,
+        serve_in_thread(build_control_app(settings, registry, target=target)) as at,
+        DeployClient(f"http://{at}") as client,
+    ):
+        with pytest.raises(InvalidInput) as caught:  # BROWSER was not allowed
+            client.diff(PROBE_ENV)
+        assert caught.value.field == "deployments[0].versions[0].spec.server.env.BROWSER"
+        only_warnings = PROBE_ENV.replace(", BROWSER: 'touch pwned #%s'", "")
+        assert client.apply(only_warnings)["ok"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &r [*r]", "a recursive alias"),
+        ("[" * 20_000 + "]" * 20_000, "nested more than 64 levels deep"),
+        ("deployments:\n" + "- 0\n" * 200_000, "more than 50000 YAML nodes"),
+    ],
+)
+def test_hostile_yaml_is_a_fast_400_over_rest(
+    control: tuple[str, RecordingTarget], text: str, message: str
+) -> None:
+    url, _ = control
+    with DeployClient(url) as client:
+        for call in (client.diff, client.apply):
+            with pytest.raises(InvalidInput, match=message):
+                call(text, "deploy.yaml")
+
+
+def test_a_file_over_the_limit_is_a_413_over_rest(control: tuple[str, RecordingTarget]) -> None:
+    url, _ = control
+    with DeployClient(url) as client, pytest.raises(ModelyardError) as caught:
+        client.diff("deployments: []\n" + "#" * (1024 * 1024), "deploy.yaml")
+    assert caught.value.kind is ErrorKind.TOO_LARGE
+    assert caught.value.message == (
+        "deploy.yaml: the deploy file is larger than the limit of 1048576 bytes (1024 KiB)"
+    )
+
+
+@pytest.mark.timeout(30)
+def test_the_cli_refuses_hostile_files_with_a_message_not_a_crash(tmp_path: Path) -> None:
+    runner = CliRunner()
+    deep, huge = tmp_path / "deep.yaml", tmp_path / "huge.yaml"
+    deep.write_text("deployments: " + "[" * 20_000 + "]" * 20_000)
+    with huge.open("wb") as file:
+        file.truncate(100 * 1024 * 1024)
+    for args in (["validate"], ["diff"], ["apply"], ["diff", "--against", str(deep)]):
+        url = [] if args[0] == "validate" or len(args) > 1 else ["--control-url", "http://127.0.0.1:9"]
+        result = runner.invoke(app, ["deploy", *args[:1], str(deep), *args[1:], *url])
+        assert result.exit_code == 2, result.output
+        assert f"{deep}:1: nested more than 64 levels deep" in result.output
+        result = runner.invoke(app, ["deploy", *args[:1], str(huge), *args[1:], *url])
+        assert result.exit_code == 2, result.output
+        assert f"{huge}: the deploy file is larger than the limit of 1048576 bytes" in result.output

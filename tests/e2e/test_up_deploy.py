@@ -26,6 +26,8 @@ from tests.support import linear_onnx, processes_with_env
 CLI = str(Path(sys.executable).with_name("modelyard"))
 ROUTING_CONVERGES_S = 1.0  # the gateway's promise for a routing change (docs/gateway.md)
 pytestmark = pytest.mark.slow
+# These deploy files name .onnx files by their paths, not registry references: only allowed so.
+LOCAL_PATHS = ["--allow-local-paths"]
 
 DEPLOY = """deployments:
 - project: mail
@@ -44,7 +46,7 @@ def platform(tmp_path: Path) -> Iterator[tuple[dict[str, str], str, str]]:
     for name in ("MODELYARD_REGISTRY_URL", "MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_DB"):
         env.pop(name, None)
     proc = subprocess.Popen(
-        [CLI, "up", "--port", "0", "--gateway-port", "0", "--gateway-workers", "2"],
+        [CLI, "up", "--port", "0", "--gateway-port", "0", "--gateway-workers", "2", *LOCAL_PATHS],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -170,7 +172,7 @@ def test_children_stop_when_modelyard_up_is_killed_outright(tmp_path: Path) -> N
     for name in ("MODELYARD_REGISTRY_URL", "MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_DB"):
         env.pop(name, None)
     proc = subprocess.Popen(
-        [CLI, "up", "--port", "0", "--gateway-port", "0", "--gateway-workers", "2"],
+        [CLI, "up", "--port", "0", "--gateway-port", "0", "--gateway-workers", "2", *LOCAL_PATHS],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
     try:

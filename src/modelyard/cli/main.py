@@ -80,6 +80,21 @@ def up(
         typer.Option(help="with --kubernetes: the kubeconfig (default $KUBECONFIG, ~/.kube/config)"),
     ] = None,
     namespace: Annotated[str, typer.Option(help="with --kubernetes: the namespace")] = "default",
+    allow_local_paths: Annotated[
+        bool,
+        typer.Option(
+            "--allow-local-paths",
+            help="let deploy files name model code by its path on this host (default: registry only)",
+        ),
+    ] = False,
+    allow_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-env",
+            metavar="NAME",
+            help="let deploy files set this interpreter-control variable (PYTHONPATH, LD_*, ...)",
+        ),
+    ] = None,
 ) -> None:
     """The whole platform here: control plane (registry, routes, deploy API, replicas) + gateway.
 
@@ -93,7 +108,9 @@ def up(
             "--kubeconfig and --namespace go with --kubernetes", param_hint="--kubernetes"
         )
     factory = kubernetes_target(kubeconfig, namespace) if kubernetes else None
-    control = ControlSettings.from_env(port=port, log_level=log_level)
+    control = ControlSettings.from_env(
+        port=port, log_level=log_level, allow_local_paths=allow_local_paths, allowed_env=allow_env
+    )
     try:
         run_up(
             control,

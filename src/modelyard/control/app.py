@@ -27,6 +27,7 @@ from modelyard.access.rest import token_routes
 from modelyard.access.store import TokenStore
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import DeployTarget
+from modelyard.deploy.policy import DeployPolicy
 from modelyard.deploy.rest import deploy_endpoints
 from modelyard.deploy.service import DeployService
 from modelyard.deploy.spec import DeployFile
@@ -92,12 +93,13 @@ def _registry_ref(uri: str) -> ModelRef | None:
         return None
 
 
-def _deploy_plane(target: DeployTarget) -> Callable[[Registry], list[BaseRoute]]:
+def _deploy_plane(target: DeployTarget, policy: DeployPolicy) -> Callable[[Registry], list[BaseRoute]]:
     def plane(registry: Registry) -> list[BaseRoute]:
         store = DeployStore(registry.engine)
         # An apply that was running when the last control plane died never finished: say so.
         store.recover_running("the control plane stopped while this apply was running")
-        service = DeployService(store, RouteStore(registry.engine), target, RegistryUsage(registry))
+        routes = RouteStore(registry.engine)
+        service = DeployService(store, routes, target, RegistryUsage(registry), policy)
         return list(deploy_endpoints(service))
 
     return plane
@@ -135,7 +137,7 @@ def build_control_app(
         list(token_routes(tokens, authorizer)),
     ]
     if target is not None:
-        planes.append(_deploy_plane(target)(core))
+        planes.append(_deploy_plane(target, DeployPolicy.from_settings(settings))(core))
     all_routes = [route for plane in planes for route in plane]
     all_routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))  # probes carry no token
     guard = Middleware(BrowserGuard, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)

@@ -4,7 +4,9 @@ It holds the history (``DeployStore``), the routing table (``RouteStore``) and a
 and it runs one apply at a time: ``diff`` plans a file against the live state (the routing table and
 what the target runs, with the last applied file for the rest: ``deploy/live.py``), ``apply``
 records a running apply, carries that plan out (``deploy/apply.py``) and records the outcome,
-``rollback`` applies an earlier record's file again.
+``rollback`` applies an earlier record's file again. Every file it is given passes its
+``DeployPolicy`` first (``deploy/policy.py``: no local paths, no interpreter-control variables unless
+allowed), so a refused file is never planned, started or recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from modelyard.deploy.backend import DeployTarget
 from modelyard.deploy.diff import DRIFT_HEADING, Plan, render_plan
 from modelyard.deploy.file import load_deploy_file
 from modelyard.deploy.live import live_plan, running_versions
+from modelyard.deploy.policy import DeployPolicy
 from modelyard.deploy.spec import DeployFile
 from modelyard.deploy.state import ApplyRecord, ApplyStatus, DeployStore
 from modelyard.errors import Conflict
@@ -55,15 +58,22 @@ class ApplyOutcome:
 
 
 class DeployService:
-    """Diff, apply, status, history and rollback over one store, routing table and target."""
+    """Diff, apply, status, history and rollback over one store, routing table and target.
+    ``policy``: what a file may ask for (default: the strict one, as ``ControlSettings`` defaults)."""
 
     def __init__(
-        self, store: DeployStore, routes: RoutingAPI, target: DeployTarget, usage: UsageRecorder | None = None
+        self,
+        store: DeployStore,
+        routes: RoutingAPI,
+        target: DeployTarget,
+        usage: UsageRecorder | None = None,
+        policy: DeployPolicy | None = None,
     ) -> None:
         self.store = store
         self.routes = routes
         self.target = target
         self.usage = usage
+        self.policy = policy or DeployPolicy()
         # The database refuses a second running apply across processes; this lock keeps two
         # requests of the same control plane from even trying at once.
         self._lock = threading.Lock()
@@ -79,12 +89,13 @@ class DeployService:
 
     def diff(self, text: str, source: str = "<deploy file>") -> tuple[Plan, str]:
         """The plan for ``text`` against the live state, and its text."""
-        plan = self.plan(load_deploy_file(text, source))
+        plan = self.plan(load_deploy_file(text, source, policy=self.policy))
         return plan, render_plan(plan)
 
     def apply(self, text: str, *, user: str = "", source: str = "", timeout_s: float = 300.0) -> ApplyOutcome:
         """Validate, record, carry out and record the result; one apply at a time (Conflict)."""
-        desired = load_deploy_file(text, source or "<deploy file>")  # a bad file is never recorded
+        # A bad or refused file is never recorded, and nothing of it starts.
+        desired = load_deploy_file(text, source or "<deploy file>", policy=self.policy)
         if not self._lock.acquire(blocking=False):
             raise Conflict("another apply is running on this control plane", field="apply")
         try:

@@ -52,8 +52,9 @@ __all__ = [
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=_NAME)]
 # Kubernetes quantities: "500m", "1", "1.5" CPUs; "512Mi", "1Gi", "1G", "1000000" bytes.
-_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+# Matched with fullmatch: "$" alone would also accept a trailing newline ("1Gi\n").
+_CPU = re.compile(r"([0-9]+(\.[0-9]+)?|[0-9]+m)")
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?")
 
 
 def _as_written(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -101,7 +102,7 @@ class Resources(_Strict):
         # Before the union's own checks, so a bad value gets one message rather than one per type.
         valid = isinstance(value, str | int | float) and not isinstance(value, bool)
         if value is not None and (
-            not valid or not _CPU.match(str(value)) or float(str(value).rstrip("m")) <= 0
+            not valid or not _CPU.fullmatch(str(value)) or float(str(value).rstrip("m")) <= 0
         ):
             raise ValueError(
                 f"cpu {value!r} must be a positive number of cores (1, 0.5) or millicores (500m)"
@@ -111,7 +112,7 @@ class Resources(_Strict):
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY.match(value):
+        if value is not None and not _MEMORY.fullmatch(value):
             raise ValueError(f"memory {value!r} must be bytes with an optional suffix (512Mi, 1Gi, 1G)")
         return value
 
@@ -143,6 +144,17 @@ class ServerSettings(_Strict):
     intra_op_threads: int | None = Field(default=None, ge=0)
     max_queue: int | None = Field(default=None, ge=1)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _env(self) -> ServerSettings:
+        # A name or value no process can be given would fail the replica's start, not the file.
+        # (Kubernetes is stricter still: its renderer checks its own rule.)
+        for name, value in self.env.items():
+            if not name or "=" in name or "\x00" in name:
+                raise _error_at(("env", name), f"{name!r} is not a variable name: empty, or holds '=' or NUL")
+            if "\x00" in value:
+                raise _error_at(("env", name), "an environment value cannot hold a NUL character")
+        return self
 
 
 class Probe(_Strict):
@@ -191,6 +203,13 @@ class VersionSpec(_Strict):
         if self.replicas is not None and self.autoscaling is not None:
             raise _error_at(("autoscaling",), "give either replicas or autoscaling, not both")
         return self
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise ValueError("uri must not contain control characters (a newline, a NUL...)")
+        return value
 
     @field_validator("mirror")
     @classmethod

@@ -156,3 +156,43 @@ def test_the_control_plane_serves_the_registry_too_on_one_database(client: TestC
     assert RouteStore(registry.engine).get("mail", "spam").versions[0].weight == 1
     assert client.post(API).status_code == 405
     assert client.get(f"{API}/mail").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254:80",  # AWS, Azure, GCP, OpenStack: link-local
+        "http://2852039166:80",  # the same address in the spellings the resolver accepts
+        "http://0xa9fea9fe:80",
+        "http://169.254.43518:80",
+        "http://[fe80::1]:80",
+        "http://[::ffff:169.254.169.254]:80",
+        "http://metadata.google.internal:80",
+        "http://METADATA:80",
+        "http://metadata.google.internal.:80",
+        "http://[fd00:ec2::254]:80",  # AWS over IPv6
+    ],
+)
+def test_a_replica_url_cannot_name_a_metadata_service(client: TestClient, url: str) -> None:
+    ok(client.put(f"{SPAM}/weights", json={"weights": {"v1": 1}}))
+    before = revision(client)
+    error(client.post(f"{SPAM}/versions/v1/replicas", json={"url": url}), 400, "invalid_input", "url")
+    error(client.put(f"{SPAM}/versions/v1/replicas", json={"urls": [A, url]}), 400, "invalid_input", "urls.1")
+    heartbeat = {"url": url, "ready": True, "ttl_s": 10}
+    error(client.put(f"{SPAM}/versions/v1/endpoints", json=heartbeat), 400, "invalid_input", "url")
+    assert revision(client) == before
+    assert ok(client.get(SPAM))["versions"][0]["replicas"] == []
+
+
+def test_loopback_and_private_replicas_are_still_fine(client: TestClient) -> None:
+    urls = ["http://127.0.0.1:9001", "http://localhost:9002", "http://[::1]:9003", "http://10.0.0.5:8080"]
+    ok(client.put(f"{SPAM}/weights", json={"weights": {"v1": 1}}))
+    route = ok(client.put(f"{SPAM}/versions/v1/replicas", json={"urls": urls}))
+    assert sorted(route["versions"][0]["replicas"]) == sorted(urls)
+
+
+@pytest.mark.parametrize("name", ["mail%0A", "mail%0D%0A"])
+def test_a_name_with_a_trailing_newline_is_refused(client: TestClient, name: str) -> None:
+    path = f"{API}/{name}/spam/weights"
+    error(client.put(path, json={"weights": {"v1": 1}}), 400, "invalid_input", "project")
+    error(client.put(f"{SPAM}/weights", json={"weights": {"v1\n": 1}}), 400, "invalid_input", "weights")

@@ -9,7 +9,9 @@ the snapshot it started with.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any, Literal, cast, get_args
 
@@ -26,6 +28,7 @@ __all__ = [
     "VersionRoute",
     "check_name",
     "check_replica_url",
+    "is_metadata_host",
     "route_from_dict",
     "route_to_dict",
 ]
@@ -37,7 +40,7 @@ PayloadMode = Literal["full", "hash", "none"]
 PAYLOAD_MODES: tuple[str, ...] = get_args(PayloadMode)
 
 # Project, model and version names travel in URL paths: keep them to one safe path segment.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # always fullmatch
 
 
 def check_name(value: str, field: str) -> str:
@@ -53,12 +56,59 @@ def check_name(value: str, field: str) -> str:
 
 
 def check_replica_url(url: str, field: str = "url") -> str:
-    """A replica base URL: ``http://host:port`` (no path, query or trailing slash kept)."""
+    """A replica base URL: ``http://host:port`` (no path, query or trailing slash kept), and not
+    the cloud's metadata service (``is_metadata_host``): the gateway would forward requests, and
+    their answers, to whatever a replica URL names. Loopback is allowed (local replicas)."""
     text = url if isinstance(url, str) else ""
     match = re.fullmatch(r"http://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})/?", text)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise InvalidInput(f"replica URL {url!r} must look like http://host:port", field=field)
+    if is_metadata_host(match.group(1)):
+        raise InvalidInput(
+            f"replica URL {url!r} names a link-local or cloud metadata address, never a replica",
+            field=field,
+        )
     return url.rstrip("/")
+
+
+# The metadata services' names (GCP, AWS) and the addresses outside link-local that serve one (AWS
+# over IPv6, Alibaba Cloud). Link-local addresses (169.254.0.0/16, fe80::/10) are refused whole.
+_METADATA_NAMES = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
+)
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+)
+
+
+def is_metadata_host(host: str) -> bool:
+    """Whether a URL's ``host`` is a link-local address or a cloud metadata service's name or
+    address, in any spelling the resolver accepts (``169.254.169.254``, ``0xa9fea9fe``,
+    ``2852039166``, ``[::ffff:169.254.169.254]``, ``METADATA.google.internal.``). A name that only
+    resolves to such an address is not caught here: that would need a lookup at every connection."""
+    name = host.lower().rstrip(".")
+    if name in _METADATA_NAMES:
+        return True
+    address = _address(name)
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_link_local or address in _METADATA_ADDRESSES
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, also in the forms ``inet_aton`` reads (``2852039166``, ``0251.0xfe.1``)."""
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[0-9a-fx.]+", host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

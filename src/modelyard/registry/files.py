@@ -44,7 +44,8 @@ def download_verified(
     """``dest_dir/<filename>`` holding ``version``'s bytes; a copy already there is reused if it verifies.
 
     The download goes to a temporary file in ``dest_dir`` and is renamed into place only after its
-    size and digest match, so a reader never sees a partial or corrupt artifact.
+    size and digest match, so a reader never sees a partial or corrupt artifact; one that runs past
+    the recorded size is refused then and there, so a bad store or server cannot fill the disk.
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / safe_filename(version.filename)
@@ -56,8 +57,13 @@ def download_verified(
         size = 0
         with temporary.open("wb") as out:
             for chunk in open_chunks():
-                hasher.update(chunk)
                 size += len(chunk)
+                if size > version.size:  # a store or server sending more: stop, write nothing more
+                    raise InvalidInput(
+                        f"downloaded artifact of {version.ref} is longer than its {version.size} bytes",
+                        field="size",
+                    )
+                hasher.update(chunk)
                 out.write(chunk)
         if size != version.size or hasher.hexdigest() != version.sha256:
             raise InvalidInput(

@@ -20,6 +20,7 @@ own the one table that maps kinds to HTTP statuses and the one error-body schema
     ├── BadGateway          (kind BAD_GATEWAY)       no replica gave a usable answer (gateway)
     ├── Unauthenticated     (kind UNAUTHENTICATED)   no credentials, or ones that are not valid
     ├── Forbidden           (kind FORBIDDEN)         valid credentials without the right to do this
+    ├── RateLimited         (kind RATE_LIMITED)      a caller over its rate limit; carries retry_after
     └── UnsupportedMediaType (kind UNSUPPORTED_MEDIA_TYPE) a body of a Content-Type the endpoint refuses
 """
 
@@ -43,6 +44,7 @@ __all__ = [
     "Overloaded",
     "PackageInvalid",
     "PayloadTooLarge",
+    "RateLimited",
     "RouteNotFound",
     "Unauthenticated",
     "Unsupported",
@@ -64,6 +66,7 @@ class ErrorKind(enum.Enum):
     BAD_GATEWAY = "bad_gateway"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INTERNAL = "internal"
 
@@ -194,6 +197,17 @@ class Forbidden(ModelyardError):
     browser's cross-site attempt."""
 
     kind = ErrorKind.FORBIDDEN
+
+
+class RateLimited(ModelyardError):
+    """The caller (an API key at the gateway) is over its rate limit; it may try again after
+    ``retry_after`` seconds. Unlike :class:`Overloaded`, the service is fine: this caller is not."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+    def __init__(self, message: str, retry_after: float = 1.0, *, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(ModelyardError):

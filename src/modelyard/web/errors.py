@@ -7,6 +7,7 @@ the part of the request at fault when there is one.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from modelyard.errors import (
     ModelyardError,
     NotFound,
     Overloaded,
+    RateLimited,
     Unauthenticated,
 )
 
@@ -38,6 +40,8 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.BAD_GATEWAY: 502,
     ErrorKind.UNAUTHENTICATED: 401,
     ErrorKind.FORBIDDEN: 403,
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorKind.RATE_LIMITED: 429,
     ErrorKind.INTERNAL: 500,
 }
 
@@ -56,6 +60,8 @@ def error_body(error: ModelyardError) -> bytes:
 def error_headers(error: ModelyardError) -> dict[str, str]:
     if isinstance(error, Overloaded):
         return {"retry-after": str(max(1, round(error.retry_after)))}
+    if isinstance(error, RateLimited):  # rounded up: a retry any sooner is refused again
+        return {"retry-after": str(max(1, math.ceil(error.retry_after)))}
     if isinstance(error, Unauthenticated):
         return {"www-authenticate": 'Bearer realm="modelyard"'}
     return {}

@@ -22,7 +22,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0005"
+            assert context.get_current_revision() == "0006"
             # The metadata holds the gateway's routing table and the deploy history too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
@@ -32,6 +32,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     assert routing_schema.metadata is t.metadata  # one metadata object
     assert deploy_schema.applies.metadata is t.metadata
     assert access_schema.tokens.metadata is t.metadata
+    assert routing_schema.api_keys.metadata is t.metadata
     assert {
         "gateway_routes",
         "gateway_versions",
@@ -40,6 +41,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
         "gateway_endpoints",
         "deploy_applies",
         "access_tokens",
+        "gateway_api_keys",
     } <= tables
 
 
@@ -70,4 +72,5 @@ def test_the_migrations_live_inside_the_package() -> None:
         "v0003_gateway_endpoints.py",
         "v0004_deploy_history.py",
         "v0005_access_tokens.py",
+        "v0006_gateway_api_keys.py",
     ]

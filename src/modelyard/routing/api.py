@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from modelyard.routing.discovery import Announcement
+from modelyard.routing.keys import ApiKey
 from modelyard.routing.table import ModelRoute
 
 __all__ = ["RoutesAPI"]
@@ -62,3 +63,22 @@ class RoutesAPI(Protocol):
     def deregister(self, project: str, model: str, version: str, url: str) -> None: ...
 
     def endpoints(self) -> builtins.list[Announcement]: ...
+
+    # Per-project API keys for inference at the gateway (keys.py): the key is returned once.
+    def create_key(
+        self,
+        project: str,
+        name: str,
+        rate_per_s: float | None = None,
+        burst: int | None = None,
+        *,
+        created_by: str = "",
+    ) -> tuple[ApiKey, str]: ...
+
+    def list_keys(
+        self, project: str | None = None, *, include_revoked: bool = False
+    ) -> builtins.list[ApiKey]: ...
+
+    def revoke_key(self, key_id: str) -> ApiKey: ...
+
+    def forget_keys(self, project: str) -> int: ...

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from modelyard.routing.discovery import Announcement
+from modelyard.routing.keys import ApiKey, key_from_dict
 from modelyard.routing.table import ModelRoute, check_name, route_from_dict
 from modelyard.web.api_client import ApiClient
 
@@ -122,3 +123,37 @@ class RouteClient(ApiClient):
 
     def endpoints(self) -> builtins.list[Announcement]:
         return [_endpoint(item) for item in self._send("GET", "/routes/_endpoints").json()]
+
+    # -- API keys (/api/v1/keys) --------------------------------------------------------------------
+
+    def create_key(
+        self,
+        project: str,
+        name: str,
+        rate_per_s: float | None = None,
+        burst: int | None = None,
+        *,
+        created_by: str = "",
+    ) -> tuple[ApiKey, str]:
+        """``created_by`` is only what the server records when it runs without access control;
+        with it, the caller's token names the creator."""
+        body: dict[str, Any] = {"project": project, "name": name, "rate_per_s": rate_per_s, "burst": burst}
+        if created_by:
+            body["created_by"] = created_by
+        data = self._send("POST", "/keys", json=body).json()
+        return key_from_dict(data), str(data["key"])
+
+    def list_keys(
+        self, project: str | None = None, *, include_revoked: bool = False
+    ) -> builtins.list[ApiKey]:
+        params: dict[str, str] = {"project": project} if project is not None else {}
+        if include_revoked:
+            params["include_revoked"] = "true"
+        return [key_from_dict(item) for item in self._send("GET", "/keys", params=params).json()]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        return key_from_dict(self._send("DELETE", f"/keys/{quote(key_id, safe='')}").json())
+
+    def forget_keys(self, project: str) -> int:
+        answer = self._send("DELETE", "/keys", params={"project": check_name(project, "project")})
+        return int(answer.json()["forgotten"])

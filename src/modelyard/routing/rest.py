@@ -1,5 +1,12 @@
 """The routing table's REST API under ``/api/v1/routes``: a thin Starlette adapter over :class:`RouteStore`.
 
+The gateway's per-project API keys are part of the table and live under ``/api/v1/keys`` (admins):
+
+    POST   /api/v1/keys       {"project", "name", "rate_per_s"?, "burst"?} -> 201, record + "key" (once)
+    GET    /api/v1/keys       ?project=P&include_revoked=true              -> the records (never a key)
+    DELETE /api/v1/keys/{id}                                               -> the revoked record
+    DELETE /api/v1/keys       ?project=P   forget P's revoked keys: it is open again -> {"forgotten"}
+
 Handlers parse the request, call the store in a worker thread (it is synchronous SQLAlchemy) and
 render the route as JSON (``table.route_to_dict``). Errors use the registry's conventions: domain
 errors through the one kind -> status table with a ``{"error", "kind", "field"}`` body, an invalid
@@ -22,15 +29,16 @@ from modelyard.errors import InvalidInput
 from modelyard.routing.discovery import Announcement
 from modelyard.routing.store import RouteStore
 from modelyard.routing.table import route_to_dict
-from modelyard.web.access import Role
+from modelyard.web.access import Role, acting_user
 from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
 
-__all__ = ["MAX_JSON_BODY", "PREFIX", "endpoint_to_dict", "routes_endpoints"]
+__all__ = ["KEYS", "MAX_JSON_BODY", "PREFIX", "endpoint_to_dict", "routes_endpoints"]
 
 log = logging.getLogger("modelyard.gateway")
 Handler = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/api/v1/routes"
+KEYS = "/api/v1/keys"
 MAX_JSON_BODY = 256 * 1024  # a route's settings are small; this is only a guard
 
 
@@ -66,6 +74,14 @@ class OptionsBody(_Body):
     log_payload: StrictStr | None = None
     log_sample: StrictFloat | None = None
     target: dict[str, StrictStr] | None = None
+
+
+class KeyBody(_Body):
+    project: StrictStr
+    name: StrictStr
+    rate_per_s: StrictFloat | StrictInt | None = None
+    burst: StrictInt | None = None
+    created_by: StrictStr = ""  # recorded only when nobody checks who calls (access control off)
 
 
 async def _body(request: Request, model: type[M]) -> M:
@@ -146,6 +162,30 @@ class _Endpoints:
         found = await self._call(self.store.endpoints)
         return json_response([endpoint_to_dict(endpoint) for endpoint in found])
 
+    async def create_key(self, request: Request) -> Response:
+        body = await _body(request, KeyBody)
+        creator = acting_user(request, body.created_by)
+        record, key = await self._call(
+            self.store.create_key, body.project, body.name, body.rate_per_s, body.burst, created_by=creator
+        )
+        return json_response({**record.to_dict(), "key": key}, 201)
+
+    async def list_keys(self, request: Request) -> Response:
+        project = request.query_params.get("project") or None
+        revoked = request.query_params.get("include_revoked", "").lower() in ("1", "true", "yes")
+        found = await self._call(self.store.list_keys, project, include_revoked=revoked)
+        return json_response([record.to_dict() for record in found])
+
+    async def revoke_key(self, request: Request) -> Response:
+        record = await self._call(self.store.revoke_key, request.path_params["id"])
+        return json_response(record.to_dict())
+
+    async def forget_keys(self, request: Request) -> Response:
+        project = request.query_params.get("project")
+        if not project:
+            raise InvalidInput("name the project whose revoked keys to forget as ?project=P", field="project")
+        return json_response({"forgotten": await self._call(self.store.forget_keys, project)})
+
 
 def endpoint_to_dict(endpoint: Announcement) -> dict[str, Any]:
     """An announced replica as JSON (timestamps in ISO 8601, UTC)."""
@@ -181,5 +221,9 @@ def routes_endpoints(store: RouteStore) -> list[Route]:
         ("GET", f"{PREFIX}/_endpoints", Role.VIEWER, e.list_endpoints),
         ("PUT", f"{v}/endpoints", Role.DEPLOYER, e.heartbeat),
         ("DELETE", f"{v}/endpoints", Role.DEPLOYER, e.deregister),
+        ("POST", KEYS, Role.ADMIN, e.create_key),
+        ("GET", KEYS, Role.ADMIN, e.list_keys),
+        ("DELETE", f"{KEYS}/{{id}}", Role.ADMIN, e.revoke_key),
+        ("DELETE", KEYS, Role.ADMIN, e.forget_keys),
     ]
     return guarded_routes(table)

@@ -26,7 +26,17 @@ from sqlalchemy import (
 
 from modelyard.control.db import metadata
 
-__all__ = ["NAME_LENGTH", "STATE_ID", "URL_LENGTH", "endpoints", "replicas", "routes", "state", "versions"]
+__all__ = [
+    "NAME_LENGTH",
+    "STATE_ID",
+    "URL_LENGTH",
+    "api_keys",
+    "endpoints",
+    "replicas",
+    "routes",
+    "state",
+    "versions",
+]
 
 NAME_LENGTH = 63  # table.NAME_PATTERN: at most 63 characters
 URL_LENGTH = 255
@@ -97,4 +107,23 @@ endpoints = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_gateway_endpoints_expires_at", "expires_at"),
+)
+
+# Per-project API keys for inference (routing/keys.py; v0006_gateway_api_keys.py creates it). Only
+# the SHA-256 of a key is stored; its writes bump gateway_state like every routing write, so the
+# gateways load the active keys' hashes with the table they already poll.
+api_keys = Table(
+    "gateway_api_keys",
+    metadata,
+    Column("id", String(12), primary_key=True),
+    Column("project", String(NAME_LENGTH), nullable=False),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("rate_per_s", Float, nullable=True),
+    Column("burst", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_gateway_api_keys_project", "project"),
+    Index("ux_gateway_api_keys_key_hash", "key_hash", unique=True),
 )

@@ -28,8 +28,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 from modelyard.control.db import WRITE, open_migrated
 from modelyard.control.settings import ControlSettings
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.routing import discovery
+from modelyard.routing import discovery, keystore
 from modelyard.routing import schema as s
+from modelyard.routing.keys import ApiKey, check_key_name, check_limits
 from modelyard.routing.table import (
     MAX_TIMEOUT_S,
     MAX_WEIGHT,
@@ -122,7 +123,9 @@ class RouteStore:
         with self._read() as conn:
             revision = _revision(conn)
             found = _read_routes(conn)
-        return RoutingTable(revision=revision, routes={(r.project, r.model): r for r in found})
+            keys, keyed = keystore.grants(conn), keystore.keyed(conn)
+        routes = {(r.project, r.model): r for r in found}
+        return RoutingTable(revision=revision, routes=routes, keys=keys, keyed=keyed)
 
     def get(self, project: str, model: str) -> ModelRoute:
         """One route; :class:`NotFound` (field ``model``) if there is none."""
@@ -255,6 +258,48 @@ class RouteStore:
             conn.execute(delete(s.versions).where(_key(s.versions, project, model, version)))
 
         return self._change(project, model, action)
+
+    # -- API keys (keys.py, keystore.py): writes bump the revision, so gateways load them ----------
+
+    def create_key(
+        self,
+        project: str,
+        name: str,
+        rate_per_s: float | None = None,
+        burst: int | None = None,
+        *,
+        created_by: str = "",
+    ) -> tuple[ApiKey, str]:
+        """A new API key for inference on ``project``: its record and the key, which is stored
+        nowhere and cannot be shown again. From then on the project takes requests only with one
+        of its keys, until :meth:`forget_keys`. ``rate_per_s`` None: no rate limit; ``burst``
+        defaults to a second's worth."""
+        rate, checked_burst = check_limits(project, rate_per_s, burst)
+        check_key_name(name)
+        with self._write() as conn:
+            return keystore.create(conn, project, name, rate, checked_burst, created_by, _now())
+
+    def list_keys(
+        self, project: str | None = None, *, include_revoked: bool = False
+    ) -> builtins.list[ApiKey]:
+        """The API keys (of ``project``, or all): records, never keys."""
+        if project is not None:
+            check_name(project, "project")
+        with self._read() as conn:
+            return keystore.listed(conn, project, include_revoked)
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke an API key by its id; gateways refuse it from their next poll on. The project
+        stays closed to requests without a key, even when that was its last key."""
+        with self._write() as conn:
+            return keystore.revoke(conn, key_id, _now())
+
+    def forget_keys(self, project: str) -> int:
+        """Delete ``project``'s revoked keys, opening it to requests without a key again;
+        :class:`Conflict` while it has an active key. The number of keys forgotten."""
+        check_name(project, "project")
+        with self._write() as conn:
+            return keystore.forget(conn, project)
 
     # -- endpoint discovery (discovery.py) ----------------------------------------------------------
 

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_WEIGHT",
     "NAME_PATTERN",
     "PAYLOAD_MODES",
+    "KeyGrant",
     "ModelRoute",
     "PayloadMode",
     "RoutingTable",
@@ -148,11 +149,29 @@ class ModelRoute:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """What a gateway knows about one active API key (``routing/keys.py``): the project it opens,
+    and its rate limit (``rate_per_s`` None: none; ``burst``: requests it may make at once)."""
+
+    project: str
+    rate_per_s: float | None = None
+    burst: int = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RoutingTable:
-    """Every routed model, keyed by ``(project, model)``; ``revision`` grows with every change."""
+    """Every routed model, keyed by ``(project, model)``; ``revision`` grows with every change.
+
+    ``keys`` maps the SHA-256 (hex) of each active API key to its :class:`KeyGrant`: the keys
+    themselves are never stored, so a table (or a gateway's memory) never holds one. ``keyed``
+    names the projects that take requests only with one of their keys: every project that has
+    keys, revoked ones included, so that revoking a project's last key never opens it to anyone.
+    """
 
     revision: int = 0
     routes: Mapping[tuple[str, str], ModelRoute] = dataclasses.field(default_factory=dict)
+    keys: Mapping[str, KeyGrant] = dataclasses.field(default_factory=dict)
+    keyed: frozenset[str] = frozenset()
 
     def projects(self) -> set[str]:
         return {project for project, _ in self.routes}

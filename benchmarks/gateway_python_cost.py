@@ -13,7 +13,10 @@ The baseline, measured in the same run the same way: a bare pass-through with th
 (httptools) on both sides and nothing else. The ratio is the gateway's features' cost over that
 floor; ``benchmarks/gateway_hop.py`` measures the whole hop against nginx.
 
-usage: benchmarks/gateway_python_cost.py [--requests 50000] [--mirror-fraction 0.1] [--no-log]
+usage: benchmarks/gateway_python_cost.py [--requests 50000] [--mirror-fraction 0.1] [--no-log] [--api-key]
+
+``--api-key``: the project has an API key (with a rate limit far above what is sent) and every
+request carries it, so the key check (one SHA-256, a lookup, a token bucket) is counted too.
 The figures vary by about ±1 µs between runs; docs/performance.md has the ones recorded.
 """
 
@@ -36,7 +39,8 @@ from modelyard.gateway import http1, upstream
 from modelyard.gateway.logs import DiscardSink
 from modelyard.gateway.service import GatewayService
 from modelyard.gateway.settings import GatewaySettings
-from modelyard.routing.table import ModelRoute, RoutingTable, VersionRoute
+from modelyard.routing.keys import hash_key, new_key
+from modelyard.routing.table import KeyGrant, ModelRoute, RoutingTable, VersionRoute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_hop import make_body  # the same request body as the hop benchmark
@@ -74,13 +78,15 @@ class FakeTransport:
 class StaticTable:
     """A routing table with one model: ``v1`` takes all traffic, ``shadow`` gets mirrored copies."""
 
-    def __init__(self, mirror_fraction: float) -> None:
+    def __init__(self, mirror_fraction: float, key: str | None = None) -> None:
         versions = [VersionRoute("v1", weight=100, replicas=(REPLICA,))]
         if mirror_fraction:
             versions.append(
                 VersionRoute("shadow", mirror=True, mirror_fraction=mirror_fraction, replicas=(MIRROR,))
             )
-        self.table = RoutingTable(1, {("bench", "const"): ModelRoute("bench", "const", tuple(versions))})
+        routes = {("bench", "const"): ModelRoute("bench", "const", tuple(versions))}
+        keys = {hash_key(key): KeyGrant("bench", 1e6, 10_000_000)} if key else {}
+        self.table = RoutingTable(1, routes, keys, frozenset(grant.project for grant in keys.values()))
 
     def revision(self) -> int:
         return 1
@@ -89,13 +95,17 @@ class StaticTable:
         return self.table
 
 
-async def gateway_round(args: argparse.Namespace, request: bytes, log_dir: Path) -> Callable[[], None]:
+async def gateway_round(
+    args: argparse.Namespace, request: bytes, log_dir: Path, key: str | None = None
+) -> Callable[[], None]:
     """One worker's service with a client connection and idle replica connections; returns a
     function that sends one request through it."""
     # idle_poll_us=0: nothing sleeps here, and polling rounds would be counted as request time.
-    settings = GatewaySettings(log_sink=str(log_dir / "inference.jsonl"), log_buffer=10**7, idle_poll_us=0)
+    settings = GatewaySettings(
+        log_sink=str(log_dir / "inference.jsonl"), log_buffer=10**7, idle_poll_us=0, workers=1
+    )
     service = GatewayService(
-        settings, StaticTable(args.mirror_fraction), DiscardSink() if args.no_log else None
+        settings, StaticTable(args.mirror_fraction, key), DiscardSink() if args.no_log else None
     )
     await service.start()
     if args.no_log:
@@ -193,14 +203,18 @@ async def main(args: argparse.Namespace) -> None:
     gc.freeze()  # as a gateway worker does once it is up (http1._settle_gc)
     gc.set_threshold(10_000, 20, 20)
     body = make_body(10)
+    key = new_key()[1] if args.api_key else None
+    authorization = b"Authorization: Bearer %s\r\n" % key.encode() if key else b""
     request = (
-        b"POST /projects/bench/models/const:predict HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        b"POST /projects/bench/models/const:predict HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n%s"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (authorization, len(body))
     ) + body
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = await per_request_us(await gateway_round(args, request, Path(tmp)), args.requests)
+        one = await gateway_round(args, request, Path(tmp), key)
+        gateway = await per_request_us(one, args.requests)
     bare = await per_request_us(bare_round(request), args.requests)
     features = f"mirror fraction {args.mirror_fraction}, inference log {'off' if args.no_log else 'on'}"
+    features += f", API key {'on' if key else 'off'}"
     print(f"request body {len(body):,} bytes; {features}; best of 5 rounds of {args.requests:,}")
     print(f"  bare pass-through (same parser): {bare:6.2f} us/request")
     ratio = gateway / bare
@@ -214,6 +228,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=50_000, help="per round (default 50,000)")
     parser.add_argument("--mirror-fraction", type=float, default=0.1, help="share mirrored (default 0.1)")
     parser.add_argument("--no-log", action="store_true", help="inference log off")
+    parser.add_argument("--api-key", action="store_true", help="the project needs a key; requests send it")
     return parser.parse_args()
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from modelyard.errors import ModelyardError
 from modelyard.gateway.admission import Admission
 from modelyard.gateway.idlepoll import IdlePoller
+from modelyard.gateway.keys import KeyCheck
 from modelyard.gateway.logs import LogShipper, LogSink, open_sink
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.metrics import GatewayMetrics
@@ -66,6 +67,7 @@ class GatewayService:
         self.shipper = LogShipper(sink, capacity=settings.log_buffer, count=self._count_log)
         self.gateway = Gateway(settings, self.metrics, self.upstream, self.shipper)
         self.admission = Admission(settings, self.metrics)
+        self.keys = KeyCheck(settings.resolved_workers())  # per-project API keys (keys.py)
         self.tables = TablePoller(source, self.gateway, self.metrics, owns_source=owns_source)
         self.publisher = MetricsPublisher(self.metrics, self.idle_poller)
         self.own = OwnEndpoints(self.metrics, self.gateway, self.tables)
@@ -78,8 +80,14 @@ class GatewayService:
 
     def admit(self, method: str, path: str, headers: Headers) -> GatewayRequest | GatewayResponse | None:
         """Check a request's head: the request (its body still to read), a refusal, or None when
-        ``path`` is not a model path (see :meth:`other`). ``headers`` may be reused."""
-        return self.admission.admit(method, path, headers, self.in_flight)
+        ``path`` is not a model path (see :meth:`other`). ``headers`` may be reused. A project
+        with API keys takes only a request with one of its keys, within its rate (keys.py)."""
+        admitted = self.admission.admit(method, path, headers, self.in_flight)
+        if isinstance(admitted, GatewayRequest):
+            refused = self.keys.check(admitted, self.gateway.router.table)
+            if refused is not None:
+                return self.refused(error_response(refused))
+        return admitted
 
     def refused(self, response: GatewayResponse) -> GatewayResponse:
         """Count an answer given before routing (405, 413, 503) and return it."""

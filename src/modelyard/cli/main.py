@@ -14,6 +14,7 @@ from modelyard.cli import package as package_commands
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.gateway import gateway_app
+from modelyard.cli.key import key_app
 from modelyard.cli.registry import registry_app, registry_error_message, registry_errors
 from modelyard.cli.route import route_app
 from modelyard.errors import ModelyardError
@@ -62,6 +63,7 @@ package_commands.register(app)
 app.add_typer(registry_app, name="registry")
 app.add_typer(route_app, name="route")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(key_app, name="key")
 app.add_typer(deploy_app, name="deploy")
 
 

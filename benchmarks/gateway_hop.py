@@ -247,17 +247,19 @@ def configure_routes(env: dict[str, str], backend: str, mirror: str, fraction: f
 
 def start_gateway(
     procs: Processes, tmp: Path, env: dict[str, str], workers: int
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The gateway's process, its URL and its admin listener's (where /metrics is)."""
     log = tmp / "gateway.out"
     command = [str(MODELYARD), "gateway", "serve", "--port", "0", "--workers", str(workers)]
+    command += ["--admin-port", "0"]
     proc = procs.start("gateway", command, log, env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        found = re.search(
-            r"^modelyard gateway: serving on (http://\S+)$", log.read_text(errors="replace"), re.M
-        )
-        if found:
-            return proc, found.group(1)
+        text = log.read_text(errors="replace")
+        found = re.search(r"^modelyard gateway: serving on (http://\S+)$", text, re.M)
+        admin = re.search(r"^modelyard gateway-admin: serving on (http://\S+)$", text, re.M)
+        if found and admin:
+            return proc, found.group(1), admin.group(1)
         if proc.poll() is not None:
             sys.exit(f"the gateway exited with {proc.returncode} before it served:\n{tail(log)}")
         time.sleep(0.05)
@@ -514,7 +516,7 @@ def run(args: argparse.Namespace, tmp: Path, body: bytes, procs: Processes) -> i
     env = gateway_env(home)
     backend, mirror = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{mirror_port}"
     configure_routes(env, backend, mirror, args.mirror_fraction)
-    gateway, gateway_url = start_gateway(procs, tmp, env, args.workers)
+    gateway, gateway_url, admin_url = start_gateway(procs, tmp, env, args.workers)
     urls = {
         "direct": f"{backend}/v1/models/const:predict",
         "nginx": f"http://127.0.0.1:{proxy_port}/v1/models/const:predict",
@@ -527,7 +529,7 @@ def run(args: argparse.Namespace, tmp: Path, body: bytes, procs: Processes) -> i
     answered += 1  # check_answer's request
     checks = check_targets(results)
 
-    metrics = read_metrics(gateway_url)
+    metrics = read_metrics(admin_url)
     code = procs.stop(gateway, timeout_s=60)  # drains: the log shipper flushes its buffer
     log_file = home / "logs" / "inference.jsonl"
     logged = sum(1 for _ in log_file.open("rb")) if log_file.exists() else 0

@@ -42,6 +42,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -116,6 +117,13 @@ def launch(
     finally:
         watchdog.cancel()
     sys.exit(f"`modelyard {shown_args}` exited with code {proc.wait()} before serving")
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for a server that does not announce every URL it serves)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_server(
@@ -377,10 +385,10 @@ def show_split(split: Counter[str], count: int) -> None:
     print("  " + "  ".join(f"{v}: {n} ({100 * n / count:.1f}%)" for v, n in sorted(split.items())))
 
 
-def routed(http: httpx.Client) -> tuple[int, dict[str, dict[str, Any]]]:
-    """The revision of the routing table the gateway uses now (``GET /-/routing``), and mail/spam's
-    versions in it."""
-    table = ok(http.get("/-/routing"))
+def routed(admin: httpx.Client) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The revision of the routing table the gateway uses now (``GET /-/routing``, on the gateway's
+    admin listener: it lists replica URLs), and mail/spam's versions in it."""
+    table = ok(admin.get("/-/routing"))
     assert isinstance(table, dict)
     route = next((r for r in table["routes"] if (r["project"], r["model"]) == ("mail", "spam")), None)
     return table["revision"], {v["version"]: v for v in route["versions"]} if route else {}
@@ -410,16 +418,16 @@ def log_pairs(path: Path, request_ids: list[str], timeout_s: float = 10.0) -> di
         time.sleep(0.1)
 
 
-def live_change(http: httpx.Client, gateway: subprocess.Popen[str], env: dict[str, str], cwd: Path) -> None:
+def live_change(admin: httpx.Client, gateway: subprocess.Popen[str], env: dict[str, str], cwd: Path) -> None:
     """Mirror mail/spam to v2 and send it all to v1; the running gateway follows within a second."""
     print("\n== a live change: copy every request to v2, answer every one from v1")
-    before, _ = routed(http)
+    before, _ = routed(admin)
     modelyard("route", "mirror", "mail/spam", "v2", env=env, cwd=cwd)
     modelyard("route", "set", "mail/spam", "v1=100", env=env, cwd=cwd)
     time.sleep(0.5)
     deadline = time.monotonic() + 5  # the gateway reads the table every 0.25 s: 0.5 s is plenty
     while True:
-        revision, versions = routed(http)
+        revision, versions = routed(admin)
         v1, v2 = versions.get("v1", {}), versions.get("v2", {})
         if v1.get("weight") == 100 and v2.get("weight") == 0 and v2.get("mirror"):
             break
@@ -487,16 +495,23 @@ def gateway_act(v1_file: Path, v2_file: Path) -> None:
 
         print(f"\n== the gateway: one worker process per core ({os.cpu_count()} here), the routing table")
         print("   above, and its inference log in $MODELYARD_HOME/logs/inference.jsonl (the default)")
+        print("   (/-/routing and /metrics name replica URLs: they are served on the admin port only)")
+        gateway_lines: list[str] = []
         gateway, url = launch(
-            ["gateway", "serve", "--port", "0"],
-            "gateway serve --port 0",
+            ["gateway", "serve", "--port", "0", "--admin-port", "0"],
+            "gateway serve --port 0 --admin-port 0",
             "modelyard gateway: serving on ",
             env=env,
             cwd=scratch,
+            lines=gateway_lines,
         )
         running.append((gateway, "gateway"))
+        admin_url = next(line.split()[-1] for line in gateway_lines if "gateway-admin: serving on" in line)
 
-        with httpx.Client(base_url=url, timeout=10, trust_env=False) as http:  # one keep-alive connection
+        with (
+            httpx.Client(base_url=url, timeout=10, trust_env=False) as http,  # one keep-alive connection
+            httpx.Client(base_url=admin_url, timeout=10, trust_env=False) as admin,
+        ):
             count = 200
             print(f"\n== {count} requests: POST {PREDICT} {json.dumps({'instances': [ROW]})}")
             split, answers, _ = predict_many(http, count)
@@ -519,7 +534,7 @@ def gateway_act(v1_file: Path, v2_file: Path) -> None:
             if "predict_proba" not in outputs:
                 sys.exit(f"the request pinned to v2 was not answered by {v2_file.name}: {outputs}")
 
-            live_change(http, gateway, env, scratch)
+            live_change(admin, gateway, env, scratch)
             count = 10
             print(f"\n== {count} requests: each answered by v1 and copied to v2, whose answer is only logged")
             split, _, request_ids = predict_many(http, count)
@@ -530,7 +545,7 @@ def gateway_act(v1_file: Path, v2_file: Path) -> None:
 
             metrics = [
                 line
-                for line in http.get("/metrics").raise_for_status().text.splitlines()
+                for line in admin.get("/metrics").raise_for_status().text.splitlines()
                 if line.startswith("modelyard_gateway_requests_total{")
             ]
             print("\n== GET /metrics (excerpt: every worker's counts added up)")
@@ -589,12 +604,12 @@ def replicas_of(status: subprocess.CompletedProcess[str]) -> dict[tuple[str, str
     return found
 
 
-def wait_for_weights(http: httpx.Client, weights: dict[str, int]) -> None:
+def wait_for_weights(admin: httpx.Client, weights: dict[str, int]) -> None:
     """Wait (at most 5 s) until the gateway routes mail/spam by ``weights``: it reads the table every
     0.25 s, and apply returns once the table is written."""
     deadline = time.monotonic() + 5
     while True:
-        _, versions = routed(http)
+        _, versions = routed(admin)
         if {version: v.get("weight") for version, v in versions.items()} == weights:
             return
         if time.monotonic() > deadline:
@@ -602,9 +617,9 @@ def wait_for_weights(http: httpx.Client, weights: dict[str, int]) -> None:
         time.sleep(0.1)
 
 
-def send_and_check(http: httpx.Client, count: int, weights: dict[str, int]) -> None:
+def send_and_check(http: httpx.Client, admin: httpx.Client, count: int, weights: dict[str, int]) -> None:
     """``count`` requests through the gateway; fail unless each version's share is within 5 points."""
-    wait_for_weights(http, weights)
+    wait_for_weights(admin, weights)
     print(f"\n== {count} requests: POST {PREDICT} {json.dumps({'instances': [ROW]})}")
     split, _, _ = predict_many(http, count)
     show_split(split, count)
@@ -682,10 +697,11 @@ def platform_act(model_file: Path) -> None:
         print("\n== `modelyard up`: the control plane (registry, routing table, deploy API, replicas)")
         print("   and the gateway beside it; its stderr (uvicorn's log) goes to up.log")
         lines: list[str] = []
+        admin_port = free_port()  # `up` does not print the gateway's admin URL: choose its port
         with up_log.open("w") as log_file:
             up, gateway_url = launch(
-                ["up", "--port", "0", "--gateway-port", "0"],
-                "up --port 0 --gateway-port 0",
+                ["up", "--port", "0", "--gateway-port", "0", "--gateway-admin-port", str(admin_port)],
+                f"up --port 0 --gateway-port 0 --gateway-admin-port {admin_port}",
                 "modelyard gateway: serving on ",
                 env=env,
                 cwd=scratch,
@@ -705,19 +721,23 @@ def platform_act(model_file: Path) -> None:
         modelyard("deploy", "apply", deploy_file.name, env=env, cwd=scratch)
         before = replicas_of(modelyard("deploy", "status", env=env, cwd=scratch))
 
-        with httpx.Client(base_url=gateway_url, timeout=10, trust_env=False) as http:
-            send_and_check(http, 200, {"v1": 80, "v2": 20})
+        admin_url = f"http://127.0.0.1:{admin_port}"
+        with (
+            httpx.Client(base_url=gateway_url, timeout=10, trust_env=False) as http,
+            httpx.Client(base_url=admin_url, timeout=10, trust_env=False) as admin,
+        ):
+            send_and_check(http, admin, 200, {"v1": 80, "v2": 20})
 
             print("\n== change the split to 50/50 in the file: only the weights differ")
             write_deploy_file(deploy_file, deploy_yaml(name, 50, 50))
             modelyard("deploy", "diff", deploy_file.name, env=env, cwd=scratch)
             modelyard("deploy", "apply", deploy_file.name, env=env, cwd=scratch)
-            send_and_check(http, 100, {"v1": 50, "v2": 50})
+            send_and_check(http, admin, 100, {"v1": 50, "v2": 50})
 
             print("\n== every apply is recorded with its file: roll back to the first")
             modelyard("deploy", "history", env=env, cwd=scratch)
             modelyard("deploy", "rollback", "1", env=env, cwd=scratch)
-            send_and_check(http, 100, {"v1": 80, "v2": 20})
+            send_and_check(http, admin, 100, {"v1": 80, "v2": 20})
 
         after = replicas_of(modelyard("deploy", "status", env=env, cwd=scratch))
         if after != before:

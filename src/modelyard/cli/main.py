@@ -72,6 +72,9 @@ def up(
     port: Annotated[int | None, typer.Option(help="control-plane port (default 8090; 0 picks one)")] = None,
     gateway_port: Annotated[int, typer.Option(help="gateway port (0 picks one)")] = 8000,
     gateway_workers: Annotated[int, typer.Option(help="gateway worker processes (0: one per core)")] = 0,
+    gateway_admin_port: Annotated[
+        int | None, typer.Option(help="gateway admin port: /metrics, /-/routing (default: none)")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="the control plane's log level")] = "warning",
     kubernetes: Annotated[
         bool,
@@ -116,7 +119,9 @@ def up(
     try:
         run_up(
             control,
-            GatewaySettings(control=control, port=gateway_port, workers=gateway_workers),
+            GatewaySettings(
+                control=control, port=gateway_port, workers=gateway_workers, admin_port=gateway_admin_port
+            ),
             target_factory=factory,
         )
     except ModelyardError as exc:  # no kubeconfig, or a namespace Kubernetes refuses: one line

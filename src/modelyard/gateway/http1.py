@@ -298,6 +298,9 @@ class Http1Server:
             backlog=2048,
             ssl=self.tls,
             ssl_handshake_timeout=10.0 if self.tls is not None else None,
+            # A TLS close waits for the peer's close_notify, which an idle keep-alive client may
+            # never send: the default 30 s held every drain (SIGTERM) that long.
+            ssl_shutdown_timeout=1.0 if self.tls is not None else None,
         )
         self._sweeper = asyncio.create_task(self._sweep())
 

@@ -28,7 +28,11 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        if isinstance(exc, ssl.SSLError):  # OpenSSL's reason (KEY_VALUES_MISMATCH) or, for a
+            # file that is not PEM at all, only "[SSL] PEM lib": this says more
+            reason = exc.reason or "not a PEM certificate (chain) and its private key"
+        else:
+            reason = exc.strerror or str(exc)
         raise InvalidInput(
             f"cannot use the certificate {cert} with the key {key}: {reason}", field="tls_cert"
         ) from None

@@ -19,6 +19,10 @@ from starlette.types import ASGIApp
 from modelyard._process import announced_url
 from modelyard.web.listen import bind_socket
 
+# Model control (load/unload) is off unless a server enables it with a token of 16+ characters.
+CONTROL_TOKEN = "test-model-control-token"
+CONTROL_HEADERS = {"authorization": f"Bearer {CONTROL_TOKEN}"}
+
 
 @contextlib.contextmanager
 def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:

@@ -27,6 +27,7 @@ from modelyard.dtypes import DATATYPES, itemsize
 from modelyard.server import Settings
 from modelyard.server.app import build_app
 from tests import models
+from tests.support import CONTROL_HEADERS, CONTROL_TOKEN
 
 ALLOWED_5XX = {
     (500, "model_error"),
@@ -59,7 +60,8 @@ def client() -> Iterator[TestClient]:
         models.AsyncEcho,
     ]
     # raise_server_exceptions=False: an exception escaping the app must show up as a bad answer
-    with TestClient(build_app(Settings(max_body_bytes=1 << 20), specs), raise_server_exceptions=False) as c:
+    settings = Settings(max_body_bytes=1 << 20, model_control=True, model_control_token=CONTROL_TOKEN)
+    with TestClient(build_app(settings, specs), raise_server_exceptions=False, headers=CONTROL_HEADERS) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ from modelyard import TensorSpec
 from modelyard.server import Settings
 from modelyard.server.app import build_app
 from tests import models
+from tests.support import CONTROL_HEADERS, CONTROL_TOKEN
 
 JSON = "application/json"
 
@@ -463,7 +464,16 @@ def test_repository_index(client: TestClient) -> None:
     assert_error(client.post("/v2/repository/index", content=b"{nope"), 400, "invalid_input", "body")
 
 
-def test_repository_unload_then_load(client: TestClient) -> None:
+@pytest.fixture
+def control_client() -> Iterator[TestClient]:
+    """A server with model control on, every request carrying its token."""
+    settings = Settings(model_control=True, model_control_token=CONTROL_TOKEN)
+    with TestClient(build_app(settings, [models.Doubler]), headers=CONTROL_HEADERS) as test_client:
+        yield test_client
+
+
+def test_repository_unload_then_load(control_client: TestClient) -> None:
+    client = control_client
     unload = client.post(
         "/v2/repository/models/doubler/unload", json={"parameters": {"unload_dependents": False}}
     )
@@ -486,7 +496,8 @@ def test_repository_unload_then_load(client: TestClient) -> None:
     assert client.post("/v2/repository/models/doubler/load", json={}).status_code == 200
 
 
-def test_repository_errors(client: TestClient) -> None:
+def test_repository_errors(control_client: TestClient) -> None:
+    client = control_client
     assert_error(client.post("/v2/repository/models/nope/load"), 404, "not_found", "model")
     assert_error(client.post("/v2/repository/models/nope/unload"), 404, "not_found", "model")
     assert_error(client.post("/v2/repository/models/doubler/explode"), 400, "invalid_input", "action")

@@ -18,6 +18,7 @@ from modelyard import TensorSpec
 from modelyard.server import Settings
 from modelyard.server.app import build_app
 from tests import models
+from tests.support import CONTROL_HEADERS, CONTROL_TOKEN
 
 
 @modelyard.model(
@@ -80,7 +81,8 @@ def tf_client() -> Iterator[TestClient]:
         Scaler,
         Scaler.replace(version="2", init_kwargs={"factor": 3.0}),
     ]
-    with TestClient(build_app(Settings(), specs)) as test_client:
+    settings = Settings(model_control=True, model_control_token=CONTROL_TOKEN)
+    with TestClient(build_app(settings, specs), headers=CONTROL_HEADERS) as test_client:
         yield test_client
 
 

@@ -15,7 +15,7 @@ import pytest
 from modelyard.server import Settings
 from modelyard.server.app import build_app
 from tests import models
-from tests.support import serve_in_thread
+from tests.support import CONTROL_HEADERS, CONTROL_TOKEN, serve_in_thread
 
 httpclient = pytest.importorskip("tritonclient.http")
 triton_utils = pytest.importorskip("tritonclient.utils")
@@ -220,20 +220,20 @@ def test_model_error_raises_with_the_models_message(client: Any) -> None:
 
 def test_unload_and_load() -> None:
     # its own server: unloading must not disturb the other tests' models
-    app = build_app(Settings(), [models.Lister])
+    app = build_app(Settings(model_control=True, model_control_token=CONTROL_TOKEN), [models.Lister])
     with serve_in_thread(app) as address:
         triton = httpclient.InferenceServerClient(address)
         try:
-            triton.unload_model("lister")
+            triton.unload_model("lister", headers=CONTROL_HEADERS)
             assert triton.is_model_ready("lister") is False
             assert triton.is_server_ready() is False
             with pytest.raises(InferenceServerException, match="not ready"):
                 triton.infer("lister", [fp32_input(np.array([1.0], np.float32))])
-            triton.load_model("lister")
+            triton.load_model("lister", headers=CONTROL_HEADERS)
             assert triton.is_model_ready("lister") is True
             result = triton.infer("lister", [fp32_input(np.array([1.0], np.float32))])
             np.testing.assert_array_equal(result.as_numpy("total"), [10.0])
             with pytest.raises(InferenceServerException, match="not found"):
-                triton.load_model("nope")
+                triton.load_model("nope", headers=CONTROL_HEADERS)
         finally:
             triton.close()

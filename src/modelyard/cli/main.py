@@ -183,6 +183,23 @@ def serve(
     announce_url: Annotated[
         str | None, typer.Option(help="the URL gateways should use (default: the address served on)")
     ] = None,
+    max_inflated_bytes: Annotated[
+        int | None, typer.Option(help="a gzip/deflate body may inflate to this many bytes (default 8 MiB)")
+    ] = None,
+    model_control: Annotated[
+        bool | None,
+        typer.Option(
+            "--model-control/--no-model-control",
+            help="allow load/unload over /v2/repository (off by default; needs --model-control-token)",
+        ),
+    ] = None,
+    model_control_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELYARD_MODEL_CONTROL_TOKEN",
+            help="bearer token for load/unload (16+ characters; prefer the environment variable)",
+        ),
+    ] = None,
     control_url: ControlUrl = None,
 ) -> None:
     """Serve one or more models over the Open Inference Protocol and the TF-Serving REST API."""
@@ -198,6 +215,8 @@ def serve(
         "max_queue": max_queue, "log_level": log_level, "drain_grace_s": drain_grace,
         "health_interval_s": health_interval, "health_timeout_s": health_timeout,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
+        "max_inflated_bytes": max_inflated_bytes, "model_control": model_control,
+        "model_control_token": model_control_token,
     }  # fmt: skip
     settings = _settings(config, paths, name, model_version, overrides)
     control_url = resolve_control_url(control_url)  # registry refs and --announce both go there

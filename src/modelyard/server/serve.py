@@ -15,14 +15,18 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 
 import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelyard._process import announce, watch_parent_from_env
+from modelyard.errors import ErrorKind, ModelyardError
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
 from modelyard.server.app import build_app
+from modelyard.web.errors import error_body
 from modelyard.web.listen import AnnouncingServer, bind_socket
 
-__all__ = ["run"]
+__all__ = ["header_limited_protocol", "run"]
 
 log = logging.getLogger("modelyard.server")
 
@@ -44,6 +48,97 @@ class _DrainingServer(AnnouncingServer):
         self._drain_timer = threading.Timer(grace, super().handle_exit, (sig, frame))
         self._drain_timer.daemon = True
         self._drain_timer.start()
+
+
+_LINGER_S = 1.0  # how long a refused connection's further bytes are read and dropped
+
+
+class HeadersTooLarge(ModelyardError):
+    """A request line and headers over ``max_header_bytes`` (answered 431, connection closed)."""
+
+    kind = ErrorKind.TOO_LARGE
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request line and headers exceed the limit of {limit} bytes (max_header_bytes)",
+            field="headers",
+        )
+
+
+class _Refusal:
+    """The 431 answer, as raw bytes (mid-head, before uvicorn has a request) and as an ASGI app."""
+
+    def __init__(self, limit: int) -> None:
+        self.body = error_body(HeadersTooLarge(limit))
+        self.headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"connection", b"close"),
+        ]
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.headers)
+        self.raw = b"HTTP/1.1 431 Request Header Fields Too Large\r\n" + lines + b"\r\n" + self.body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 431, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def header_limited_protocol(max_bytes: int) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, refusing a request head over ``max_bytes`` with 431 and a close.
+
+    httptools gathers a header that arrives in pieces by concatenating bytes, quadratic in its
+    length, and neither it nor uvicorn bounds it: a 128 MiB header held the server for 22 s. Here a
+    head still incomplete after ``max_bytes`` more bytes is refused there and then (counting from
+    the read after the one that began it, so the tail of a pipelined request never counts), and a
+    complete head is measured exactly before its request reaches the app.
+    """
+    refusal = _Refusal(max_bytes)
+
+    class HeaderLimitedProtocol(HttpToolsProtocol):
+        _in_head = False
+        _head_began_now = False
+        _head_bytes = 0
+        _refused = False
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_began_now, self._head_bytes = True, True, 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size <= max_bytes:
+                super().on_headers_complete()
+                return
+            app, self.app = self.app, refusal  # uvicorn runs this request's cycle with it: 431, close
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # lingering: read and drop what the client still sends
+            super().data_received(data)
+            if not self._in_head or self.transport.is_closing():
+                return
+            if self._head_began_now:
+                self._head_began_now = False
+                return
+            self._head_bytes += len(data)
+            if self._head_bytes > max_bytes:
+                self._refuse_mid_head()
+
+        def _refuse_mid_head(self) -> None:
+            """Answer 431, then close *lingering*: closing at once with the client's bytes unread
+            would send a reset, which can destroy the answer before the client reads it."""
+            self._refused = True
+            self.transport.write(refusal.raw)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(_LINGER_S, self.transport.close)
+
+    return HeaderLimitedProtocol
 
 
 def _configure_logging(level: str) -> None:
@@ -80,7 +175,7 @@ def run(
     config = uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=header_limited_protocol(settings.max_header_bytes),
         log_level=settings.log_level,
         access_log=False,
         # uvicorn takes whole seconds; round up, never to None (None would wait for ever).

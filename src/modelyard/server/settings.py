@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ModelConfig", "Settings"]
+__all__ = ["MIN_TOKEN_CHARS", "ModelConfig", "Settings"]
+
+MIB = 1024 * 1024
+MIN_TOKEN_CHARS = 16  # a model-control token shorter than this is refused at start-up
 
 
 class ModelConfig(BaseModel):
@@ -24,14 +27,38 @@ class ModelConfig(BaseModel):
 class Settings(BaseModel):
     """Server settings. Every field has a safe default for a laptop; see docs/serving.md."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A bad model_control_token must not be echoed into a terminal or a CI log.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     models: list[ModelConfig] = Field(default_factory=list)
 
     server_name: str = "modelyard"
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=64 * MIB, ge=1024, description="request bodies as sent; 413 above")
+    # Decoding is what costs, not reading: a 61 KB gzip body of "[0]," inflated to 63 MB and held the
+    # event loop 12 s (docs/serving.md, "Limits"). These bound what one request can make it do.
+    max_inflated_bytes: int = Field(
+        default=8 * MIB, ge=1024, description="a compressed body may inflate to this much; 413 above"
+    )
+    max_json_bytes: int = Field(
+        default=8 * MIB, ge=1024, description="the JSON of one request (binary tensors aside); 413 above"
+    )
+    max_json_containers: int = Field(
+        default=250_000, ge=1, description="JSON arrays and objects in one request; 413 above"
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="request line and headers; 431 and close above"
+    )
+    model_control: bool = Field(
+        default=False, description="allow POST /v2/repository/models/{m}/load|unload (with the token)"
+    )
+    model_control_token: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=MIN_TOKEN_CHARS,
+        description="the bearer token model-control requests must carry",
+    )
     max_queue: int = Field(default=1024, ge=1, description="queued requests per model before 503")
     request_timeout_s: float | None = Field(default=30.0, gt=0, description="default per-request deadline")
     workers_per_model: int = Field(default=4, ge=1, description="concurrent calls of an unbatched model")
@@ -60,3 +87,12 @@ class Settings(BaseModel):
         gt=0,
         description="Python's GIL switch interval in the server process; None keeps Python's 5 ms",
     )
+
+    @model_validator(mode="after")
+    def _control_needs_a_token(self) -> Settings:
+        if self.model_control and not self.model_control_token:
+            raise ValueError(
+                "model_control needs model_control_token (--model-control-token or"
+                " MODELYARD_MODEL_CONTROL_TOKEN): load and unload are never open to anyone who can connect"
+            )
+        return self

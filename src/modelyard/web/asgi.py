@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Send
 
 from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
@@ -44,8 +45,16 @@ async def receive_raw(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def receive_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
-    """Read the whole body, refusing more than ``limit`` bytes, decompressing gzip/deflate."""
+async def receive_body(
+    receive: Receive, headers: list[tuple[bytes, bytes]], limit: int, inflated_limit: int | None = None
+) -> bytes:
+    """Read the whole body, refusing more than ``limit`` bytes as sent, and decompress gzip/deflate,
+    refusing more than ``inflated_limit`` (default: ``limit``) bytes once inflated.
+
+    Inflating runs in a worker thread: zlib lets go of the GIL, so the event loop keeps serving
+    while a large body inflates, and the output never grows past the limit (a "zip bomb" costs at
+    most ``inflated_limit`` bytes of memory, then gets 413).
+    """
     declared = header(headers, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(int(declared), limit)
@@ -53,7 +62,8 @@ async def receive_body(receive: Receive, headers: list[tuple[bytes, bytes]], lim
     encoding = (header(headers, b"content-encoding") or "").strip().lower()
     if encoding in ("", "identity"):
         return body
-    return decompress(body, encoding, limit)
+    cap = limit if inflated_limit is None else inflated_limit
+    return await run_in_threadpool(decompress, body, encoding, cap)
 
 
 async def send_response(

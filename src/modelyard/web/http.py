@@ -73,7 +73,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate a gzip/deflate body, capped so a small "zip bomb" cannot blow past ``limit``."""
+    """Inflate a gzip/deflate body, capped so a small "zip bomb" cannot blow past ``limit``.
+
+    zlib stops writing at ``limit + 1`` bytes, so memory and time stay bounded by the limit, not by
+    what the body would inflate to; past it, a 413 that says the *inflated* size was too large.
+    zlib releases the GIL while it works: callers on an event loop run this in a worker thread.
+    """
     if encoding not in ("gzip", "deflate"):
         raise InvalidInput(
             f"unsupported Content-Encoding '{encoding}' (use gzip or deflate)", field="content-encoding"
@@ -85,7 +90,13 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise InvalidInput(f"body is not valid {encoding} data: {exc}", field="body") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(len(out), limit)
+        too_large = PayloadTooLarge(len(out), limit)
+        too_large.message = (
+            f"request body of {len(body)} bytes inflates ({encoding}) to more than {limit} bytes,"
+            " the limit for decompressed bodies"
+        )
+        too_large.args = (too_large.message,)
+        raise too_large
     if not inflater.eof:
         raise InvalidInput(f"body is truncated {encoding} data", field="body")
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -31,12 +31,18 @@ _MAX_ELEMENTS = 1 << 31
 _MAX_DIMS = 32  # numpy 1.x supports 32 dimensions, numpy 2 supports 64
 
 
-def decode_request(body: bytes, header_length: str | None) -> tuple[InferenceRequest, dict[str, bool]]:
+def decode_request(
+    body: bytes, header_length: str | None, check_json: Callable[[bytes], None] | None = None
+) -> tuple[InferenceRequest, dict[str, bool]]:
     """Parse an OIP inference request; every error names the field at fault.
 
-    Returns the request and the per-output ``binary_data`` choices for the response.
+    ``check_json`` sees the JSON part before it is parsed, and may refuse it (the server's
+    :class:`~modelyard.server.protocols.limits.BodyLimits`). Returns the request and the
+    per-output ``binary_data`` choices for the response.
     """
     json_part, binary = _split(body, header_length)
+    if check_json is not None:
+        check_json(json_part)
     doc = _loads(json_part)
     inputs_doc = doc.get("inputs")
     if not isinstance(inputs_doc, list) or not inputs_doc:
@@ -140,8 +146,14 @@ def _tensor_header(entry: dict[str, Any], where: str) -> tuple[str, str, tuple[i
             f"{where}.shape has {len(shape)} dimensions; at most {_MAX_DIMS} are supported",
             field=f"{where}.shape",
         )
-    if math.prod(shape) > _MAX_ELEMENTS:
-        raise InvalidInput(f"{where}.shape {shape} has too many elements", field=f"{where}.shape")
+    # Zeros make the product 0, but numpy still refuses [2**62, 0] ("array is too big"): bound the
+    # product of the other dimensions too, which also bounds every single dimension.
+    if math.prod(d for d in shape if d) > _MAX_ELEMENTS:
+        raise InvalidInput(
+            f"{where}.shape {shape} is too large: the product of its non-zero dimensions must be at"
+            f" most {_MAX_ELEMENTS}",
+            field=f"{where}.shape",
+        )
     return name, str(datatype), tuple(shape)
 
 
@@ -151,6 +163,13 @@ def _is_dim(value: Any) -> bool:
 
 def _from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
     count = math.prod(shape)
+    # Flat data has `count` items, nested data `shape[0]`: more is wrong whatever it holds, and
+    # refusing it here spares numpy the walk over a long list of (empty) lists.
+    if isinstance(data, list) and len(data) > max(count, shape[0] if shape else 1):
+        raise InvalidInput(
+            f"{where}.data has {len(data)} items but shape {list(shape)} needs {count} elements",
+            field=f"{where}.data",
+        )
     try:
         array = _bytes_from_json(data) if datatype == "BYTES" else _numbers_from_json(data, datatype)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:

@@ -16,8 +16,9 @@ from starlette.types import Receive, Scope, Send
 
 from modelyard.errors import ModelNotFound, ModelyardError
 from modelyard.server.dataplane import DataPlane
+from modelyard.server.protocols.limits import BodyLimits
 from modelyard.server.protocols.oip_codec import decode_request, encode_response
-from modelyard.web.asgi import header, receive_body, send_error, send_response
+from modelyard.web.asgi import header, send_error, send_response
 
 __all__ = ["InferEndpoint", "match_infer_path"]
 
@@ -45,7 +46,7 @@ class InferEndpoint:
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
-        self.limit = plane.settings.max_body_bytes
+        self.limits = BodyLimits(plane.settings)
         self._in_flight = plane.metrics.in_flight.labels(PROTOCOL)
 
     async def __call__(
@@ -72,8 +73,10 @@ class InferEndpoint:
     ) -> int:
         self.plane.model(model, version)  # 404 before reading a body we would not use
         headers = scope["headers"]
-        body = await receive_body(receive, headers, self.limit)
-        request, binary_choices = decode_request(body, header(headers, b"inference-header-content-length"))
+        body = await self.limits.read(receive, headers)
+        request, binary_choices = decode_request(
+            body, header(headers, b"inference-header-content-length"), self.limits.check_json
+        )
         result = await self.plane.infer(model, version, request)
         binary_default = request.parameters.get("binary_data_output") is True
         payload, json_length = encode_response(result, binary_default, binary_choices)

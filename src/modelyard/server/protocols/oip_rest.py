@@ -6,6 +6,7 @@ Health answers carry the result in the status code (200 / 503) with a small JSON
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
@@ -14,11 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from modelyard.errors import InvalidInput
+from modelyard.errors import Forbidden, InvalidInput, Unauthenticated
 from modelyard.sdk import ModelMetadata, TensorSpec
 from modelyard.server.dataplane import DataPlane
 from modelyard.server.protocols.metered import metered
 from modelyard.server.protocols.oip_infer import InferEndpoint
+from modelyard.server.settings import Settings
 from modelyard.web.http import json_response, read_body
 
 __all__ = ["oip_routes"]
@@ -159,8 +161,41 @@ def _index(plane: DataPlane) -> Any:
     return handler
 
 
+class ModelControl:
+    """Who may load and unload models: nobody unless the server enables it, then only with its token.
+
+    Unloading makes a pod unready for good (it stays live, so it is never restarted): one request
+    from anyone who can reach the port would take a replica out. Off, it is 403 (the route exists,
+    the server refuses: a 404 would read as "no such model" to tritonclient); on, every request
+    must carry ``Authorization: Bearer <token>`` (401 without it), compared in constant time.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.model_control
+        token = settings.model_control_token
+        self._token = token.encode() if token else None
+
+    def check(self, authorization: str | None) -> None:
+        """Return when the request may load or unload; raise Forbidden or Unauthenticated."""
+        if not self.enabled or self._token is None:
+            raise Forbidden(
+                "model control (load/unload) is off on this server; start it with --model-control"
+                " and a token (--model-control-token or MODELYARD_MODEL_CONTROL_TOKEN) to allow it"
+            )
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthenticated(
+                "model control needs the header 'Authorization: Bearer <token>'", field="authorization"
+            )
+        if not hmac.compare_digest(credentials.strip().encode(), self._token):
+            raise Unauthenticated("the model-control token is not valid", field="authorization")
+
+
 def _load_unload(plane: DataPlane) -> Any:
+    control = ModelControl(plane.settings)
+
     async def handler(request: Request) -> Response:
+        control.check(request.headers.get("authorization"))  # before anything, even a 404
         name, action = request.path_params["model"], request.path_params["action"]
         _optional_json(await read_body(request, 1 << 20))
         if action == "load":

@@ -23,10 +23,11 @@ from modelyard.dtypes import numpy_dtype
 from modelyard.errors import InvalidInput, MethodNotAllowed, RouteNotFound, Unsupported
 from modelyard.sdk import ModelMetadata, TensorSpec
 from modelyard.server.dataplane import DataPlane
+from modelyard.server.protocols.limits import BodyLimits
 from modelyard.server.protocols.metered import metered
 from modelyard.server.runtime import ModelRuntime
 from modelyard.server.types import InferenceRequest
-from modelyard.web.http import JSON, json_response, read_body
+from modelyard.web.http import JSON, json_response
 
 __all__ = ["decode_predict", "encode_predict", "tfserving_routes"]
 
@@ -185,7 +186,7 @@ class _Predict:
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
-        self.limit = plane.settings.max_body_bytes
+        self.limits = BodyLimits(plane.settings)
 
     async def __call__(self, request: Request) -> Response:
         target = _target(request)
@@ -195,7 +196,9 @@ class _Predict:
                 f"':{target.action}' is not supported by this server; use ':predict'", field="path"
             )
         meta = self.plane.model_metadata(target.name, target.version)
-        doc = _loads(await read_body(request, self.limit))
+        body = await self.limits.read(request.receive, request.scope["headers"])
+        self.limits.check_json(body)
+        doc = _loads(body)
         inputs, rows = decode_predict(doc, meta)
         result = await self.plane.infer(target.name, target.version, InferenceRequest(inputs=inputs))
         return encode_predict(result.outputs, rows)

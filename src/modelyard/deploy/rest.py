@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.deploy.file import MAX_FILE_BYTES
 from modelyard.deploy.redact import redact_env
 from modelyard.deploy.service import DeployService
 from modelyard.errors import InvalidInput
@@ -31,7 +32,6 @@ from modelyard.web.http import guarded_routes, in_thread, json_response, read_bo
 __all__ = ["MAX_FILE_BYTES", "PREFIX", "deploy_endpoints"]
 
 PREFIX = "/api/v1/deploy"
-MAX_FILE_BYTES = 4 * 1024 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 
 

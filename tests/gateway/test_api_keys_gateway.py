@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 from starlette.testclient import TestClient
 
+import modelyard
+from modelyard.client import AuthenticationError, PermissionDeniedError, RateLimitedError
 from modelyard.gateway.app import build_gateway_app
 from modelyard.gateway.settings import GatewaySettings
 from tests.gateway.support import GatewayWorld, StubReplica, predict
@@ -100,3 +103,26 @@ def test_keys_without_a_rate_have_no_limit(env: GatewayWorld, client: httpx.Clie
     headers = {"authorization": f"Bearer {key}"}
     answers = [predict(client, f"{gateway.url}{SPAM}:predict", headers=headers) for _ in range(30)]
     assert [answer.status_code for answer in answers] == [200] * 30
+
+
+def test_the_python_client_sends_its_key_and_reads_each_refusal(
+    env: GatewayWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, keys = keyed_world(env)
+    gateway = env.gateway(workers=1)
+    gateway.refresh()
+    monkeypatch.delenv("MODELYARD_TOKEN", raising=False)
+    with modelyard.Client(gateway.url, retries=0) as anonymous, pytest.raises(AuthenticationError):
+        anonymous.metadata("mail/spam")
+    with (
+        modelyard.Client(gateway.url, retries=0, token=keys["ads"]) as other,
+        pytest.raises(PermissionDeniedError),
+    ):
+        other.metadata("mail/spam")
+    monkeypatch.setenv("MODELYARD_TOKEN", keys["mail"])  # read when no token= is given
+    with modelyard.Client(gateway.url, retries=0) as client:
+        assert client.metadata("mail/spam")["replica"] == "mail"
+        client.metadata("mail/spam")  # the burst of 2 is spent
+        with pytest.raises(RateLimitedError) as caught:
+            client.metadata("mail/spam")
+        assert caught.value.status == 429

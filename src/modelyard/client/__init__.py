@@ -16,6 +16,7 @@ from modelyard._lazy import lazy_exports
 if TYPE_CHECKING:
     from modelyard.client._clients import AsyncClient, Client
     from modelyard.client.errors import (
+        AuthenticationError,
         BadGatewayError,
         ClientError,
         ConnectionFailed,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
         NotReadyError,
         OverloadedError,
         PayloadTooLargeError,
+        PermissionDeniedError,
+        RateLimitedError,
         ServerError,
         Timeout,
         Unavailable,
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncClient",
+    "AuthenticationError",
     "BadGatewayError",
     "Client",
     "ClientError",
@@ -44,6 +48,8 @@ __all__ = [
     "NotReadyError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "ServerError",
     "Timeout",
     "Unavailable",
@@ -53,6 +59,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "AsyncClient": "_clients",
+        "AuthenticationError": "errors",
         "BadGatewayError": "errors",
         "Client": "_clients",
         "ClientError": "errors",
@@ -64,6 +71,8 @@ __getattr__, __dir__ = lazy_exports(
         "NotReadyError": "errors",
         "OverloadedError": "errors",
         "PayloadTooLargeError": "errors",
+        "PermissionDeniedError": "errors",
+        "RateLimitedError": "errors",
         "ServerError": "errors",
         "Timeout": "errors",
         "Unavailable": "errors",

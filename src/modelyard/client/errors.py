@@ -9,8 +9,11 @@ domain error of :mod:`modelyard.errors` where there is one, so ``except InvalidI
     ├── InvalidRequest       (InvalidInput)              400
     ├── NotFoundError        (ModelNotFound, NotFound)   404: unknown project, model or version
     ├── PayloadTooLargeError (PayloadTooLarge)           413
+    ├── AuthenticationError  (Unauthenticated)           401: no API key, or one that is not valid
+    ├── PermissionDeniedError (Forbidden)                403: a key that may not call this model
     ├── Unavailable                                      503 or 429, after the retries
     │   ├── OverloadedError  (Overloaded)                kind "overloaded": the queue is full
+    │   ├── RateLimitedError (RateLimited)               kind "rate_limited": this key is over its rate
     │   └── NotReadyError    (ModelNotReady)             kind "not_ready": loading or draining
     ├── Timeout              (DeadlineExceeded)          504 after the retries, or no answer in time
     ├── ServerError                                      any other 5xx
@@ -32,6 +35,7 @@ from modelyard.errors import (
     BadGateway,
     DeadlineExceeded,
     ErrorKind,
+    Forbidden,
     InvalidInput,
     ModelError,
     ModelNotFound,
@@ -40,9 +44,12 @@ from modelyard.errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
 )
 
 __all__ = [
+    "AuthenticationError",
     "BadGatewayError",
     "ClientError",
     "ConnectionFailed",
@@ -53,6 +60,8 @@ __all__ = [
     "NotReadyError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "ServerError",
     "Timeout",
     "Unavailable",
@@ -183,6 +192,18 @@ class BadGatewayError(ServerError, BadGateway):
     """The gateway reached no replica, or none answered HTTP (502), on every attempt."""
 
 
+class AuthenticationError(ClientError, Unauthenticated):
+    """No API key where the gateway needs one, or one it does not know (401)."""
+
+
+class PermissionDeniedError(ClientError, Forbidden):
+    """The API key belongs to another project (403)."""
+
+
+class RateLimitedError(Unavailable, RateLimited):
+    """The API key is over its rate limit (429), after the retries."""
+
+
 class ConnectionFailed(ClientError):
     """Nothing answered: connection refused, reset or dropped before a response, on every attempt."""
 
@@ -199,6 +220,8 @@ def error_class(status: int, kind: ErrorKind | None) -> type[ClientError]:
     if status in (429, 503):
         if kind is ErrorKind.OVERLOADED or (kind is None and status == 429):
             return OverloadedError
+        if kind is ErrorKind.RATE_LIMITED:
+            return RateLimitedError
         return NotReadyError if kind is ErrorKind.NOT_READY else Unavailable
     if status >= 500:
         if status == 504:
@@ -206,7 +229,13 @@ def error_class(status: int, kind: ErrorKind | None) -> type[ClientError]:
         if status == 502:
             return BadGatewayError
         return ModelFailedError if kind is ErrorKind.MODEL_ERROR else ServerError
-    return {400: InvalidRequest, 404: NotFoundError, 413: PayloadTooLargeError}.get(status, ClientError)
+    by_status = {
+        400: InvalidRequest,
+        401: AuthenticationError,
+        403: PermissionDeniedError,
+        404: NotFoundError,
+    }
+    return {**by_status, 413: PayloadTooLargeError}.get(status, ClientError)
 
 
 def error_from_response(

@@ -10,6 +10,7 @@ import typer
 import typer.core
 
 from modelyard import __version__
+from modelyard.cli import exposure
 from modelyard.cli import package as package_commands
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
 from modelyard.cli.deploy import deploy_app
@@ -17,6 +18,7 @@ from modelyard.cli.gateway import gateway_app
 from modelyard.cli.key import key_app
 from modelyard.cli.registry import registry_app, registry_error_message, registry_errors
 from modelyard.cli.route import route_app
+from modelyard.cli.token import token_app
 from modelyard.errors import ModelyardError
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ app.add_typer(route_app, name="route")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(key_app, name="key")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(token_app, name="token")
 
 
 @app.command()
@@ -85,6 +88,11 @@ def up(
         typer.Option(help="with --kubernetes: the kubeconfig (default $KUBECONFIG, ~/.kube/config)"),
     ] = None,
     namespace: Annotated[str, typer.Option(help="with --kubernetes: the namespace")] = "default",
+    host: exposure.Host = None,
+    auth: exposure.Auth = None,
+    allowed_host: exposure.AllowedHosts = None,
+    tls_cert: exposure.TlsCert = None,
+    tls_key: exposure.TlsKey = None,
     allow_local_paths: Annotated[
         bool,
         typer.Option(
@@ -113,8 +121,9 @@ def up(
             "--kubeconfig and --namespace go with --kubernetes", param_hint="--kubernetes"
         )
     factory = kubernetes_target(kubeconfig, namespace) if kubernetes else None
+    exposed = exposure.exposure_overrides(host, auth, allowed_host, tls_cert, tls_key)
     control = ControlSettings.from_env(
-        port=port, log_level=log_level, allow_local_paths=allow_local_paths, allowed_env=allow_env
+        port=port, log_level=log_level, allow_local_paths=allow_local_paths, allowed_env=allow_env, **exposed
     )
     try:
         run_up(

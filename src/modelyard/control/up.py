@@ -21,10 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import uvicorn
-
 from modelyard._process import PARENT_ENV, ChildFailed, announce, spawn_announced, terminate
 from modelyard.control.app import build_control_app
+from modelyard.control.server import check_exposure, uvicorn_config
 from modelyard.control.settings import ControlSettings
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.web.listen import AnnouncingServer, bind_socket
@@ -93,9 +92,11 @@ def run_up(
     target_factory: TargetFactory | None = None,
 ) -> None:
     """Serve the control plane here and the gateway beside it until a signal stops them. The deploy
-    target is ``target_factory(control)`` (default: the local backend's ``LocalTarget``)."""
+    target is ``target_factory(control)`` (default: the local backend's ``LocalTarget``). Refused
+    off loopback without an admin token (``control/server.py``, ``check_exposure``)."""
+    check_exposure(control)
     sock = bind_socket(control.host, control.port)
-    control_url = f"http://{control.host}:{sock.getsockname()[1]}"
+    control_url = f"{control.scheme}://{control.host}:{sock.getsockname()[1]}"
     try:
         target = (target_factory or _local_target)(control)
     except BaseException:
@@ -109,9 +110,8 @@ def run_up(
         gateway_proc.append(proc)
         (on_ready or _announce)(control_url, gateway_url)
 
-    config = uvicorn.Config(app, log_level=control.log_level, access_log=False, lifespan="on")
     try:
-        AnnouncingServer(config, started).run(sockets=[sock])
+        AnnouncingServer(uvicorn_config(app, control), started).run(sockets=[sock])
     finally:
         for proc in gateway_proc:
             terminate([proc], grace_s=30.0)

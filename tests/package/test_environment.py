@@ -110,6 +110,7 @@ def test_the_isolated_command_runs_the_venv_python_on_the_same_settings(
     assert command[-3:-1] == ["serve", "--config"]
     assert Settings.model_validate_json(Path(command[-1]).read_text()) == settings
     assert isolated_command(settings, shared_home) == command  # same settings, same file
+    assert Path(command[-1]).stat().st_mode & 0o077 == 0  # owner-only: it may hold a token
 
 
 def test_an_environment_that_cannot_be_built_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -155,9 +155,11 @@ def isolated_command(settings: Settings, home: Path | None = None) -> list[str]:
     env = ensure_environment(isolated_requirements(settings, home), home)
     text = json.dumps(settings.model_dump(mode="json"), sort_keys=True)
     config = home / "run" / f"serve-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
-    config.parent.mkdir(parents=True, exist_ok=True)
+    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = config.with_name(f".{config.name}.{os.getpid()}")
-    staging.write_text(text)
+    # Owner-only: the settings may hold the model-control token.
+    with os.fdopen(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
     staging.replace(config)
     # Not `-m modelyard.cli.main`: modelyard.cli imports main first, and runpy warns about that.
     launcher = "import sys; from modelyard.cli.main import main; sys.argv[0] = 'modelyard'; main()"

@@ -36,11 +36,13 @@ class Gate:
         return RoutingTable(revision=7)
 
 
-def assert_not_ready(answer: httpx.Response) -> None:
+def assert_not_ready(answer: httpx.Response, *, admin: bool = False) -> None:
+    """503 not ready; why (which may name a database host or a file) only on the admin side."""
+    why = DOWN if admin else "see the admin port or the gateway's log for why"
     assert answer.status_code == 503
     assert answer.json() == {
         "ready": False,
-        "error": f"the routing table has not been loaded yet: {DOWN}",
+        "error": f"the routing table has not been loaded yet: {why}",
         "kind": "not_ready",
     }
 
@@ -55,6 +57,7 @@ def test_http1_probes_before_and_after_the_table_loads(
         answer = client.get(gateway.url + live)
         assert (answer.status_code, answer.json()) == (200, {"live": True})
     assert_not_ready(client.get(gateway.url + path))
+    assert_not_ready(client.get(gateway.admin_url + path), admin=True)
     assert client.head(gateway.url + path).status_code == 503
     gate.open = True
     assert wait_for(lambda: client.get(gateway.url + path).status_code == 200)
@@ -69,11 +72,13 @@ def test_http1_probes_before_and_after_the_table_loads(
 def test_asgi_probes_before_and_after_the_table_loads(tmp_path: Path, path: str) -> None:
     gate = Gate()
     settings = GatewaySettings(refresh_interval_s=0.05, log_sink="none", control={"home": tmp_path})
-    with TestClient(build_gateway_app(settings, gate)) as client:  # lifespan: start() runs
+    app = build_gateway_app(settings, gate)
+    with TestClient(app) as client, TestClient(app.admin_app()) as admin:  # lifespan: start() runs
         for live in LIVE:
             answer = client.get(live)
             assert (answer.status_code, answer.json()) == (200, {"live": True})
         assert_not_ready(client.get(path))
+        assert_not_ready(admin.get(path), admin=True)
         refused = client.post(path)
         assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
         gate.open = True

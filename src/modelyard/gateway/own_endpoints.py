@@ -7,7 +7,8 @@ when the last read failed, why). Any other path that is not a model path is a 40
 ``/metrics`` and ``/-/routing`` name replica URLs (the ``replica`` label, the table's replicas):
 internal addresses a caller of the public port has no business seeing. They are answered only on
 the admin listener (``GatewaySettings.admin_port``); on the public one they are a 404 like any
-unknown path. The probes are answered on both.
+unknown path. The probes are answered on both; why the gateway is not ready (which may name a
+database host or a file) only on the admin one.
 """
 
 from __future__ import annotations
@@ -62,16 +63,19 @@ class OwnEndpoints:
         if path in _LIVE:
             return _json(200, {"live": True})
         if path in _READY:
-            return self._readiness()
+            return self._readiness(admin)
         if path == "/-/routing":
             return self._routing()
         return _not_found(method, path)
 
-    def _readiness(self) -> GatewayResponse:
+    def _readiness(self, admin: bool) -> GatewayResponse:
         reason = self.tables.not_ready()
         if reason is None:
             return _json(200, {"ready": True})
-        message = f"the routing table has not been loaded yet: {reason}"
+        # Why the table cannot be read names database hosts and file paths: the admin side only
+        # (and the log, tablepoll.py); callers of the public port learn that it is not ready.
+        why = reason if admin else "see the admin port or the gateway's log for why"
+        message = f"the routing table has not been loaded yet: {why}"
         return _json(503, {"ready": False, "error": message, "kind": ErrorKind.NOT_READY.value})
 
     def _routing(self) -> GatewayResponse:

@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_tls import make_certificate
-from tests.support import AnnouncedProcess
+from tests.support import AnnouncedProcess, make_certificate
 
 
 def _env(tmp_path: Path, cli_env: dict[str, str]) -> dict[str, str]:

@@ -22,7 +22,9 @@ A, B = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(build_control_app(ControlSettings(home=tmp_path / "home")), base_url="http://127.0.0.1") as test_client:
+    with TestClient(
+        build_control_app(ControlSettings(home=tmp_path / "home")), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 

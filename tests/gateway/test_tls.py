@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,24 +26,12 @@ from modelyard.control.settings import ControlSettings
 from modelyard.gateway.settings import GatewaySettings
 from modelyard.gateway.tls import server_context
 from tests.gateway.support import GatewayWorld
-from tests.support import AnnouncedProcess
+from tests.support import AnnouncedProcess, make_certificate
 
 PREDICT = "/projects/mail/models/spam:predict"
 BODY = b'{"instances": [[1.0]]}'
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
-
-def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture(scope="module")

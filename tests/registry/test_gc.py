@@ -158,7 +158,10 @@ def test_registrations_racing_gc_with_threads_never_point_at_nothing(settings: C
 
 def test_gc_over_rest_and_the_client(tmp_path: Path) -> None:
     settings = ControlSettings(home=tmp_path / "home")
-    with Registry(settings) as registry, TestClient(build_control_app(settings, registry), base_url="http://127.0.0.1") as client:
+    with (
+        Registry(settings) as registry,
+        TestClient(build_control_app(settings, registry), base_url="http://127.0.0.1") as client,
+    ):
         digest = client.post("/api/v1/artifacts", content=b"rest orphan").json()["sha256"]
         assert client.post("/api/v1/gc").json() == []  # default: one hour
         response = client.post("/api/v1/gc", params={"older_than_s": 0, "dry_run": "true"})

@@ -15,6 +15,7 @@ from modelyard.access.store import TokenStore
 from modelyard.control.app import build_control_app
 from modelyard.control.server import check_exposure
 from modelyard.deploy.client import DeployClient
+from modelyard.errors import InvalidInput
 from modelyard.registry import ControlSettings, Registry
 from modelyard.web.access import Role
 from tests.deploy.support import RecordingTarget
@@ -196,3 +197,25 @@ def test_listening_off_loopback_needs_an_admin_token(tmp_path: Path) -> None:
         TokenStore(registry.engine).create("root", Role.ADMIN, created_by="test")
     check_exposure(settings)
     check_exposure(ControlSettings(home=tmp_path / "other"))  # loopback: fine without any token
+
+
+def test_accepting_any_host_needs_tokens_even_on_loopback(tmp_path: Path) -> None:
+    # With the Host check off, a domain re-resolved to 127.0.0.1 would reach an open admin API.
+    settings = ControlSettings(home=tmp_path / "home", allowed_hosts=["*"])
+    with serve_in_thread(build_control_app(settings)) as at:
+        rebound = {"host": f"rebind.attacker.example:{at.split(':')[1]}"}
+        made = httpx.post(f"http://{at}{API}/tokens", json={"name": "x", "role": "admin"}, headers=rebound)
+        assert made.status_code == 401, made.text
+
+
+@pytest.mark.parametrize(
+    "host", ["[::1].attacker.example", "[::1]x", "[::1]:80:80", "127.0.0.1.attacker.example"]
+)
+def test_host_values_that_only_start_like_ours_are_refused(plane: Plane, host: str) -> None:
+    answer = httpx.get(f"{plane.url}{API}/models", headers={"host": host})
+    assert (answer.status_code, answer.json()["field"]) == (400, "host")
+
+
+def test_a_token_name_may_not_look_like_a_token_id(plane: Plane) -> None:
+    with pytest.raises(InvalidInput, match="looks like a token id"):
+        plane.tokens.create("0123456789ab", Role.VIEWER, created_by="test")

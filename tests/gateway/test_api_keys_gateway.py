@@ -111,15 +111,16 @@ def test_the_python_client_sends_its_key_and_reads_each_refusal(
     _, _, keys = keyed_world(env)
     gateway = env.gateway(workers=1)
     gateway.refresh()
-    monkeypatch.delenv("MODELYARD_TOKEN", raising=False)
+    monkeypatch.delenv("MODELYARD_API_KEY", raising=False)
+    monkeypatch.setenv("MODELYARD_TOKEN", "mdy_000000000000_operator-token")  # never sent to inference
     with modelyard.Client(gateway.url, retries=0) as anonymous, pytest.raises(AuthenticationError):
         anonymous.metadata("mail/spam")
     with (
-        modelyard.Client(gateway.url, retries=0, token=keys["ads"]) as other,
+        modelyard.Client(gateway.url, retries=0, api_key=keys["ads"]) as other,
         pytest.raises(PermissionDeniedError),
     ):
         other.metadata("mail/spam")
-    monkeypatch.setenv("MODELYARD_TOKEN", keys["mail"])  # read when no token= is given
+    monkeypatch.setenv("MODELYARD_API_KEY", keys["mail"])  # read when no api_key= is given
     with modelyard.Client(gateway.url, retries=0) as client:
         assert client.metadata("mail/spam")["replica"] == "mail"
         client.metadata("mail/spam")  # the burst of 2 is spent

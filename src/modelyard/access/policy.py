@@ -6,7 +6,8 @@ costs one query every few seconds; a revocation through this control plane forge
 made by another process takes effect within :data:`CACHE_S`.
 
 Whether calls without a token are allowed (``ControlSettings.auth``): ``on`` never; ``auto`` (the
-default) only while the control plane listens on loopback and no token was ever created here — a
+default) only while the control plane listens on loopback, checks ``Host`` headers (no
+``allowed_hosts: ["*"]``) and no token was ever created here — a
 first run on a laptop works out of the box, and creating the first token switches access control
 on for good. Such an anonymous caller is an admin who is not ``authenticated``: what it records as
 "who" is what the client says, because nobody is checked.
@@ -54,7 +55,10 @@ class TokenAuthorizer:
         self._clock = clock
         self._cache: dict[str, tuple[float, Identity | None]] = {}
         self._required_until = 0.0  # "a token exists" is also cached, once true it stays true
-        self._required = settings.auth == "on" or not is_loopback(settings.host)
+        # Open only where nobody but this machine's own users can call: loopback, with the Host
+        # check on (with "*", a domain re-resolved to 127.0.0.1 would reach an open admin API).
+        unchecked_hosts = "*" in settings.allowed_hosts
+        self._required = settings.auth == "on" or not is_loopback(settings.host) or unchecked_hosts
 
     async def identify(self, authorization: str | None) -> Identity:
         token = _bearer(authorization)

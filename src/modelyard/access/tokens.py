@@ -29,6 +29,7 @@ __all__ = [
 
 PREFIX = "mdy_"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}")
+_ID = re.compile(r"[0-9a-f]{12}")
 _TOKEN = re.compile(r"mdy_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
 
@@ -76,6 +77,11 @@ def hash_token(token: str) -> str:
 
 
 def check_token_name(name: str) -> str:
+    """``name`` if it may name a token; InvalidInput naming ``name`` otherwise."""
+    if _ID.fullmatch(name):  # `token revoke X` takes an id or a name: one must never look like the other
+        raise InvalidInput(
+            f"token name {name!r} looks like a token id (12 hex digits): choose another", field="name"
+        )
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"token name {name!r} must be 1-63 letters, digits, '_', '.', '@' or '-', starting with "

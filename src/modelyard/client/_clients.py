@@ -18,9 +18,11 @@ import numpy as np
 from modelyard.client._core import BaseClient, Call, Failure
 from modelyard.client.errors import ConnectionFailed, Timeout
 
-__all__ = ["TOKEN_ENV", "AsyncClient", "Client"]
+__all__ = ["API_KEY_ENV", "AsyncClient", "Client"]
 
-TOKEN_ENV = "MODELYARD_TOKEN"
+# Not MODELYARD_TOKEN: that is an operator's control-plane token, which must never travel with
+# inference requests to replicas (a project without keys forwards Authorization to its models).
+API_KEY_ENV = "MODELYARD_API_KEY"
 
 
 class Client(BaseClient):
@@ -36,8 +38,8 @@ class Client(BaseClient):
         max_backoff_s: the longest wait before a retry, even when the server's ``Retry-After``
             asks for more.
         headers: sent with every request.
-        token: sent as ``Authorization: Bearer`` (a gateway API key, for instance); None reads
-            ``$MODELYARD_TOKEN``, and an empty value sends none.
+        api_key: a gateway API key (``modelyard key create``), sent as ``Authorization: Bearer``;
+            None reads ``$MODELYARD_API_KEY``, and an empty value sends none.
         trust_env: honour ``HTTP_PROXY``/``NO_PROXY``... from the environment, as httpx does.
 
     One connection pool serves every call: reuse one client (it is thread-safe) and close it, or
@@ -57,7 +59,7 @@ class Client(BaseClient):
         max_backoff_s: float = 2.0,
         headers: Mapping[str, str] | None = None,
         trust_env: bool = True,
-        token: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -66,7 +68,7 @@ class Client(BaseClient):
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             headers=headers,
-            token=os.environ.get(TOKEN_ENV, "") if token is None else token,
+            token=os.environ.get(API_KEY_ENV, "") if api_key is None else api_key,
         )
         self._http = httpx.Client(**self._httpx_options(trust_env))
 
@@ -163,7 +165,7 @@ class AsyncClient(BaseClient):
         max_backoff_s: float = 2.0,
         headers: Mapping[str, str] | None = None,
         trust_env: bool = True,
-        token: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -172,7 +174,7 @@ class AsyncClient(BaseClient):
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             headers=headers,
-            token=os.environ.get(TOKEN_ENV, "") if token is None else token,
+            token=os.environ.get(API_KEY_ENV, "") if api_key is None else api_key,
         )
         self._http = httpx.AsyncClient(**self._httpx_options(trust_env))
 

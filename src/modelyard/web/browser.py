@@ -18,6 +18,7 @@ on loopback and even with access control off:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -36,11 +37,16 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
+_BRACKETED = re.compile(r"\[([0-9a-f:.]+)\](?::[0-9]{1,5})?")
+
+
 def _host_name(value: str) -> str:
-    """``example.com:8090`` -> ``example.com``; ``[::1]:8090`` -> ``::1`` (lower case)."""
+    """``example.com:8090`` -> ``example.com``; ``[::1]:8090`` -> ``::1`` (lower case); anything
+    after a bracketed address but its port makes the whole value the name (so it matches nothing)."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1 : value.find("]")] if "]" in value else value
+        found = _BRACKETED.fullmatch(value)
+        return found.group(1) if found else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 

@@ -52,3 +52,27 @@ def test_no_start_off_loopback_without_an_admin_token(
     assert "refusing to listen on 0.0.0.0 without access control" in done.stderr
     assert "modelyard token create --name NAME --role admin" in done.stderr
     assert "serving on" not in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_up_serves_the_control_plane_and_the_gateway_over_https(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    cert, key = make_certificate(tmp_path, "platform")
+    argv = [sys.executable, "-m", "modelyard", "up", "--port", "0", "--gateway-port", "0",
+            "--gateway-workers", "1", "--tls-cert", str(cert), "--tls-key", str(key)]  # fmt: skip
+    platform = AnnouncedProcess(
+        argv, tmp_path / "stderr.txt", component="control", env=_env(tmp_path, cli_env)
+    )
+    try:
+        control = platform.wait_until_serving(timeout=90)
+        platform.component = "gateway"
+        gateway = platform.wait_until_serving(timeout=90)
+        assert control.startswith("https://")
+        assert gateway.startswith("https://")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), timeout=10) as client:
+            assert client.get(f"{control}/api/v1/health").status_code == 200
+            assert client.get(f"{gateway}/health/live").status_code == 200
+    finally:
+        platform.proc.terminate()
+        platform.proc.wait(timeout=60)

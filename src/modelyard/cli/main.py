@@ -73,6 +73,9 @@ app.add_typer(token_app, name="token")
 @app.command()
 def up(
     port: Annotated[int | None, typer.Option(help="control-plane port (default 8090; 0 picks one)")] = None,
+    gateway_host: Annotated[
+        str, typer.Option(help="address the gateway binds (with --tls-cert it serves HTTPS too)")
+    ] = "127.0.0.1",
     gateway_port: Annotated[int, typer.Option(help="gateway port (0 picks one)")] = 8000,
     gateway_workers: Annotated[int, typer.Option(help="gateway worker processes (0: one per core)")] = 0,
     gateway_admin_port: Annotated[
@@ -125,14 +128,18 @@ def up(
     control = ControlSettings.from_env(
         port=port, log_level=log_level, allow_local_paths=allow_local_paths, allowed_env=allow_env, **exposed
     )
+    # One certificate for both: the control plane's and the gateway's listeners serve HTTPS alike.
+    gateway = GatewaySettings(
+        control=control,
+        host=gateway_host,
+        port=gateway_port,
+        workers=gateway_workers,
+        admin_port=gateway_admin_port,
+        tls_cert=control.tls_cert,
+        tls_key=control.tls_key,
+    )
     try:
-        run_up(
-            control,
-            GatewaySettings(
-                control=control, port=gateway_port, workers=gateway_workers, admin_port=gateway_admin_port
-            ),
-            target_factory=factory,
-        )
+        run_up(control, gateway, target_factory=factory)
     except ModelyardError as exc:  # no kubeconfig, or a namespace Kubernetes refuses: one line
         if exc.field not in ("kubeconfig", "namespace"):
             raise

@@ -201,7 +201,7 @@ def _m(*names: str) -> tuple[str, ...]:
     return tuple(f"modelyard.{name}" for name in names)
 
 
-LEAVES = _m("errors", "dtypes", "_process", "_lazy")
+LEAVES = _m("errors", "dtypes", "_process", "_lazy", "_secrets")
 FOUNDATION = _m("control.settings", "control.db", "control.migrations")
 SERVER_EDGE = _m("server.protocols", "server.app", "server.serve")
 SERVER_CORE = _m(
@@ -306,7 +306,7 @@ RULES = [
     Rule(
         "access-imports-only-the-control-foundation-and-web",
         _m("access"),
-        allowed=(*FOUNDATION, *_m("access", "web", "errors", "_lazy")),
+        allowed=(*FOUNDATION, *_m("access", "web", "errors", "_lazy", "_secrets")),
     ),
     Rule(
         "control-composes-but-never-imports-the-cli-or-the-model-server",

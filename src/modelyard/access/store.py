@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from modelyard.access import schema as s
 from modelyard.access.tokens import TokenInfo, check_token_name, hash_token, new_token, token_id
-from modelyard.control.db import WRITE, open_migrated
+from modelyard.control.db import WRITE, as_utc, open_migrated
 from modelyard.control.settings import ControlSettings
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.web.access import Role
@@ -30,22 +30,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _info(row: Any) -> TokenInfo:
     return TokenInfo(
         id=row.id,
         name=row.name,
         role=Role[row.role.upper()],
-        created_at=_aware(row.created_at) or _now(),
+        created_at=as_utc(row.created_at),
         created_by=row.created_by,
-        expires_at=_aware(row.expires_at),
-        revoked_at=_aware(row.revoked_at),
+        expires_at=None if row.expires_at is None else as_utc(row.expires_at),
+        revoked_at=None if row.revoked_at is None else as_utc(row.revoked_at),
     )
 
 

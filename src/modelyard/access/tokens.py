@@ -1,19 +1,16 @@
-"""API tokens as values: how one looks, how it is hashed, what is known about it.
+"""API tokens as values: what is known about one, and its ``mdy_`` form.
 
-A token is ``mdy_<id>_<secret>``: ``id`` (12 hex digits) finds its row without a scan, ``secret``
-is 32 random bytes (URL-safe base64). Only the SHA-256 of the whole token is stored. A slow hash
-(bcrypt, scrypt) protects guessable passwords; a 256-bit random secret cannot be guessed, so a fast
-hash is enough and keeps a check to microseconds.
+A token is ``mdy_<id>_<secret>``, made and hashed like every secret of ours (``_secrets.py``):
+only its SHA-256 is stored, and ``id`` finds its row without a scan.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from modelyard._secrets import ID_PATTERN, NAME_PATTERN, hash_secret, new_secret
 from modelyard.errors import InvalidInput
 from modelyard.web.access import Role
 
@@ -28,8 +25,6 @@ __all__ = [
 ]
 
 PREFIX = "mdy_"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}")
-_ID = re.compile(r"[0-9a-f]{12}")
 _TOKEN = re.compile(r"mdy_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
 
@@ -62,8 +57,7 @@ class TokenInfo:
 
 def new_token() -> tuple[str, str]:
     """A fresh ``(id, token)``."""
-    ident = secrets.token_hex(6)
-    return ident, f"{PREFIX}{ident}_{secrets.token_urlsafe(32)}"
+    return new_secret(PREFIX)
 
 
 def token_id(token: str) -> str | None:
@@ -73,12 +67,15 @@ def token_id(token: str) -> str | None:
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """What is stored, and looked up, for ``token``."""
+    return hash_secret(token)
 
 
 def check_token_name(name: str) -> str:
     """``name`` if it may name a token; InvalidInput naming ``name`` otherwise."""
-    if _ID.fullmatch(name):  # `token revoke X` takes an id or a name: one must never look like the other
+    if ID_PATTERN.fullmatch(
+        name
+    ):  # `token revoke X` takes an id or a name: one must never look like the other
         raise InvalidInput(
             f"token name {name!r} looks like a token id (12 hex digits): choose another", field="name"
         )

@@ -4,6 +4,7 @@ a database to the newest schema with Alembic (``migrations/`` holds every plane'
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,9 @@ def open_migrated(url: str) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp read back from the database, in UTC: SQLite hands back naive datetimes even for
+    ``DateTime(timezone=True)`` columns, and everything modelyard stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -28,7 +28,7 @@ from sqlalchemy import Row, Select, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from modelyard.control.db import WRITE, open_migrated
+from modelyard.control.db import WRITE, as_utc, open_migrated
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy import schema as s
 from modelyard.errors import Conflict, InvalidInput, NotFound
@@ -259,11 +259,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes (they were stored as UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _by_id(apply_id: int) -> Select[Any]:
     return select(s.applies).where(s.applies.c.id == apply_id)
 
@@ -275,12 +270,12 @@ def _missing(apply_id: int) -> NotFound:
 def _record(row: Row[Any]) -> ApplyRecord:
     return ApplyRecord(
         id=int(row.id),
-        created_at=_as_utc(row.created_at),
+        created_at=as_utc(row.created_at),
         user=row.user,
         source=row.source,
         file_text=row.file_text,
         status=cast(ApplyStatus, row.status),
         message=row.message,
         plan=dict(row.plan),
-        finished_at=None if row.finished_at is None else _as_utc(row.finished_at),
+        finished_at=None if row.finished_at is None else as_utc(row.finished_at),
     )

@@ -23,12 +23,12 @@ worker's share; the limit is approximate by design, in exchange for no shared st
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 
 from modelyard.errors import Forbidden, ModelyardError, RateLimited, Unauthenticated
 from modelyard.gateway.messages import GatewayRequest
+from modelyard.routing.keys import hash_key
 from modelyard.routing.table import KeyGrant, RoutingTable
 
 __all__ = ["KeyCheck"]
@@ -86,7 +86,7 @@ class KeyCheck:
                 f"project '{request.project}' needs an API key: send Authorization: Bearer <key>",
                 field="authorization",
             )
-        digest = hashlib.sha256(presented).hexdigest()
+        digest = hash_key(presented)
         grant = self._grants.get(digest)
         if grant is None:
             return Unauthenticated("the API key is not valid (unknown or revoked)", field="authorization")

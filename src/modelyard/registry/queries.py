@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.engine import Connection
 
+from modelyard.control.db import as_utc
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.registry import schema as t
 from modelyard.registry.refs import MAX_VERSION, check_name
@@ -18,7 +18,6 @@ from modelyard.registry.types import Alias, AliasEvent, ModelVersion, Registered
 __all__ = [
     "aliases_by_model",
     "aliases_by_version",
-    "as_utc",
     "contains",
     "latest_versions",
     "model_id",
@@ -29,11 +28,6 @@ __all__ = [
     "to_version",
     "version_row",
 ]
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; everything the registry stores is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def contains(columns: Iterable[ColumnElement[Any]], text: str) -> ColumnElement[bool]:

@@ -13,11 +13,12 @@ These functions work on a connection inside the store's transactions (``store.py
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from modelyard.control.db import as_utc
 from modelyard.routing import schema as s
 
 __all__ = ["Announcement", "all_endpoints", "expired", "live_urls", "remove", "remove_expired", "upsert"]
@@ -64,7 +65,7 @@ def upsert(
         )  # fmt: skip
         return ready
     conn.execute(update(s.endpoints).where(key).values(ready=ready, heartbeat_at=now, expires_at=expires))
-    was_live = bool(found.ready) and _aware(found.expires_at) > now
+    was_live = bool(found.ready) and as_utc(found.expires_at) > now
     return was_live != ready
 
 
@@ -105,12 +106,7 @@ def all_endpoints(conn: Connection) -> list[Announcement]:
     )
     return [
         Announcement(
-            r.project, r.model, r.version, r.url, bool(r.ready), _aware(r.heartbeat_at), _aware(r.expires_at)
+            r.project, r.model, r.version, r.url, bool(r.ready), as_utc(r.heartbeat_at), as_utc(r.expires_at)
         )
         for r in rows
     ]
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back without a zone; they were written in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,13 +1,12 @@
 """Per-project API keys for inference at the gateway, as values: how a key looks, how it is
 hashed, what is known about it, the limits a key may carry.
 
-A key is ``mdyk_<id>_<secret>``: ``id`` (12 hex digits) names it in lists and ``modelyard key
-revoke``; ``secret`` is 32 random bytes (URL-safe base64). Only the SHA-256 of the whole key is
-stored, and only hashes reach the gateways (``RoutingTable.keys``). A 256-bit random secret cannot
-be guessed, so a fast hash is enough: one SHA-256 per request (about a microsecond), and the
-gateway finds the key by its hash without a database call. The ``mdyk_`` prefix tells a gateway key
-from a control-plane token (``mdy_``, ``access/tokens.py``) at a glance, and lets secret scanners
-find one that leaked.
+A key is ``mdyk_<id>_<secret>``, made and hashed like every secret of ours (``_secrets.py``): ``id``
+names it in lists and ``modelyard key revoke``; only the SHA-256 of the whole key is stored, and
+only hashes reach the gateways (``RoutingTable.keys``): one SHA-256 per request (about a
+microsecond), and the gateway finds the key by its hash without a database call. The ``mdyk_``
+prefix tells a gateway key from a control-plane token (``mdy_``, ``access/tokens.py``) at a
+glance, and lets secret scanners find one that leaked.
 
 Nothing here imports SQLAlchemy: the rows are read and written in ``routing/keystore.py``.
 """
@@ -15,14 +14,12 @@ Nothing here imports SQLAlchemy: the rows are read and written in ``routing/keys
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import re
-import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from modelyard._secrets import NAME_PATTERN, hash_secret, new_secret
 from modelyard.errors import InvalidInput
 from modelyard.routing.table import KeyGrant, check_name
 
@@ -41,7 +38,6 @@ __all__ = [
 PREFIX = "mdyk_"
 MAX_RATE_PER_S = 1_000_000.0
 MAX_BURST = 10_000_000
-_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,17 +100,17 @@ def key_from_dict(data: Mapping[str, Any]) -> ApiKey:
 
 def new_key() -> tuple[str, str]:
     """A fresh ``(id, key)``."""
-    ident = secrets.token_hex(6)
-    return ident, f"{PREFIX}{ident}_{secrets.token_urlsafe(32)}"
+    return new_secret(PREFIX)
 
 
 def hash_key(key: str | bytes) -> str:
     """The SHA-256 (hex) that is stored and looked up for ``key``."""
-    return hashlib.sha256(key.encode() if isinstance(key, str) else key).hexdigest()
+    return hash_secret(key)
 
 
 def check_key_name(name: object) -> str:
-    if not isinstance(name, str) or not _KEY_NAME.fullmatch(name):
+    """``name`` if it may name a key; InvalidInput naming ``name`` otherwise."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"key name {name!r} must be 1-63 letters, digits, '_', '.', '@' or '-', starting with a "
             "letter or digit",

@@ -8,12 +8,13 @@ revoked key reaches every gateway with its next poll.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from modelyard.control.db import as_utc
 from modelyard.errors import Conflict, NotFound
 from modelyard.routing import schema as s
 from modelyard.routing.keys import ApiKey, hash_key, new_key
@@ -24,13 +25,6 @@ __all__ = ["create", "forget", "grants", "keyed", "listed", "revoke"]
 _KEYS = s.api_keys
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _record(row: Any) -> ApiKey:
     return ApiKey(
         id=row.id,
@@ -38,9 +32,9 @@ def _record(row: Any) -> ApiKey:
         name=row.name,
         rate_per_s=None if row.rate_per_s is None else float(row.rate_per_s),
         burst=int(row.burst),
-        created_at=_aware(row.created_at) or datetime.now(UTC),
+        created_at=as_utc(row.created_at),
         created_by=row.created_by,
-        revoked_at=_aware(row.revoked_at),
+        revoked_at=None if row.revoked_at is None else as_utc(row.revoked_at),
     )
 
 

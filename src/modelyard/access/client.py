@@ -22,11 +22,14 @@ class TokenClient(ApiClient):
         return dict(self._send("POST", "/tokens", json=body).json())
 
     def list(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+        """Every active token's record (with ``include_revoked``, the revoked ones too)."""
         params = {"include_revoked": "true"} if include_revoked else {}
         return list(self._send("GET", "/tokens", params=params).json())
 
     def revoke(self, id_or_name: str) -> dict[str, Any]:
+        """Revoke the token with that id, or the active one with that name; its record."""
         return dict(self._send("DELETE", f"/tokens/{quote(id_or_name, safe='')}").json())
 
     def whoami(self) -> dict[str, Any]:
+        """``{"name", "role", "authenticated"}``: who the control plane takes this client for."""
         return dict(self._send("GET", "/whoami").json())

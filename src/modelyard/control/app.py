@@ -105,6 +105,24 @@ def _deploy_plane(target: DeployTarget, policy: DeployPolicy) -> Callable[[Regis
     return plane
 
 
+async def _health(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def _all_routes(
+    core: Registry, settings: ControlSettings, authorizer: TokenAuthorizer, target: DeployTarget | None
+) -> list[BaseRoute]:
+    planes: list[list[BaseRoute]] = [
+        registry_routes(core),
+        _routing_table(core),
+        list(token_routes(authorizer.store, authorizer)),
+    ]
+    if target is not None:
+        planes.append(_deploy_plane(target, DeployPolicy.from_settings(settings))(core))
+    health = Route(f"{PREFIX}/health", _health, methods=["GET"])  # the one open route: probes carry no token
+    return [*(route for plane in planes for route in plane), health]
+
+
 def build_control_app(
     settings: ControlSettings, registry: Registry | None = None, *, target: DeployTarget | None = None
 ) -> Starlette:
@@ -126,20 +144,8 @@ def build_control_app(
         if own:
             core.close()
 
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    tokens = TokenStore(core.engine)
-    authorizer = TokenAuthorizer(tokens, settings)
-    planes: list[list[BaseRoute]] = [
-        registry_routes(core),
-        _routing_table(core),
-        list(token_routes(tokens, authorizer)),
-    ]
-    if target is not None:
-        planes.append(_deploy_plane(target, DeployPolicy.from_settings(settings))(core))
-    all_routes = [route for plane in planes for route in plane]
-    all_routes.append(Route(f"{PREFIX}/health", health, methods=["GET"]))  # probes carry no token
+    authorizer = TokenAuthorizer(TokenStore(core.engine), settings)
+    all_routes = _all_routes(core, settings, authorizer, target)
     guard = Middleware(BrowserGuard, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)
     app = Starlette(
         routes=all_routes,

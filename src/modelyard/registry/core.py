@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from modelyard.control.db import WRITE, create_engine_for, migrate
+from modelyard.control.db import WRITE, as_utc, create_engine_for, migrate
 from modelyard.control.settings import ControlSettings
 from modelyard.errors import Conflict, InvalidInput, NotFound, PackageInvalid
 from modelyard.registry import queries as q
@@ -542,7 +542,7 @@ class Registry:
                 .where(t.version_usages.c.version_id == row.id)
                 .order_by(t.version_usages.c.consumer)
             )
-            return [VersionUsage(consumer=r.consumer, since=q.as_utc(r.since)) for r in rows]
+            return [VersionUsage(consumer=r.consumer, since=as_utc(r.since)) for r in rows]
 
 
 def _invalid(exc: DataError) -> InvalidInput:

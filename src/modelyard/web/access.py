@@ -32,6 +32,7 @@ class Role(enum.IntEnum):
 
     @property
     def label(self) -> str:
+        """The role as the API and the CLI spell it: ``viewer``, ``deployer``, ``admin``."""
         return self.name.lower()
 
 

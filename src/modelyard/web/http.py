@@ -69,7 +69,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding in ("", "identity"):
         return body
-    return decompress(body, encoding, limit)
+    return await in_thread(decompress, body, encoding, limit)
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -140,7 +140,6 @@ def guarded(function: Handler, role: Role) -> Handler:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return error_response(ModelyardError("internal server error"))
 
-    wrapped.required_role = role  # type: ignore[attr-defined]  # read by tests/control/test_access.py
     return wrapped
 
 

@@ -119,6 +119,22 @@ def test_ensure_runs_ready_replicas_restarts_the_dead_scales_and_removes(setup: 
     assert wait_for(lambda: setup.predict() == 502, timeout=3)  # no replica left to route to
 
 
+def test_a_replica_does_not_inherit_the_operators_credentials(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Model code reads its environment: the control-plane token and gateway key of whoever runs the
+    # target must not be in it (replicas announce into the database here and need neither).
+    monkeypatch.setenv("MODELYARD_TOKEN", "mdy_operator_secret")
+    monkeypatch.setenv("MODELYARD_API_KEY", "mdk_operator_key")
+    monkeypatch.setenv("MODELYARD_TEST_INHERITED", "yes")
+    setup.target.ensure(KEY, setup.spec(), timeout_s=60)
+    pid = setup.target.pid(KEY, "0")
+    assert pid is not None
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"MODELYARD_TEST_INHERITED=yes" in environ  # the rest of the environment is passed on
+    assert [v for v in environ if v.startswith((b"MODELYARD_TOKEN=", b"MODELYARD_API_KEY="))] == []
+
+
 def test_a_failing_spec_raises_in_time_and_leaves_the_old_replicas_serving(
     setup: Setup, tmp_path: Path
 ) -> None:

@@ -51,6 +51,31 @@ def test_interpreter_control_variables_are_refused_naming_the_field(name: str) -
     assert f"--allow-env {name}" in problem.message
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["OPENSSL_CONF", "OPENSSL_ENGINES", "OPENSSL_MODULES", "GCONV_PATH", "OMP_TOOL_LIBRARIES", "LOCPATH",
+     "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "LOCALDOMAIN", "RES_OPTIONS"],
+)  # fmt: skip
+def test_variables_that_make_a_library_load_code_or_redirect_are_refused(name: str) -> None:
+    [problem] = problems(env=f"{name}: /tmp/x")
+    assert problem.field == f"{SPEC}.server.env.{name}"
+    assert f"--allow-env {name}" in problem.message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MODELYARD_TOKEN", "MODELYARD_API_KEY", "MODELYARD_MODEL_CONTROL_TOKEN", "MODELYARD_PARENT_PID",
+     "MODELYARD_SOMETHING_NEW", "modelyard_token", "modelyard_control_url"],
+)  # fmt: skip
+def test_modelyard_credentials_and_controls_are_refused(name: str) -> None:
+    [problem] = problems(env=f"{name}: x")
+    assert problem.field == f"{SPEC}.server.env.{name}"
+    assert "modelyard credential or control variable" in problem.message
+    assert f"--allow-env {name}" in problem.message
+    policy = DeployPolicy.from_settings(ControlSettings(allowed_env=[name]))
+    assert problems(env=f"{name}: x", policy=policy) == []
+
+
 def test_the_attack_of_the_probe_is_refused_whole() -> None:
     # PYTHONWARNINGS makes the interpreter import a module that reads BROWSER and runs it.
     env = "PYTHONWARNINGS: 'ignore::antigravity.x', BROWSER: 'sh -c \"touch /tmp/pwned\" #%s'"
@@ -61,8 +86,11 @@ def test_the_attack_of_the_probe_is_refused_whole() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["OMP_NUM_THREADS", "MODELYARD_CONTROL_URL", "CUDA_VISIBLE_DEVICES", "TZ", "LANG"]
-)
+    "name",
+    ["OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "TZ", "LANG", "MALLOC_CONF", "OMP_TOOL", "TMPDIR",
+     "MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_URL", "MODELYARD_HOME", "MODELYARD_REGISTRY_DB",
+     "MODELYARD_ARTIFACTS"],
+)  # fmt: skip
 def test_ordinary_variables_pass(name: str) -> None:
     assert not denied_env(name)
     assert problems(env=f"{name}: '1'") == []

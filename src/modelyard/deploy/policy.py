@@ -8,9 +8,13 @@ things in it are refused unless an admin allowed them when starting the control 
   source, a ``.modelyard`` package's ``load()``, a pickled scikit-learn or torch model); only
   ``modelyard up --allow-local-paths`` lets a file name one. Through the registry, what runs is
   what a deployer pushed, verified by its checksum.
-- ``server.env`` variables that steer the interpreter, the dynamic loader or a shell rather than
-  the model (``DENIED_ENV``): ``PYTHONWARNINGS`` plus ``BROWSER`` alone runs a shell command when
-  Python starts. ``modelyard up --allow-env NAME`` allows one by its exact name.
+- ``server.env`` variables that steer the interpreter, the dynamic loader, a library that loads
+  shared objects or a shell rather than the model (``DENIED_ENV``): ``PYTHONWARNINGS`` plus
+  ``BROWSER`` alone runs a shell command when Python starts, ``OPENSSL_CONF`` loads an engine.
+  Also modelyard's own credentials and control variables (``MODELYARD_*``), but for the ones that
+  say where the control plane and registry are (``LOCATION_ENV``): a pod on Kubernetes is told
+  ``MODELYARD_CONTROL_URL`` this way, and the local target overwrites them all anyway.
+  ``modelyard up --allow-env NAME`` allows one by its exact name.
 
 The check runs on every file before anything is planned or started (``diff``, ``apply`` and a
 rollback's file alike), and its errors name the field and its line like any other (``deploy/file.py``).
@@ -26,7 +30,7 @@ from pathlib import Path
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.spec import DeployFile
 
-__all__ = ["DENIED_ENV", "DeployPolicy", "denied_env", "is_registry_reference"]
+__all__ = ["DENIED_ENV", "LOCATION_ENV", "DeployPolicy", "denied_env", "is_registry_reference"]
 
 # Environment variables a deploy file may not set unless allowed (case-insensitive glob patterns).
 DENIED_ENV: tuple[str, ...] = (
@@ -40,6 +44,25 @@ DENIED_ENV: tuple[str, ...] = (
     "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT", "RUBYLIB",  # other interpreters a model may start
     "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
     "PIP_*", "UV_*", "GIT_*",  # package installs: where from, and what runs on the way
+    # Libraries that load shared objects or parse files the variable names:
+    "OPENSSL_*",  # OPENSSL_CONF (its engines and providers are .so files), OPENSSL_ENGINES, _MODULES
+    "GCONV_PATH",  # glibc's iconv loads gconv modules (.so) from here
+    "OMP_TOOL_LIBRARIES",  # OpenMP runtimes (libgomp, libomp) load these as tools at start
+    "LOCPATH", "NLSPATH",  # glibc locale data and message catalogues (format strings) from a path
+    # Name resolution: where a replica's calls to the control plane, token and all, really go.
+    "HOSTALIASES", "RESOLV_HOST_CONF", "LOCALDOMAIN", "RES_OPTIONS",
+    # modelyard's own: MODELYARD_TOKEN, MODELYARD_API_KEY, MODELYARD_MODEL_CONTROL_TOKEN, the
+    # lifeline's MODELYARD_PARENT_PID and whatever comes next (but LOCATION_ENV, below).
+    "MODELYARD_*",
+)  # fmt: skip
+# Not listed on purpose: OMP_TOOL (only turns the tool interface on or off), MALLOC_CONF (jemalloc
+# tuning, a common need of model servers; it loads nothing), TMPDIR.
+
+# The MODELYARD_* variables a deploy file may set: where the control plane and the registry are. A
+# Kubernetes pod resolves ``name@alias`` through them; the local target overwrites every one last.
+LOCATION_ENV: frozenset[str] = frozenset(
+    {"MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_URL", "MODELYARD_HOME", "MODELYARD_REGISTRY_DB",
+     "MODELYARD_ARTIFACTS"}
 )  # fmt: skip
 
 # The registry's reference grammar (registry/refs.py), restated so the deploy plane does not import
@@ -89,7 +112,10 @@ class DeployPolicy:
 
 
 def denied_env(name: str) -> bool:
-    """Whether ``name`` is one of ``DENIED_ENV`` (compared in upper case: some tools read both)."""
+    """Whether ``name`` is one of ``DENIED_ENV`` (compared in upper case: some tools read both) and
+    not, by its exact name, one of ``LOCATION_ENV``."""
+    if name in LOCATION_ENV:
+        return False
     upper = name.upper()
     return any(fnmatch.fnmatchcase(upper, pattern) for pattern in DENIED_ENV)
 
@@ -106,7 +132,7 @@ def _local_path(uri: str) -> str:
 
 
 def _env(name: str) -> str:
-    return (
-        f"{name} steers the replica's interpreter, loader or shell, not the model: a deploy file may"
-        f" set it only when the control plane runs with --allow-env {name}"
-    )
+    what = "steers the replica's interpreter, loader or shell, not the model"
+    if name.upper().startswith("MODELYARD_"):
+        what = "is a modelyard credential or control variable, not the model's"
+    return f"{name} {what}: a deploy file may set it only when the control plane runs with --allow-env {name}"

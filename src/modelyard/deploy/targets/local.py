@@ -429,7 +429,12 @@ class LocalTarget:
         return [*argv, "--", spec.uri]  # after "--": a uri can never be read as an option
 
     def _environment(self, spec: VersionSpec) -> dict[str, str]:
-        env = {**os.environ, **self.home_env, **spec.server.env}
+        # The operator's control-plane token and gateway key stay here: model code reads its
+        # environment. A replica that announces over REST needs a token to heart-beat, so that one
+        # passes this process's MODELYARD_TOKEN on (it should be a deployer's, not an admin's).
+        withheld = {"MODELYARD_API_KEY"} if self.control_url else {"MODELYARD_TOKEN", "MODELYARD_API_KEY"}
+        inherited = {name: value for name, value in os.environ.items() if name not in withheld}
+        env = {**inherited, **self.home_env, **spec.server.env}
         # Last, so that a replica always announces into (and resolves registry references from)
         # the control plane this target reads, never one it inherited by accident.
         control = {

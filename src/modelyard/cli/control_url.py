@@ -120,7 +120,7 @@ def fail(exc: BaseException, url: str | None) -> NoReturn:
     else:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, httpx.HTTPError):
-            message = f"cannot reach the control plane at {url}: {reason}"
+            message = f"cannot reach the control plane at {url}: {reason} (is `modelyard up` running?)"
         elif isinstance(exc, SQLAlchemyError):
             message = f"control-plane database error: {reason}"
         else:

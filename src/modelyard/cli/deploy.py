@@ -18,11 +18,11 @@ import getpass
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelyard.cli.control_url import ControlUrlGroup, require_control_url
+from modelyard.cli.control_url import ControlUrlGroup, fail, require_control_url
 from modelyard.errors import InvalidInput, ModelyardError
 
 if TYPE_CHECKING:
@@ -54,21 +54,6 @@ def _root() -> None:
     """Declarative deployments."""
 
 
-def _fail(exc: BaseException, url: str | None = None) -> NoReturn:
-    import httpx
-
-    if isinstance(exc, ModelyardError):
-        typer.echo(f"modelyard: {exc.message}", err=True)
-    elif isinstance(exc, httpx.HTTPError):
-        typer.echo(
-            f"modelyard: cannot reach the control plane at {url}: {exc} (is `modelyard up` running?)",
-            err=True,
-        )
-    else:
-        typer.echo(f"modelyard: {exc}", err=True)
-    raise typer.Exit(2)
-
-
 @contextlib.contextmanager
 def _control_plane(url: str, user: str = "") -> Iterator[DeployClient]:
     """A client of the control plane at ``url``; its errors become one line on stderr and exit 2."""
@@ -80,7 +65,7 @@ def _control_plane(url: str, user: str = "") -> Iterator[DeployClient]:
         with DeployClient(url, user=user) as client:
             yield client
     except (ModelyardError, httpx.HTTPError) as exc:
-        _fail(exc, url)
+        fail(exc, url)
 
 
 def _load(path: Path) -> DeployFile:
@@ -89,7 +74,7 @@ def _load(path: Path) -> DeployFile:
     try:
         return read_deploy_file(path)
     except (ModelyardError, OSError) as exc:
-        _fail(exc)
+        fail(exc, None)
 
 
 def _text(path: Path) -> str:
@@ -101,7 +86,7 @@ def _text(path: Path) -> str:
         text = read_deploy_text(path)
         load_deploy_file(text, str(path))
     except (ModelyardError, OSError) as exc:
-        _fail(exc)
+        fail(exc, None)
     return text
 
 
@@ -223,7 +208,7 @@ def render(
     try:
         objects = render_objects(loaded, namespace=namespace, image_for=_image_chooser(images, loaded))
     except ModelyardError as exc:
-        _fail(exc)
+        fail(exc, None)
     text = to_yaml(objects)
     if output is None:
         typer.echo(text, nl=False)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
-from modelyard.cli.route import _routes
+from modelyard.cli.route import open_routes
 
 if TYPE_CHECKING:
     from modelyard.routing.keys import ApiKey
@@ -57,7 +57,7 @@ def create(
     (Authorization: Bearer KEY)."""
     url = resolve_control_url(control_url)
     creator = getpass.getuser() if url else f"{getpass.getuser()} (local)"
-    with _routes(url) as api:
+    with open_routes(url) as api:
         record, key = api.create_key(project, name, rate, burst, created_by=creator)
     typer.echo(
         f"modelyard: created key {record.id} '{name}' for project {project} ({_limit(record)}); "
@@ -75,7 +75,7 @@ def list_keys(
     control_url: ControlUrl = None,
 ) -> None:
     """List keys (never the keys themselves)."""
-    with _routes(resolve_control_url(control_url)) as api:
+    with open_routes(resolve_control_url(control_url)) as api:
         found = api.list_keys(project, include_revoked=all_)
     if as_json:
         typer.echo(json.dumps([record.to_dict() for record in found], indent=2))
@@ -99,7 +99,7 @@ def revoke(
 
     The project stays closed to requests without a key, even when this was its last key
     (`modelyard key forget` opens it again)."""
-    with _routes(resolve_control_url(control_url)) as api:
+    with open_routes(resolve_control_url(control_url)) as api:
         record = api.revoke_key(key_id)
     typer.echo(f"revoked {record.id} '{record.name}' of project {record.project}")
 
@@ -112,6 +112,6 @@ def forget(
     """Forget a project's revoked keys: its models answer requests without a key again.
 
     Refused while the project has an active key (revoke those first)."""
-    with _routes(resolve_control_url(control_url)) as api:
+    with open_routes(resolve_control_url(control_url)) as api:
         count = api.forget_keys(project)
     typer.echo(f"forgot {count} revoked key(s) of project {project}: it takes requests without a key")

@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
-from modelyard.errors import ModelyardError
+from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, one_line_errors, resolve_control_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from modelyard.routing.api import RoutesAPI
     from modelyard.routing.table import ModelRoute
 
-__all__ = ["route_app"]
+__all__ = ["open_routes", "route_app"]
 
 route_app = typer.Typer(
     help="The gateway's routing table: weights, mirrors, replicas, options.",
@@ -44,42 +43,18 @@ def _root() -> None:
     """The gateway's routing table."""
 
 
-def _fail(exc: BaseException, url: str | None) -> NoReturn:
-    import httpx
-    from sqlalchemy.exc import SQLAlchemyError
-
-    if isinstance(exc, ModelyardError):
-        message = exc.message
-    else:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if isinstance(exc, httpx.HTTPError):
-            message = f"cannot reach the control plane at {url}: {reason}"
-        elif isinstance(exc, SQLAlchemyError):
-            message = f"control-plane database error: {reason}"
-        else:
-            message = reason
-    typer.echo(f"modelyard: {message}", err=True)
-    raise typer.Exit(2)
-
-
 @contextlib.contextmanager
-def _routes(url: str | None) -> Iterator[RoutesAPI]:
-    """The routing table to change; its errors become one line on stderr and exit code 2."""
-    import httpx
-    from sqlalchemy.exc import SQLAlchemyError
-
+def open_routes(url: str | None) -> Iterator[RoutesAPI]:
+    """The routing table to change (``modelyard route`` and ``modelyard key``); its errors become
+    one line on stderr and exit code 2."""
     url = resolve_control_url(url)
-    errors = (ModelyardError, httpx.HTTPError, SQLAlchemyError, OSError)
-    try:
+    with one_line_errors(url):
         api = _open(url)
-    except errors as exc:
-        _fail(exc, url)
-    try:
-        yield api
-    except errors as exc:
-        _fail(exc, url)
-    finally:
-        api.close()
+    with one_line_errors(url):
+        try:
+            yield api
+        finally:
+            api.close()
 
 
 def _open(url: str | None) -> RoutesAPI:
@@ -156,7 +131,7 @@ def set_(
     """Split the model's traffic between versions by weight (creates the route if needed)."""
     project, model = _split(route)
     parsed = _weights(weights)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.set_weights(project, model, parsed, replace=not keep_others)
     typer.echo(_summary(changed))
 
@@ -170,7 +145,7 @@ def mirror(
 ) -> None:
     """Copy requests to VERSION too; its answers are logged, never returned."""
     names = _split(route)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.set_mirror(*names, version, fraction)
     typer.echo(_summary(changed))
 
@@ -179,7 +154,7 @@ def mirror(
 def unmirror(route: RouteName, version: Version, control_url: ControlUrl = None) -> None:
     """Stop mirroring requests to VERSION."""
     names = _split(route)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.clear_mirror(*names, version)
     typer.echo(_summary(changed))
 
@@ -199,7 +174,7 @@ def replicas(
 ) -> None:
     """Make URL... the replicas of VERSION (none given: remove them all)."""
     names = _split(route)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.set_replicas(*names, version, urls or [])
     _print_replicas(changed, version)
 
@@ -208,7 +183,7 @@ def replicas(
 def add_replica(route: RouteName, version: Version, url: str, control_url: ControlUrl = None) -> None:
     """Add one replica (http://host:port) to VERSION."""
     names = _split(route)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.add_replica(*names, version, url)
     _print_replicas(changed, version)
 
@@ -217,7 +192,7 @@ def add_replica(route: RouteName, version: Version, url: str, control_url: Contr
 def remove_replica(route: RouteName, version: Version, url: str, control_url: ControlUrl = None) -> None:
     """Remove one replica from VERSION."""
     names = _split(route)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.remove_replica(*names, version, url)
     _print_replicas(changed, version)
 
@@ -245,7 +220,7 @@ def options(
         if any(not sep or not version for version, sep, _ in pairs):
             raise typer.BadParameter("expected VERSION=NAME", param_hint="--target")
         targets = {version: name for version, _, name in pairs}
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         changed = api.set_options(
             project, model, timeout_s=timeout, log_payload=log_payload, log_sample=log_sample, target=targets
         )
@@ -264,7 +239,7 @@ def show(
 ) -> None:
     """Show one route, or every route: versions, weights and shares, mirrors, replicas."""
     names = _split(route) if route is not None else None
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         found = [api.get(*names)] if names is not None else api.list()
     if as_json:
         from modelyard.routing.table import route_to_dict
@@ -289,7 +264,7 @@ def delete(
 ) -> None:
     """Delete the route, or with --version only one of its versions."""
     project, model = _split(route)
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         if version is None:
             api.delete(project, model)
             typer.echo(f"deleted {project}/{model}")
@@ -304,7 +279,7 @@ def endpoints(
     control_url: ControlUrl = None,
 ) -> None:
     """Replicas that announced themselves (`modelyard serve --announce`): readiness, last heartbeat."""
-    with _routes(control_url) as api:
+    with open_routes(control_url) as api:
         found = api.endpoints()
     if as_json:
         from modelyard.routing.rest import endpoint_to_dict

@@ -8,8 +8,10 @@ before anyone has a token (``docs/security.md``). ``create`` prints the token al
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -42,11 +44,17 @@ def _seconds(text: str | None) -> int | None:
     return int(found.group(1)) * _SECONDS[found.group(2)]
 
 
-def _local_store() -> Any:
+@contextlib.contextmanager
+def _local_store() -> Iterator[Any]:
+    """The token table of the local database (``$MODELYARD_HOME`` / ``MODELYARD_REGISTRY_DB``)."""
     from modelyard.access.store import TokenStore
     from modelyard.control.settings import ControlSettings
 
-    return TokenStore.open(ControlSettings.from_env())
+    store = TokenStore.open(ControlSettings.from_env())
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @token_app.command()
@@ -77,14 +85,12 @@ def _create_locally(name: str, role: str, seconds: int | None) -> tuple[str, str
 
     from modelyard.access.tokens import parse_role
 
-    store = _local_store()
-    try:
-        expires_in = timedelta(seconds=seconds) if seconds is not None else None
-        creator = f"{getpass.getuser()} (local)"
-        info, token = store.create(name, parse_role(role), created_by=creator, expires_in=expires_in)
-        return token, info.id
-    finally:
-        store.close()
+    expires_in = timedelta(seconds=seconds) if seconds is not None else None
+    with _local_store() as store:
+        info, token = store.create(
+            name, parse_role(role), created_by=f"{getpass.getuser()} (local)", expires_in=expires_in
+        )
+    return token, info.id
 
 
 @token_app.command("list")
@@ -101,11 +107,8 @@ def list_tokens(
             with TokenClient(url) as client:
                 rows = client.list(include_revoked=all_)
         else:
-            store = _local_store()
-            try:
+            with _local_store() as store:
                 rows = [info.to_dict() for info in store.list(include_revoked=all_)]
-            finally:
-                store.close()
     for row in rows:
         state = (
             "revoked"
@@ -131,11 +134,8 @@ def revoke(
             with TokenClient(url) as client:
                 row = client.revoke(token)
         else:
-            store = _local_store()
-            try:
+            with _local_store() as store:
                 row = store.revoke(token).to_dict()
-            finally:
-                store.close()
     typer.echo(f"revoked {row['id']} '{row['name']}' ({row['role']})")
 
 

@@ -69,19 +69,6 @@ def env(tmp_path: Path) -> Iterator[GatewayWorld]:
         yield created
 
 
-@pytest.fixture
-def connect() -> Iterator[Callable[[str], Raw]]:
-    opened: list[Raw] = []
-
-    def _connect(url: str) -> Raw:
-        opened.append(Raw(url))
-        return opened[-1]
-
-    yield _connect
-    for raw in opened:
-        raw.close()
-
-
 def routed(env: GatewayWorld, model: str = "spam") -> StubReplica:
     """A replica named after ``model``, the only version (v1) of mail/``model``."""
     replica = env.replica(model)

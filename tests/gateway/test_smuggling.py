@@ -13,7 +13,7 @@ is closed after the keep-alive timeout.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -39,19 +39,6 @@ SMUGGLING = {
     "space-before-colon": HEAD + b"content-length : 2\r\n\r\n{}" + HIDDEN,
     "bare-lf": HEAD.replace(b"\r\n", b"\n") + b"content-length: 2\n\n{}" + HIDDEN,
 }
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[[str], Raw]]:
-    opened: list[Raw] = []
-
-    def _connect(url: str) -> Raw:
-        opened.append(Raw(url))
-        return opened[-1]
-
-    yield _connect
-    for raw in opened:
-        raw.close()
 
 
 def routed(env: GatewayWorld) -> StubReplica:

@@ -188,6 +188,8 @@ class LocalTarget:
     routing table from (default: from the environment); ``control_url``: a control plane over REST
     instead (passed as ``--control-url``). ``home_env``: variables added to every replica's
     environment (``server.env`` of the spec comes on top, the control plane's variables last).
+    Replicas inherit this process's environment except its credentials: ``MODELYARD_TOKEN`` only
+    when they announce over REST (``control_url``), ``MODELYARD_API_KEY`` never.
     """
 
     def __init__(

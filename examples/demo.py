@@ -1,6 +1,6 @@
 """The 60-second tour: build example models, serve them with `modelyard serve`, send requests.
 
-Run it with `make demo`. Four acts, each printed as the commands it runs and what they answer:
+Run it with `make demo`. Five acts, each printed as the commands it runs and what they answer:
 
 1. one server process holding three models (an ONNX network, a scikit-learn classifier and an
    author-written class), called over the Open Inference Protocol (plain JSON and Triton's own
@@ -24,9 +24,13 @@ Run it with `make demo`. Four acts, each printed as the commands it runs and wha
    weights changed to 50/50 in the file, `diff` (a field-level UPDATE), `apply`, 100 requests split
    50/50; `deploy history`, `deploy rollback 1` and 100 requests split 80/20 again, by the same
    replicas (a weight change restarts none); then SIGTERM to `modelyard up`, which stops the gateway
-   and the replicas with it, and no process of the act is left.
+   and the replicas with it, and no process of the act is left;
+5. access control (`demo_access.py`): the first admin token made locally, `modelyard registry serve`,
+   a call without a token refused, a deployer and a viewer token handed out over HTTP, the viewer
+   refused a push, CI's push and alias move recorded under its token's name (not the `--user` it
+   claims), a cross-origin and a form-typed POST refused, and a revoked token refused at once.
 
-Acts 2 to 4 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
+Acts 2 to 5 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
 temporary folder that is deleted at the end, so nothing under your own home is touched. Every server,
 gateway and `modelyard up` is stopped with SIGTERM and must exit 0; any step that fails makes the demo
 exit non-zero.
@@ -47,11 +51,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import numpy as np
@@ -63,60 +66,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import build_models  # noqa: E402
-
-_SCRIPT = Path(sys.executable).with_name("modelyard")  # the console script installed with the package
-# `python -m modelyard.cli.main` works too, but runpy warns that modelyard.cli already imported it.
-MODELYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "modelyard.cli.main"]
-START_TIMEOUT_S = 120  # a server that has not announced its URL by then is killed
-
-
-def abort(proc: subprocess.Popen[str]) -> None:
-    """Kill a process started by :func:`launch` and everything it started (the gateway's workers)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group holds its children too
-    proc.wait()
-
-
-def launch(
-    args: list[str],
-    shown_args: str,
-    ready: str,
-    *,
-    env: dict[str, str] | None,
-    cwd: Path | None,
-    stderr: IO[str] | None = None,
-    lines: list[str] | None = None,
-) -> tuple[subprocess.Popen[str], str]:
-    """Start ``modelyard ARGS``, print its output until the line starting with ``ready``; return its URL.
-
-    ``stderr``: where its stderr goes (default: ours); ``lines``: collects the stdout lines read."""
-    print("$ modelyard", shown_args)
-    proc = subprocess.Popen(
-        [*MODELYARD, *args],
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
-    watchdog = threading.Timer(START_TIMEOUT_S, abort, [proc])  # never wait forever for the URL line
-    watchdog.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            print("  " + line.rstrip())
-            if lines is not None:
-                lines.append(line.rstrip())
-            if line.startswith(ready):
-                return proc, line.split()[-1]
-    except BaseException:
-        abort(proc)
-        raise
-    finally:
-        watchdog.cancel()
-    sys.exit(f"`modelyard {shown_args}` exited with code {proc.wait()} before serving")
+from demo_access import access_act  # noqa: E402
+from demo_support import abort, launch, modelyard, stop_server  # noqa: E402
 
 
 def free_port() -> int:
@@ -142,19 +93,6 @@ def start_server(
         env=env,
         cwd=cwd,
     )
-
-
-def stop_server(proc: subprocess.Popen[str], what: str = "server", timeout_s: float = 30) -> None:
-    """SIGTERM drains and stops the server; anything but exit code 0 fails the demo."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        abort(proc)
-        sys.exit(f"the {what} did not stop within {timeout_s:g} s of SIGTERM")
-    print(f"\n== {what} stopped gracefully (exit code {code})")
-    if code != 0:
-        sys.exit(f"the {what} exited with code {code}")
 
 
 def ok(response: httpx.Response) -> object:
@@ -237,26 +175,6 @@ def tour(url: str) -> None:
         show("tritonclient.http, unmodified, binary tensors", {"probs": result.as_numpy("probs").tolist()})
     finally:
         client.close()
-
-
-def shown(arg: str) -> str:
-    """An argument as the reader would type it: paths inside the repository relative to it."""
-    return arg.removeprefix(f"{ROOT}/")
-
-
-def modelyard(
-    *args: str, env: dict[str, str], cwd: Path, expect: int = 0
-) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess, print the command and its output; fail unless it exits ``expect``."""
-    print("$ modelyard", shlex.join(shown(arg) for arg in args))
-    result = subprocess.run(
-        [*MODELYARD, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False
-    )
-    for line in (result.stdout + result.stderr).splitlines():
-        print("  " + line.rstrip())
-    if result.returncode != expect:
-        sys.exit(f"`modelyard {' '.join(args)}` exited {result.returncode}, expected {expect}")
-    return result
 
 
 def tamper(package: Path, copy: Path) -> str:
@@ -798,6 +716,7 @@ def main() -> None:
     registry_act(onnx_file)
     gateway_act(onnx_file, next(p for p in model_files if p.suffix == ".joblib"))
     platform_act(onnx_file)
+    access_act(onnx_file)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,21 @@ from __future__ import annotations
 import contextlib
 import getpass
 import re
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, one_line_errors, resolve_control_url
 from modelyard.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from modelyard.access.client import TokenClient
+    from modelyard.access.store import TokenStore
+
 __all__ = ["token_app"]
+
+T = TypeVar("T")
 
 token_app = typer.Typer(
     help="API tokens with roles: viewer, deployer, admin.", no_args_is_help=True, cls=ControlUrlGroup
@@ -45,7 +51,7 @@ def _seconds(text: str | None) -> int | None:
 
 
 @contextlib.contextmanager
-def _local_store() -> Iterator[Any]:
+def _local_store() -> Iterator[TokenStore]:
     """The token table of the local database (``$MODELYARD_HOME`` / ``MODELYARD_REGISTRY_DB``)."""
     from modelyard.access.store import TokenStore
     from modelyard.control.settings import ControlSettings
@@ -55,6 +61,22 @@ def _local_store() -> Iterator[Any]:
         yield store
     finally:
         store.close()
+
+
+def _either(
+    control_url: str | None, remote: Callable[[TokenClient], T], local: Callable[[TokenStore], T]
+) -> T:
+    """``remote(client)`` against the control plane the URL rule names, else ``local(store)`` on
+    the local database; either's errors end the command in one line."""
+    url = resolve_control_url(control_url)
+    with one_line_errors(url):
+        if url:
+            from modelyard.access.client import TokenClient
+
+            with TokenClient(url) as client:
+                return remote(client)
+        with _local_store() as store:
+            return local(store)
 
 
 @token_app.command()
@@ -99,16 +121,11 @@ def list_tokens(
     control_url: ControlUrl = None,
 ) -> None:
     """List tokens (never the tokens themselves)."""
-    url = resolve_control_url(control_url)
-    with one_line_errors(url):
-        if url:
-            from modelyard.access.client import TokenClient
-
-            with TokenClient(url) as client:
-                rows = client.list(include_revoked=all_)
-        else:
-            with _local_store() as store:
-                rows = [info.to_dict() for info in store.list(include_revoked=all_)]
+    rows = _either(
+        control_url,
+        lambda client: client.list(include_revoked=all_),
+        lambda store: [info.to_dict() for info in store.list(include_revoked=all_)],
+    )
     for row in rows:
         state = (
             "revoked"
@@ -126,16 +143,9 @@ def revoke(
     control_url: ControlUrl = None,
 ) -> None:
     """Revoke a token: it stops working at once here, within seconds on other control planes."""
-    url = resolve_control_url(control_url)
-    with one_line_errors(url):
-        if url:
-            from modelyard.access.client import TokenClient
-
-            with TokenClient(url) as client:
-                row = client.revoke(token)
-        else:
-            with _local_store() as store:
-                row = store.revoke(token).to_dict()
+    row = _either(
+        control_url, lambda client: client.revoke(token), lambda store: store.revoke(token).to_dict()
+    )
     typer.echo(f"revoked {row['id']} '{row['name']}' ({row['role']})")
 
 

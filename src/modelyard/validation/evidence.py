@@ -1,0 +1,80 @@
+"""What the online analysis knows about each version of a route, as a rollout reads it.
+
+The analysis (``validation/online.py``) reads the gateway's inference log and keeps, per
+``(project, model, version)``, *cumulative* counters since it started: requests answered, errors,
+a latency histogram, and — for a version mirrored or canaried against a baseline — how many of its
+answers were compared with the baseline's answer to the same request and how many agreed. A
+rollout step takes a snapshot when it starts and another when it ends; the difference
+(:meth:`VersionStats.since`) is the step's own evidence, so steps never mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Protocol
+
+__all__ = ["LATENCY_BUCKETS_MS", "Evidence", "VersionStats"]
+
+# Upper bounds (ms) of the latency histogram's buckets; one more bucket holds everything above.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10000,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStats:
+    """Cumulative figures for one version (primary answers and mirrored copies counted apart)."""
+
+    requests: int = 0  # primary answers: what users got from this version
+    errors: int = 0  # primary answers with status >= 500 (or no answer at all)
+    latency_counts: tuple[int, ...] = (0,) * (len(LATENCY_BUCKETS_MS) + 1)  # primary answers
+    mirrored: int = 0  # mirrored copies this version answered
+    mirror_errors: int = 0
+    compared: int = 0  # answers (primary or mirrored) compared with the baseline's, same request
+    agreed: int = 0  # of those, how many agreed under the policy's comparison
+    unmatched: int = 0  # answers whose counterpart never arrived (evicted from the join window)
+
+    def since(self, earlier: VersionStats) -> VersionStats:
+        """The figures accumulated after ``earlier`` (a snapshot of the same version)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in fields.items():
+            before = getattr(earlier, name)
+            if isinstance(value, tuple):
+                fields[name] = tuple(a - b for a, b in zip(value, before, strict=True))
+            else:
+                fields[name] = value - before
+        return VersionStats(**fields)
+
+    @property
+    def error_rate(self) -> float | None:
+        """Errors over requests; None without requests (no data is never a pass, nor zero)."""
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+    def latency_quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of latency (ms), as the upper bound of its bucket; None without data."""
+        total = sum(self.latency_counts)
+        if total == 0:
+            return None
+        rank, seen = q * total, 0
+        for index, count in enumerate(self.latency_counts):
+            seen += count
+            if seen >= rank:
+                return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else float("inf")
+        return float("inf")
+
+
+class Evidence(Protocol):
+    """Where a rollout reads its evidence: the online analysis (or a stand-in in unit tests)."""
+
+    def stats(self, project: str, model: str) -> Mapping[str, VersionStats]:
+        """Every version of the route the analysis has seen, by version name (cumulative)."""
+        ...
+
+    def healthy(self) -> bool:
+        """False when the analysis cannot currently read the log (gates are then inconclusive)."""
+        ...

@@ -22,7 +22,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0006"
+            assert context.get_current_revision() == "0007"
             # The metadata holds the gateway's routing table and the deploy history too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
@@ -42,6 +42,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
         "deploy_applies",
         "access_tokens",
         "gateway_api_keys",
+        "model_validations",
     } <= tables
 
 
@@ -73,4 +74,5 @@ def test_the_migrations_live_inside_the_package() -> None:
         "v0004_deploy_history.py",
         "v0005_access_tokens.py",
         "v0006_gateway_api_keys.py",
+        "v0007_validations.py",
     ]

@@ -26,7 +26,7 @@ from sqlalchemy import (
 
 from modelyard.control.db import metadata
 
-__all__ = ["alias_events", "aliases", "metadata", "models", "version_usages", "versions"]
+__all__ = ["alias_events", "aliases", "metadata", "models", "validations", "version_usages", "versions"]
 
 models = Table(
     "registered_models",
@@ -102,4 +102,24 @@ version_usages = Table(
     ),
     Column("consumer", String(200), primary_key=True),
     Column("since", DateTime(timezone=True), nullable=False),
+)
+
+# Verdicts of `modelyard validate` on a version (newest last); they go when the version goes.
+validations = Table(
+    "model_validations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("baseline", String(500), nullable=False),
+    Column("baseline_sha256", String(64), nullable=True),
+    Column("dataset", String(500), nullable=False),
+    Column("dataset_sha256", String(64), nullable=True),
+    Column("rows", BigInteger, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("gates", JSON, nullable=False),
+    Column("figures", JSON, nullable=False),
+    Column("user", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_model_validations_version_id", "version_id", "id"),
 )

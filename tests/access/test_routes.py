@@ -39,6 +39,8 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", VER): V,
     ("DELETE", VER): A,
     ("GET", f"{VER}/artifact"): V,
+    ("GET", f"{VER}/validations"): V,
+    ("POST", f"{VER}/validations"): D,
     ("GET", f"{VER}/usages"): V,
     ("PUT", f"{VER}/usages/{{consumer:path}}"): D,
     ("DELETE", f"{VER}/usages/{{consumer:path}}"): D,

@@ -15,10 +15,12 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewValidation,
     NewVersion,
     Page,
     RegisteredModel,
     StoredArtifact,
+    Validation,
 )
 
 __all__ = ["RegistryAPI"]
@@ -56,8 +58,19 @@ class RegistryAPI(Protocol):
     def delete_version(self, name: str, version: int, *, force: bool = False) -> None: ...
 
     def set_alias(
-        self, name: str, alias: str, version: int, *, user: str = "", expected_revision: int | None = None
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        user: str = "",
+        expected_revision: int | None = None,
+        require_validation: bool = False,
     ) -> Alias: ...
+
+    def record_validation(self, name: str, version: int, verdict: NewValidation) -> Validation: ...
+
+    def list_validations(self, name: str, version: int, limit: int = 20) -> list[Validation]: ...
 
     def delete_alias(
         self, name: str, alias: str, *, user: str = "", expected_revision: int | None = None

@@ -22,10 +22,12 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewValidation,
     NewVersion,
     Page,
     RegisteredModel,
     StoredArtifact,
+    Validation,
     VersionUsage,
 )
 from modelyard.web.api_client import ApiClient
@@ -170,9 +172,18 @@ class RegistryClient(ApiClient):
     # -- aliases ----------------------------------------------------------------------------------
 
     def set_alias(
-        self, name: str, alias: str, version: int, *, user: str = "", expected_revision: int | None = None
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        user: str = "",
+        expected_revision: int | None = None,
+        require_validation: bool = False,
     ) -> Alias:
-        body = {"version": version, "user": user, "expected_revision": expected_revision}
+        body: dict[str, Any] = {"version": version, "user": user, "expected_revision": expected_revision}
+        if require_validation:
+            body["require_validation"] = True
         return self._get(Alias, "PUT", f"/models/{_q(name)}/aliases/{_q(alias)}", json=body)
 
     def delete_alias(
@@ -195,6 +206,17 @@ class RegistryClient(ApiClient):
         params = {"alias": alias, "page_size": page_size, "page_token": page_token}
         query = {key: value for key, value in params.items() if value is not None}
         return self._get(Page[AliasEvent], "GET", f"/models/{_q(name)}/history", params=query)
+
+    # -- validation verdicts -----------------------------------------------------------------------
+
+    def record_validation(self, name: str, version: int, verdict: NewValidation) -> Validation:
+        path = f"/models/{_q(name)}/versions/{int(version)}/validations"
+        return self._get(Validation, "POST", path, json=verdict.model_dump(mode="json"))
+
+    def list_validations(self, name: str, version: int, limit: int = 20) -> list[Validation]:
+        path = f"/models/{_q(name)}/versions/{int(version)}/validations"
+        response = self._send("GET", path, params={"limit": limit})
+        return [Validation.model_validate(item) for item in response.json()]
 
     # -- usages -----------------------------------------------------------------------------------
 

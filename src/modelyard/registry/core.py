@@ -41,12 +41,15 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewValidation,
     NewVersion,
     Page,
     RegisteredModel,
     StoredArtifact,
+    Validation,
     VersionUsage,
 )
+from modelyard.registry.validations import insert_validation, latest_validations, require_passing
 
 __all__ = ["Registry"]
 
@@ -385,6 +388,7 @@ class Registry:
                     field="version",
                 )
             conn.execute(delete(t.version_usages).where(t.version_usages.c.version_id == row.id))
+            conn.execute(delete(t.validations).where(t.validations.c.version_id == row.id))
             self._drop_aliases_of(conn, model, version)
             conn.execute(delete(t.versions).where(t.versions.c.id == row.id))
         self._collect(row.sha256)
@@ -446,18 +450,28 @@ class Registry:
     # -- aliases ----------------------------------------------------------------------------------
 
     def set_alias(
-        self, name: str, alias: str, version: int, *, user: str = "", expected_revision: int | None = None
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        user: str = "",
+        expected_revision: int | None = None,
+        require_validation: bool = False,
     ) -> Alias:
         """Point ``alias`` at ``version``, recording the move in the history.
 
         ``expected_revision`` makes it a compare-and-set: the alias's current revision, or 0 for
-        "must not exist yet". If another client moved it first, :class:`Conflict`.
+        "must not exist yet". If another client moved it first, :class:`Conflict`. With
+        ``require_validation``, :class:`Conflict` unless the version's latest verdict is a pass.
         """
         check_alias(alias)
         check_text(user, "user", 200)
         with self._write(f"alias '{alias}' of '{name}' was changed by another client; read it again") as conn:
             model = q.model_id(conn, name)
-            q.version_row(conn, model, name, version)
+            row = q.version_row(conn, model, name, version)
+            if require_validation:
+                require_passing(conn, int(row.id), name, version)
             move_alias(conn, model, alias, version, user, expected_revision, _now())
         return self.get_alias(name, alias)
 
@@ -507,6 +521,21 @@ class Registry:
         items = [q.to_event(row, name) for row in rows[:limit]]
         token = encode_token(items[-1].id, query) if len(rows) > limit else None
         return Page[AliasEvent](items=items, next_page_token=token)
+
+    # -- validation verdicts -----------------------------------------------------------------------
+
+    def record_validation(self, name: str, version: int, verdict: NewValidation) -> Validation:
+        """Record a ``modelyard validate`` verdict on the version."""
+        verdict = NewValidation.model_validate(verdict.model_dump())  # a model_construct()ed one too
+        with self._write() as conn:
+            row = q.version_row(conn, q.model_id(conn, name), name, version)
+            return insert_validation(conn, int(row.id), name, version, verdict, _now())
+
+    def list_validations(self, name: str, version: int, limit: int = 20) -> list[Validation]:
+        """The version's verdicts, newest first (at most ``limit``, at most 100)."""
+        with self._read() as conn:
+            row = q.version_row(conn, q.model_id(conn, name), name, version)
+            return latest_validations(conn, int(row.id), name, version, limit)
 
     # -- usages -----------------------------------------------------------------------------------
 

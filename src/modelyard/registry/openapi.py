@@ -16,11 +16,13 @@ from modelyard.registry.types import (
     Alias,
     AliasEvent,
     ModelVersion,
+    NewValidation,
     Page,
     RegisteredModel,
     RegisterRequest,
     StoredArtifact,
     Text,
+    Validation,
     VersionUsage,
 )
 
@@ -40,6 +42,9 @@ class AliasMove(BaseModel):
     version: int = Field(ge=1, le=MAX_VERSION)
     user: Text = Field(default="", max_length=200)
     expected_revision: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    require_validation: bool = Field(
+        default=False, description="refuse (409) unless the version's latest validation verdict is a pass"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -90,12 +95,23 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", f"{_V}/usages", "List the consumers using a version", VersionUsage, many=True),
     Operation("PUT", f"{_V}/usages/{{consumer}}", "Mark a version used by a consumer", VersionUsage),
     Operation("DELETE", f"{_V}/usages/{{consumer}}", "Unmark a consumer", status=204),
+    Operation(
+        "GET",
+        f"{_V}/validations",
+        "A version's validation verdicts, newest first",
+        Validation,
+        many=True,
+        query=("limit",),
+    ),
+    Operation(
+        "POST", f"{_V}/validations", "Record a validation verdict", Validation, 201, body=NewValidation
+    ),
     Operation("GET", f"{_M}/aliases", "List a model's aliases", Alias, many=True),
     Operation("GET", f"{_M}/aliases/{{alias}}", "Show an alias", Alias),
     Operation(
         "PUT",
         f"{_M}/aliases/{{alias}}",
-        "Point an alias at a version (compare-and-set)",
+        "Point an alias at a version (compare-and-set; optionally only a validated one)",
         Alias,
         body=AliasMove,
     ),

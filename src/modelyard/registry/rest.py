@@ -29,7 +29,7 @@ from modelyard.errors import (
 from modelyard.registry.core import Registry
 from modelyard.registry.openapi import AliasMove, ModelCreate, ModelUpdate, openapi_document
 from modelyard.registry.refs import parse_version
-from modelyard.registry.types import NewVersion, RegisterRequest
+from modelyard.registry.types import NewValidation, NewVersion, RegisterRequest
 from modelyard.registry.uploads import UploadAborted, UploadGate
 from modelyard.web.access import Role, acting_user
 from modelyard.web.http import error_response, guarded_routes, in_thread, json_response, read_model
@@ -180,6 +180,7 @@ class _Endpoints:
             body.version,
             user=acting_user(request, body.user),
             expected_revision=body.expected_revision,
+            require_validation=body.require_validation,
         )
         return json_response(_dump(alias))
 
@@ -209,6 +210,19 @@ class _Endpoints:
         if not ref:
             raise InvalidInput("give the reference to resolve as ?ref=name@alias", field="ref")
         return json_response(_dump(await self._call(self.registry.resolve, ref)))
+
+    async def list_validations(self, request: Request) -> Response:
+        name, number = request.path_params["name"], parse_version(request.path_params["version"])
+        limit = _int_param(request, "limit")
+        found = await self._call(self.registry.list_validations, name, number, 20 if limit is None else limit)
+        return json_response(_dump(found))
+
+    async def record_validation(self, request: Request) -> Response:
+        body = await _body(request, NewValidation)
+        verdict = body.model_copy(update={"user": acting_user(request, body.user)})
+        name, number = request.path_params["name"], parse_version(request.path_params["version"])
+        recorded = await self._call(self.registry.record_validation, name, number, verdict)
+        return json_response(_dump(recorded), 201)
 
     async def list_usages(self, request: Request) -> Response:
         name, number = request.path_params["name"], parse_version(request.path_params["version"])
@@ -256,6 +270,8 @@ def routes(endpoints: _Endpoints) -> list[Route]:
         ("GET", v, Role.VIEWER, e.get_version),
         ("DELETE", v, Role.ADMIN, e.delete_version),
         ("GET", f"{v}/artifact", Role.VIEWER, e.download),
+        ("GET", f"{v}/validations", Role.VIEWER, e.list_validations),
+        ("POST", f"{v}/validations", Role.DEPLOYER, e.record_validation),
         ("GET", f"{v}/usages", Role.VIEWER, e.list_usages),
         ("PUT", f"{v}/usages/{{consumer:path}}", Role.DEPLOYER, e.mark_used),
         ("DELETE", f"{v}/usages/{{consumer:path}}", Role.DEPLOYER, e.unmark_used),

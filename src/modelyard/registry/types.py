@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -14,11 +15,14 @@ __all__ = [
     "AliasEvent",
     "ListedArtifact",
     "ModelVersion",
+    "NewValidation",
     "NewVersion",
     "Page",
     "RegisterRequest",
     "RegisteredModel",
     "StoredArtifact",
+    "Validation",
+    "ValidationGate",
     "VersionUsage",
 ]
 
@@ -145,6 +149,69 @@ class AliasEvent(_Frozen):
 class VersionUsage(_Frozen):
     consumer: str
     since: datetime
+
+
+MAX_VALIDATION_DEPTH = 8  # nesting of a verdict's policy and figures
+
+
+def _plain_json(value: Any, depth: int = 0) -> Any:
+    """JSON both databases store as is: no NaN/Infinity (PostgreSQL's json refuses them), no NUL,
+    bounded nesting."""
+    if depth > MAX_VALIDATION_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_VALIDATION_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must not hold NaN or Infinity (write them as strings)")
+    if isinstance(value, str):
+        _no_nul(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(str(key))
+            _plain_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _plain_json(item, depth + 1)
+    return value
+
+
+PlainJson = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ValidationGate(_Frozen):
+    """One gate of a validation verdict: the figure it read against its threshold."""
+
+    gate: Text = Field(max_length=63)
+    outcome: Literal["pass", "fail", "inconclusive"]
+    value: Finite | None = None
+    threshold: Finite
+    reason: Text = Field(default="", max_length=500)
+
+
+class NewValidation(_Frozen):
+    """A verdict of ``modelyard validate`` to record on a version: the outcome, what the version was
+    compared with (baseline, dataset, by digest when known), the policy and each gate."""
+
+    outcome: Literal["pass", "fail", "inconclusive"]
+    baseline: Text = Field(
+        max_length=500, description="the baseline as given, and the version it resolved to"
+    )
+    baseline_sha256: Digest | None = None
+    dataset: Text = Field(max_length=500)
+    dataset_sha256: Digest | None = None
+    rows: int = Field(ge=0, le=2**62)
+    policy: PlainJson = Field(default_factory=dict)
+    gates: list[ValidationGate] = Field(default_factory=list, max_length=64)
+    figures: PlainJson = Field(default_factory=dict, description="headline figures: agreement, labels...")
+    user: Text = Field(default="", max_length=200)
+
+
+class Validation(NewValidation):
+    """A recorded verdict."""
+
+    id: int
+    name: str
+    version: int
+    created_at: datetime
 
 
 class Page(BaseModel, Generic[T]):

@@ -34,6 +34,9 @@ class VersionStats:
     compared: int = 0  # answers (primary or mirrored) compared with the baseline's, same request
     agreed: int = 0  # of those, how many agreed under the policy's comparison
     unmatched: int = 0  # answers whose counterpart never arrived (evicted from the join window)
+    # Mirrored copies' latency: a candidate only mirrored has no primary latency yet, and its
+    # copies are timed from when the gateway sent them (their wait in the mirror queue excluded).
+    mirror_latency_counts: tuple[int, ...] = (0,) * (len(LATENCY_BUCKETS_MS) + 1)
 
     def since(self, earlier: VersionStats) -> VersionStats:
         """The figures accumulated after ``earlier`` (a snapshot of the same version)."""
@@ -52,16 +55,23 @@ class VersionStats:
         return self.errors / self.requests if self.requests else None
 
     @property
+    def mirror_error_rate(self) -> float | None:
+        """Mirrored copies that failed over those sent; None without any."""
+        return self.mirror_errors / self.mirrored if self.mirrored else None
+
+    @property
     def agreement(self) -> float | None:
         return self.agreed / self.compared if self.compared else None
 
-    def latency_quantile(self, q: float) -> float | None:
-        """The ``q`` quantile of latency (ms), as the upper bound of its bucket; None without data."""
-        total = sum(self.latency_counts)
+    def latency_quantile(self, q: float, *, mirrored: bool = False) -> float | None:
+        """The ``q`` quantile of latency (ms), as the upper bound of its bucket; None without data.
+        ``mirrored``: of the mirrored copies instead of the primary answers."""
+        counts = self.mirror_latency_counts if mirrored else self.latency_counts
+        total = sum(counts)
         if total == 0:
             return None
         rank, seen = q * total, 0
-        for index, count in enumerate(self.latency_counts):
+        for index, count in enumerate(counts):
             seen += count
             if seen >= rank:
                 return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else float("inf")

@@ -1,0 +1,367 @@
+"""Reading the gateway's inference log back: a JSON-lines file, a Redis stream, a NATS JetStream.
+
+Every source satisfies :class:`LogSource`: :meth:`~LogSource.read` hands back the next records as
+the JSON bytes the gateway wrote (``gateway/logs/record.py``), waiting a little when there are
+none, and raises when the log cannot be read at all (the caller counts that as "cannot see", backs
+off and reads again: a source resumes where it stopped). :func:`open_source` takes the same URLs as
+the gateway's ``log_sink`` (``gateway/logs/sinks``), so one string names both ends.
+
+Where a source starts (``start``): ``"end"`` (only records written from now on), ``"start"``
+(everything still kept), or a position a source reported earlier (``position``): a byte offset in
+the file, a Redis entry id, a JetStream stream sequence number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from modelyard.errors import InvalidInput
+from modelyard.gateway.logs.sinks import open_sink
+from modelyard.gateway.logs.sinks.files import DiscardSink, JsonLinesSink
+from modelyard.gateway.logs.sinks.nats import NatsJetStreamSink
+from modelyard.gateway.logs.sinks.redis import RedisStreamSink
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.js.client import JetStreamContext
+    from redis.asyncio import Redis
+
+__all__ = ["JsonLinesSource", "LogSource", "NatsJetStreamSource", "RedisStreamSource", "open_source"]
+
+FIELD = "analysis_log"
+MAX_WAIT_S = 1.0  # the longest one read blocks: a stop never waits longer than this
+
+
+class LogSource(Protocol):
+    """Where an analysis reads inference-log records from."""
+
+    name: str  # "jsonl", "redis", "nats": for metrics and the REST view
+
+    @property
+    def position(self) -> str:
+        """Where the next read starts, as ``start`` accepts it."""
+        ...
+
+    async def read(self, limit: int, wait_s: float) -> list[bytes]:
+        """Up to ``limit`` records (each one JSON object, as written), waiting up to ``wait_s`` for
+        the first; ``[]`` when none came. Raises when the log cannot be read (the next call retries)."""
+        ...
+
+    async def close(self) -> None:
+        """Release files and connections; a later :meth:`read` opens them again."""
+        ...
+
+
+def open_source(url: str, start: str = "end") -> LogSource:
+    """The source a gateway ``log_sink`` URL names: a path or ``jsonl:///path``, ``redis://...``,
+    ``nats://...``. ``none`` (the gateway keeps no log) and malformed URLs raise
+    :class:`~modelyard.errors.InvalidInput` naming ``analysis_log``."""
+    try:
+        sink = open_sink(url)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message.replace("log_sink", FIELD, 1), field=FIELD) from None
+    if isinstance(sink, DiscardSink):
+        raise InvalidInput(f"{FIELD} 'none' keeps no records: there is nothing to analyse", field=FIELD)
+    if isinstance(sink, JsonLinesSink):
+        return JsonLinesSource(sink.path, start=start)
+    if isinstance(sink, RedisStreamSink):
+        return RedisStreamSource(sink.url, stream=sink.stream, start=start)
+    if isinstance(sink, NatsJetStreamSink):
+        return NatsJetStreamSource(sink.servers, subject=sink.subject, stream=sink.stream, start=start)
+    raise InvalidInput(f"{FIELD}: no reader for the {sink.name} log", field=FIELD)
+
+
+def _check_start(start: str, digits_ok: bool = True) -> str:
+    if start in ("end", "start") or (digits_ok and start.isdigit()):
+        return start
+    raise InvalidInput(f"start must be 'end', 'start' or a position, not {start!r}", field="start")
+
+
+class JsonLinesSource:
+    """Tails a JSON-lines file the way ``tail -F`` does.
+
+    Reads whole lines only (a line still being written waits for its newline). When the file is
+    replaced (rotated: the path names another inode), the old one is read to its end first and the
+    new one from its start; when it shrinks under the position (truncated), reading restarts at 0.
+    A line longer than ``max_line_bytes`` is skipped (counted in ``skipped``), never buffered whole.
+    """
+
+    name = "jsonl"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        start: str = "end",
+        chunk_bytes: int = 1 << 20,
+        max_line_bytes: int = 64 << 20,
+        poll_s: float = 0.05,
+    ) -> None:
+        self.path = Path(path)
+        self._start = _check_start(start)
+        self.chunk_bytes = chunk_bytes
+        self.max_line_bytes = max_line_bytes
+        self.poll_s = poll_s
+        self.skipped = 0  # over-long lines dropped
+        self._file: BinaryIO | None = None
+        self._offset = 0  # of the first byte not handed out yet, in the open file
+        self._partial = b""  # the start of a line whose newline has not been read yet
+        self._oversized = False  # dropping the rest of an over-long line
+        self._skipped_bytes = 0  # blank or over-long lines read since the last line kept
+        self._ready: deque[tuple[bytes, int]] = deque()  # (line, bytes it moves the position)
+
+    @property
+    def position(self) -> str:
+        return str(self._offset)
+
+    async def read(self, limit: int, wait_s: float) -> list[bytes]:
+        """Up to ``limit`` lines; polls the file every ``poll_s`` until ``wait_s`` has passed."""
+        deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
+        while True:
+            lines = self._read_now(limit)
+            left = deadline - time.monotonic()
+            if lines or left <= 0:
+                return lines
+            await asyncio.sleep(min(self.poll_s, left))
+
+    async def close(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+    def _read_now(self, limit: int) -> list[bytes]:
+        if self._file is None:
+            self._open(self._start)
+        while len(self._ready) < limit and self._fill():
+            pass
+        lines = []
+        for _ in range(min(limit, len(self._ready))):
+            line, size = self._ready.popleft()
+            lines.append(line)
+            self._offset += size
+        if not self._ready:  # blank or skipped lines after the last one handed out
+            self._offset, self._skipped_bytes = self._offset + self._skipped_bytes, 0
+        return lines
+
+    def _open(self, start: str) -> None:
+        """Open the path (FileNotFoundError when it does not exist: the gateway has not started)."""
+        file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        size = os.fstat(file.fileno()).st_size
+        offset = size if start == "end" else 0 if start == "start" else min(int(start), size)
+        file.seek(offset)
+        self._file, self._offset = file, offset
+        self._restart()
+        self._start = "start"  # a file that replaces this one is read from its first line
+
+    def _restart(self) -> None:
+        self._partial, self._oversized, self._skipped_bytes = b"", False, 0
+        self._ready.clear()
+
+    def _fill(self) -> bool:
+        """Read one chunk into ``_ready``; False at the end of the file (after checking rotation)."""
+        assert self._file is not None
+        data = self._file.read(self.chunk_bytes)
+        if not data:
+            return self._reopen_if_replaced()
+        lines = data.split(b"\n")
+        lines[0] = self._partial + lines[0]
+        self._partial = lines.pop()
+        for line in lines:
+            size = len(line) + 1
+            if self._oversized:  # the end of a line already being skipped
+                self._oversized = False
+                self._skipped_bytes += size
+            elif len(line) > self.max_line_bytes or not line.strip():
+                self.skipped += 1 if line.strip() else 0
+                self._skipped_bytes += size
+            else:
+                self._ready.append((line, size + self._skipped_bytes))
+                self._skipped_bytes = 0
+        if len(self._partial) > self.max_line_bytes:
+            self.skipped += 0 if self._oversized else 1
+            self._skipped_bytes += len(self._partial)
+            self._partial, self._oversized = b"", True
+        return True
+
+    def _reopen_if_replaced(self) -> bool:
+        """At the end of the open file: follow a rotation or a truncation; True if it did."""
+        assert self._file is not None
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False  # rotated away, the new file not made yet: keep the old one until it is
+        mine = os.fstat(self._file.fileno())
+        if (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev):
+            self._file.close()
+            self._file = None
+            self._open("start")
+            return True
+        if mine.st_size < self._file.tell():  # truncated in place (copytruncate)
+            self._file.seek(0)
+            self._offset = 0
+            self._restart()
+            return True
+        return False
+
+
+class RedisStreamSource:
+    """Reads a Redis stream with ``XREAD BLOCK``: a plain reader, no consumer group (nothing to
+    acknowledge, nothing left behind on the server); it remembers the last entry id it read."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream: str = "modelyard:inference",
+        start: str = "end",
+        timeout_s: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self._last: str | None = None if start in ("end", "start") else start
+        self._start = start
+        self._client: Redis | None = None
+
+    @property
+    def position(self) -> str:
+        return self._last or self._start
+
+    async def read(self, limit: int, wait_s: float) -> list[bytes]:
+        client = await self._connect()
+        try:
+            if self._last is None:
+                self._last = await self._first_id(client)
+            block_ms = max(1, int(min(wait_s, MAX_WAIT_S) * 1000))
+            reply: Any = await client.xread({self.stream: self._last}, count=limit, block=block_ms)
+        except BaseException:
+            await self.close()
+            raise
+        if not reply:
+            return []
+        entries = reply[0][1]
+        self._last = entries[-1][0].decode()
+        return [fields[b"record"] for _, fields in entries if b"record" in fields]
+
+    async def _first_id(self, client: Redis) -> str:
+        if self._start == "start":
+            return "0-0"
+        newest: Any = await client.xrevrange(self.stream, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def _connect(self) -> Redis:
+        if self._client is None:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._client = Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.timeout_s,
+                socket_timeout=self.timeout_s + MAX_WAIT_S,  # a blocked XREAD is not a dead server
+                retry=Retry(NoBackoff(), 0),
+            )
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+class NatsJetStreamSource:
+    """Reads a JetStream stream through an ephemeral pull consumer that needs no acknowledgements
+    (it disappears by itself ``inactive_s`` after the reader stops); it remembers the last stream
+    sequence it read and, after a failure, starts a new consumer just past it."""
+
+    name = "nats"
+
+    def __init__(
+        self,
+        servers: str = "nats://127.0.0.1:4222",
+        *,
+        subject: str = "modelyard.inference",
+        stream: str = "MODELYARD_INFERENCE",
+        start: str = "end",
+        timeout_s: float = 2.0,
+        inactive_s: float = 60.0,
+    ) -> None:
+        self.servers = servers
+        self.subject = subject
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self.inactive_s = inactive_s
+        self._start = _check_start(start)
+        self._next_seq: int | None = int(start) if start.isdigit() else None
+        self._nc: NatsClient | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    @property
+    def position(self) -> str:
+        return str(self._next_seq) if self._next_seq is not None else self._start
+
+    async def read(self, limit: int, wait_s: float) -> list[bytes]:
+        from nats.errors import TimeoutError as NatsTimeout
+
+        try:
+            sub = await self._subscribe()
+            messages = await sub.fetch(limit, timeout=max(0.01, min(wait_s, MAX_WAIT_S)))
+        except NatsTimeout:
+            return []
+        except BaseException:
+            await self.close()
+            raise
+        if messages:
+            self._next_seq = messages[-1].metadata.sequence.stream + 1
+        return [message.data for message in messages]
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        if self._sub is not None:
+            return self._sub
+        from nats.aio.client import Client
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        nc = Client()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await nc.connect(
+                    servers=[self.servers], connect_timeout=max(1, int(self.timeout_s)),
+                    allow_reconnect=False, error_cb=_quiet,
+                )  # fmt: skip
+            js = nc.jetstream(timeout=self.timeout_s)
+            if self._next_seq is None:
+                info = await js.stream_info(self.stream)  # NotFoundError: no gateway wrote yet
+                self._next_seq = 1 if self._start == "start" else info.state.last_seq + 1
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self._next_seq,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=self.inactive_s,
+            )
+            self._sub = await js.pull_subscribe(self.subject, stream=self.stream, config=config)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        self._nc = nc
+        return self._sub
+
+    async def close(self) -> None:
+        nc, self._nc, self._sub = self._nc, None, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout_s):
+                    await nc.close()
+
+
+async def _quiet(exc: Exception) -> None:
+    """The client logs every error by default; the analysis reports a failed read itself."""

@@ -1,0 +1,397 @@
+"""Online validation: the gateway's inference log, read as it is written, as evidence.
+
+:class:`OnlineAnalysis` reads a :class:`~modelyard.validation.logread.LogSource` in a thread of its
+own and keeps, per ``(project, model, version)``, cumulative :class:`VersionStats` (requests,
+errors, latency; mirrored copies apart), so it is the :class:`Evidence` a rollout reads.
+
+It also *joins*: each primary answer with the mirrored answer of each candidate to the same
+request (the gateway logs a mirrored copy as a second record, ``role="mirror"``, same request id)
+and compares the two with :class:`~modelyard.validation.compare.Comparison` — the comparison
+``modelyard validate`` makes offline — one running comparison per (baseline, candidate) pair,
+judged by a :class:`~modelyard.validation.policy.Policy`. A weighted canary has no pairs (each
+request went to one version only): it is judged on its own error rate and latency.
+
+What can be compared depends on the route's ``log_payload``: ``full`` logs the bodies, decoded to
+arrays and compared with tolerances; ``hash`` logs only hashes, compared exactly; ``none`` logs
+neither, and :meth:`OnlineAnalysis.watch` refuses such a route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelyard.errors import Conflict
+from modelyard.routing.table import ModelRoute
+from modelyard.validation.compare import Comparison
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.logread import LogSource
+from modelyard.validation.online_answers import HASH_OUTPUT, Answer, rows_of
+from modelyard.validation.online_join import JoinLimits, JoinWindow, Pending
+from modelyard.validation.policy import Policy, evaluate, verdict
+
+__all__ = ["OnlineAnalysis", "PairFigures", "PairStats", "check_route"]
+
+log = logging.getLogger("modelyard.validation")
+
+READ_BATCH = 512  # records per read: the lock is held for one batch, so readers wait at most that
+READ_WAIT_S = 0.25
+Route = tuple[str, str]
+
+
+def check_route(route: ModelRoute) -> None:
+    """Refuse a route whose inference log cannot show answers (``log_payload`` ``none``)."""
+    if route.log_payload == "none":
+        raise Conflict(
+            f"{route.project}/{route.model} logs no answers (log_payload 'none'): set its log_payload "
+            "to 'full' (compare values with tolerances) or 'hash' (exact matches only) before "
+            "analysing it (`modelyard route options PROJECT/MODEL --log-payload full`)",
+            field="log_payload",
+        )
+
+
+class _Counts:
+    """A version's counters while they grow (frozen into a VersionStats on demand)."""
+
+    __slots__ = ("agreed", "compared", "errors", "latency", "mirror_errors", "mirror_latency",
+                 "mirrored", "requests", "unmatched")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.mirrored = self.mirror_errors = 0
+        self.compared = self.agreed = self.unmatched = 0
+        self.latency = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.mirror_latency = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+
+    def frozen(self) -> VersionStats:
+        return VersionStats(
+            requests=self.requests, errors=self.errors, latency_counts=tuple(self.latency),
+            mirrored=self.mirrored, mirror_errors=self.mirror_errors, compared=self.compared,
+            agreed=self.agreed, unmatched=self.unmatched, mirror_latency_counts=tuple(self.mirror_latency),
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class PairFigures:
+    """A pair's counters, copied out for a scrape: answers compared and agreed, and per numeric
+    output the histogram of each row's largest absolute difference (``compare.DIFF_EDGES``)."""
+
+    project: str
+    model: str
+    baseline: str
+    candidate: str
+    compared: int
+    agreed: int
+    histograms: dict[str, tuple[int, ...]]
+
+
+class PairStats:
+    """One (baseline, candidate) pair of a route: answers compared, and the running comparison."""
+
+    def __init__(self, baseline: str, candidate: str, policy: Policy) -> None:
+        self.baseline = baseline
+        self.candidate = candidate
+        kinds = {**policy.outputs, HASH_OUTPUT: "exact"}
+        self.comparison = Comparison(policy.tolerance, kinds=kinds)
+        self.compared = 0  # answers, whatever their number of rows
+        self.agreed = 0
+        self.hashed = 0  # of the compared answers, those compared by hash only
+        self.baseline_failed = 0  # pairs not compared: the baseline did not answer
+        self.blind = 0  # pairs not compared: neither body nor hash was logged
+        self.queue: list[tuple[str, Answer, Answer]] = []  # compared in one batch per read
+
+    def figures(self, project: str, model: str) -> PairFigures:
+        outputs = self.comparison.outputs.items()
+        histograms = {name: tuple(output.histogram) for name, output in outputs if output.numeric}
+        return PairFigures(
+            project, model, self.baseline, self.candidate, self.compared, self.agreed, histograms
+        )
+
+    def to_dict(self, policy: Policy) -> dict[str, Any]:
+        summary = self.comparison.summary()
+        gates = evaluate(policy, summary)
+        return {
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "compared": self.compared,
+            "agreed": self.agreed,
+            "agreement": self.agreed / self.compared if self.compared else None,
+            "hashed": self.hashed,
+            "baseline_failed": self.baseline_failed,
+            "blind": self.blind,
+            "verdict": verdict(gates).value,
+            "gates": [gate.to_dict() for gate in gates],
+            "comparison": summary,
+        }
+
+
+def _failed(status: int) -> bool:
+    return status >= 500 or status <= 0
+
+
+class OnlineAnalysis:
+    """Per-version stats and per-pair comparisons from the inference log (see the module doc).
+
+    :meth:`feed` takes records directly (tests, benchmarks); :meth:`start` reads ``source`` in a
+    background thread until :meth:`stop`. Every public method is safe to call from any thread.
+    """
+
+    def __init__(
+        self,
+        source: LogSource | None = None,
+        *,
+        policy: Policy | None = None,
+        limits: JoinLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.policy = policy or Policy()
+        self.window = JoinWindow(limits)
+        self.clock = clock
+        self.records = 0
+        self.malformed = 0
+        self.read_failures = 0
+        self.problem: str | None = "not started" if source is not None else "no log source"
+        self._versions: dict[tuple[str, str, str], _Counts] = {}
+        self._pairs: dict[tuple[str, str, str, str], PairStats] = {}
+        self._watched: dict[Route, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the Evidence protocol -------------------------------------------------------------------
+
+    def stats(self, project: str, model: str) -> Mapping[str, VersionStats]:
+        """Every version of the route seen so far, by name (cumulative since the start)."""
+        with self._lock:
+            return {
+                version: counts.frozen()
+                for (p, m, version), counts in self._versions.items()
+                if p == project and m == model
+            }
+
+    def healthy(self) -> bool:
+        """True while the last read of the log succeeded."""
+        return self.problem is None
+
+    # -- what a rollout or the REST view asks ----------------------------------------------------
+
+    def watch(self, route: ModelRoute) -> None:
+        """Start analysing ``route`` (listed even before any record); refused (Conflict naming
+        ``log_payload``) when its log shows no answers to compare."""
+        check_route(route)
+        with self._lock:
+            self._watched[(route.project, route.model)] = route.log_payload
+
+    def pairs(self, project: str, model: str) -> list[dict[str, Any]]:
+        """Each (baseline, candidate) pair of the route, JSON-ready, gates judged by the policy."""
+        with self._lock:
+            return [
+                pair.to_dict(self.policy)
+                for (p, m, _, _), pair in sorted(self._pairs.items())
+                if p == project and m == model
+            ]
+
+    def routes(self) -> list[Route]:
+        """The routes with records or watched."""
+        with self._lock:
+            seen = {(p, m) for p, m, _ in self._versions} | set(self._watched)
+        return sorted(seen)
+
+    def snapshot(self) -> tuple[dict[tuple[str, str, str], VersionStats], list[PairFigures]]:
+        """Every version's stats and every pair's figures at once (for the metrics collector)."""
+        with self._lock:
+            versions = {key: counts.frozen() for key, counts in self._versions.items()}
+            pairs = [pair.figures(p, m) for (p, m, _, _), pair in self._pairs.items()]
+        return versions, pairs
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def feed(self, lines: Iterable[bytes]) -> None:
+        """Take raw records (JSON objects as the gateway wrote them), then compare what joined."""
+        with self._lock:
+            now = self.clock()
+            for line in lines:
+                self.records += 1
+                try:
+                    self._take(orjson.loads(line), now)
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    self.malformed += 1
+            for key, mirror in self.window.evict(now):
+                self._counts(key[0], key[1], mirror.version).unmatched += 1
+            for pair_key, pair in self._pairs.items():
+                if pair.queue:
+                    self._compare(pair_key, pair)
+
+    def _counts(self, project: str, model: str, version: str) -> _Counts:
+        counts = self._versions.get((project, model, version))
+        if counts is None:
+            counts = self._versions[(project, model, version)] = _Counts()
+        return counts
+
+    def _take(self, record: dict[str, Any], now: float) -> None:
+        project, model, version = record["project"], record["model"], record["version"]
+        status, latency_ms = int(record["status"]), float(record["latency_ms"])
+        counts = self._counts(project, model, version)
+        failed = _failed(status)
+        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
+        entry = Pending(
+            version, status, latency_ms, record.get("protocol") or "v2",
+            record.get("response_hash"), record.get("response_body"), now,
+        )  # fmt: skip
+        key = (project, model, str(record["request_id"]))
+        if record["role"] == "mirror":
+            counts.mirrored += 1
+            counts.mirror_errors += failed
+            counts.mirror_latency[bucket] += 1
+            primary = self.window.add_mirror(key, entry)
+            if primary is not None:
+                self._join(key, primary, entry)
+        else:
+            counts.requests += 1
+            counts.errors += failed
+            counts.latency[bucket] += 1
+            for mirror in self.window.add_primary(key, entry):
+                self._join(key, entry, mirror)
+
+    def _pair(self, project: str, model: str, baseline: str, candidate: str) -> PairStats:
+        pair = self._pairs.get((project, model, baseline, candidate))
+        if pair is None:
+            pair = PairStats(baseline, candidate, self.policy)
+            self._pairs[(project, model, baseline, candidate)] = pair
+        return pair
+
+    def _join(self, key: tuple[str, str, str], primary: Pending, mirror: Pending) -> None:
+        """A primary answer and a mirrored one to the same request: compare them (or say why not)."""
+        project, model, request_id = key
+        if primary.version == mirror.version:
+            return
+        pair = self._pair(project, model, primary.version, mirror.version)
+        comparison = pair.comparison
+        comparison.add_latency("baseline", primary.latency_ms / 1000)
+        comparison.add_latency("candidate", mirror.latency_ms / 1000)
+        if _failed(primary.status):  # nothing to compare the candidate with
+            pair.baseline_failed += 1
+            comparison.add_errors(baseline=True, candidate=_failed(mirror.status))
+            return
+        if primary.status != mirror.status or primary.status >= 300:
+            # A failed, refused or different answer; two equal refusals (both 400) agree.
+            agreed = primary.status == mirror.status
+            if not agreed and mirror.status >= 300:
+                comparison.add_errors(candidate=True)
+            self._counted(project, model, pair, agreed)
+            return
+        baseline, candidate = primary.answer(), mirror.answer()
+        if baseline is None or candidate is None:
+            baseline, candidate = primary.hashed(), mirror.hashed()
+            if baseline is None or candidate is None:
+                pair.blind += 1
+                return
+            pair.hashed += 1
+        pair.queue.append((request_id, baseline, candidate))
+
+    def _counted(self, project: str, model: str, pair: PairStats, agreed: bool) -> None:
+        pair.compared += 1
+        pair.agreed += agreed
+        counts = self._counts(project, model, pair.candidate)
+        counts.compared += 1
+        counts.agreed += agreed
+
+    def _compare(self, pair_key: tuple[str, str, str, str], pair: PairStats) -> None:
+        """Compare a pair's queued answers, one :meth:`Comparison.update` per group of alike answers."""
+        project, model = pair_key[0], pair_key[1]
+        groups: dict[tuple[Any, ...], list[tuple[str, Answer, Answer]]] = {}
+        for item in pair.queue:
+            groups.setdefault(_signature(item[1], item[2]), []).append(item)
+        pair.queue = []
+        for signature, items in groups.items():
+            if not signature[0]:  # the two answers have different numbers of rows
+                for _ in items:
+                    self._counted(project, model, pair, False)
+                continue
+            agreed = _update(pair.comparison, items)
+            for ok in agreed.tolist():
+                self._counted(project, model, pair, bool(ok))
+
+    # -- the reading thread ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Read the source in a background thread (idempotent)."""
+        if self.source is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="modelyard-analysis", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop reading; returns once the thread ended (or ``timeout_s`` passed)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join(timeout_s)
+        self.problem = self.problem or "stopped"
+
+    def _run(self) -> None:
+        asyncio.run(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        assert self.source is not None
+        backoff = 0.1
+        try:
+            while not self._stop.is_set():
+                try:
+                    lines = await self.source.read(READ_BATCH, READ_WAIT_S)
+                except Exception as exc:  # any failure to read is reported, then retried
+                    self._read_failed(exc)
+                    await asyncio.sleep(backoff)  # short: a stop waits for it
+                    backoff = min(backoff * 2, 1.0)
+                    continue
+                backoff, self.problem = 0.1, None
+                self.feed(lines)  # also when empty: evictions go on while the log is quiet
+        finally:
+            await self.source.close()
+            self.problem = "stopped"
+
+    def _read_failed(self, exc: Exception) -> None:
+        self.read_failures += 1
+        problem = f"cannot read the {self.source.name if self.source else ''} log: {exc!r}"
+        if problem != self.problem:
+            log.warning("online analysis: %s", problem)
+        self.problem = problem
+
+
+def _signature(baseline: Answer, candidate: Answer) -> tuple[Any, ...]:
+    """Answers with the same signature stack into one batch: same outputs, dtypes and row shapes."""
+    same_rows = rows_of(baseline) == rows_of(candidate) and all(
+        array.shape[0] == rows_of(baseline) for array in (*baseline.values(), *candidate.values())
+    )
+    return (
+        same_rows,
+        tuple((name, array.dtype.kind, array.shape[1:]) for name, array in baseline.items()),
+        tuple((name, array.dtype.kind, array.shape[1:]) for name, array in candidate.items()),
+    )
+
+
+def _update(comparison: Comparison, items: list[tuple[str, Answer, Answer]]) -> np.ndarray:
+    """Feed a group of alike answers to ``comparison`` as one batch; returns each answer's agreement
+    (an answer of several rows agrees when all its rows do)."""
+    rows = [rows_of(baseline) for _, baseline, _ in items]
+    keys = [request_id for (request_id, _, _), n in zip(items, rows, strict=True) for _ in range(n)]
+    if len(items) == 1:
+        baseline, candidate = items[0][1], items[0][2]
+    else:
+        baseline = {name: np.concatenate([item[1][name] for item in items]) for name in items[0][1]}
+        candidate = {name: np.concatenate([item[2][name] for item in items]) for name in items[0][2]}
+    agreed_rows = comparison.update(baseline, candidate, keys=keys)
+    if all(n == 1 for n in rows):
+        return agreed_rows
+    starts = np.cumsum([0, *rows[:-1]])
+    return np.logical_and.reduceat(agreed_rows, starts)

@@ -1,0 +1,147 @@
+"""The join window: answers waiting for their counterpart, bounded in records, bytes and age.
+
+A primary answer waits for the mirrored copies of the same request (there may be several mirrored
+versions, or none: a canary split or a ``mirror_fraction`` below 1 leaves most primaries alone, so
+a primary that leaves the window unjoined is not a failure). A mirrored answer that arrives first
+waits for its primary; if it leaves the window unjoined, its primary never came: that is what
+``unmatched`` counts. Whatever the two streams do, the window holds at most ``max_records``
+answers of each role and ``max_bytes`` of bodies, and none longer than ``max_age_s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+
+from modelyard.validation.online_answers import Answer, decode_answer, hash_answer
+
+__all__ = ["JoinLimits", "JoinWindow", "Key", "Pending"]
+
+Key = tuple[str, str, str]  # (project, model, request id)
+_UNDECODED: Answer = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinLimits:
+    """How much the join window may hold (per role) and for how long."""
+
+    max_records: int = 50_000
+    max_bytes: int = 32 << 20
+    max_age_s: float = 60.0
+
+
+class Pending:
+    """One logged answer, as much of it as a comparison needs."""
+
+    __slots__ = ("_answer", "arrived", "body", "digest", "latency_ms", "protocol", "status", "version")
+
+    def __init__(
+        self,
+        version: str,
+        status: int,
+        latency_ms: float,
+        protocol: str,
+        digest: str | None,
+        body: str | None,
+        arrived: float,
+    ) -> None:
+        self.version = version
+        self.status = status
+        self.latency_ms = latency_ms
+        self.protocol = protocol
+        self.digest = digest
+        self.body = body
+        self.arrived = arrived
+        self._answer: Answer | None = _UNDECODED
+
+    @property
+    def size(self) -> int:
+        return len(self.body) if self.body else 0
+
+    def answer(self) -> Answer | None:
+        """The body as arrays (decoded once: a primary may meet several mirrored versions)."""
+        if self._answer is _UNDECODED:
+            self._answer = decode_answer(self.body, self.protocol)
+        return self._answer
+
+    def hashed(self) -> Answer | None:
+        return hash_answer(self.digest) if self.digest else None
+
+
+class JoinWindow:
+    """Primaries by request, mirrored answers by request, each in arrival order."""
+
+    def __init__(self, limits: JoinLimits | None = None) -> None:
+        self.limits = limits or JoinLimits()
+        self.primaries: OrderedDict[Key, Pending] = OrderedDict()
+        self.mirrors: OrderedDict[Key, list[Pending]] = OrderedDict()
+        self._mirror_count = 0
+        self._primary_bytes = 0
+        self._mirror_bytes = 0
+        self.evicted_primaries = 0
+
+    def __len__(self) -> int:
+        return len(self.primaries) + self._mirror_count
+
+    def add_primary(self, key: Key, entry: Pending) -> list[Pending]:
+        """Keep ``entry`` for mirrored answers still to come; returns those that came first."""
+        old = self.primaries.pop(key, None)  # a reused request id: the newer answer wins
+        if old is not None:
+            self._primary_bytes -= old.size
+        self.primaries[key] = entry
+        self._primary_bytes += entry.size
+        waiting = self.mirrors.pop(key, None)
+        if waiting is None:
+            return []
+        self._mirror_count -= len(waiting)
+        self._mirror_bytes -= sum(mirror.size for mirror in waiting)
+        return waiting
+
+    def add_mirror(self, key: Key, entry: Pending) -> Pending | None:
+        """The primary ``entry`` answers beside, or None (then ``entry`` waits for it)."""
+        primary = self.primaries.get(key)
+        if primary is not None:
+            return primary
+        waiting = self.mirrors.get(key)
+        if waiting is None:
+            self.mirrors[key] = [entry]
+        else:
+            waiting.append(entry)
+        self._mirror_count += 1
+        self._mirror_bytes += entry.size
+        return None
+
+    def evict(self, now: float) -> list[tuple[Key, Pending]]:
+        """Drop what is too old or beyond the limits; returns the mirrored answers dropped unjoined."""
+        limits = self.limits
+        dropped: list[tuple[Key, Pending]] = []
+        oldest = now - limits.max_age_s
+        while self.mirrors:
+            key, waiting = next(iter(self.mirrors.items()))
+            if (
+                waiting[0].arrived >= oldest
+                and self._mirror_count <= limits.max_records
+                and self._mirror_bytes <= limits.max_bytes
+            ):
+                break
+            self.mirrors.popitem(last=False)
+            self._mirror_count -= len(waiting)
+            self._mirror_bytes -= sum(mirror.size for mirror in waiting)
+            dropped.extend((key, mirror) for mirror in waiting)
+        while self.primaries:
+            primary = next(iter(self.primaries.values()))
+            if (
+                primary.arrived >= oldest
+                and len(self.primaries) <= limits.max_records
+                and self._primary_bytes <= limits.max_bytes
+            ):
+                break
+            self.primaries.popitem(last=False)
+            self._primary_bytes -= primary.size
+            self.evicted_primaries += 1
+        return dropped
+
+    @property
+    def bytes(self) -> int:
+        """Body bytes held, both roles."""
+        return self._primary_bytes + self._mirror_bytes

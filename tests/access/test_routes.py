@@ -81,6 +81,8 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", f"{API}/deploy/history"): V,
     ("GET", f"{API}/deploy/history/{{id}}"): V,
     ("POST", f"{API}/deploy/rollback/{{id}}"): D,
+    ("GET", f"{API}/analysis/metrics"): V,
+    ("GET", f"{API}/analysis/{{project}}/{{model}}"): V,
 }
 Live = tuple[ControlSettings, str, dict[Role, str], Starlette]
 PARAMS = {"consumer:path": "deployment/p/m/v1", "version": "1", "id": "1"}

@@ -39,6 +39,9 @@ from modelyard.registry.rest import PREFIX, registry_routes
 from modelyard.registry.types import ModelVersion
 from modelyard.routing.rest import routes_endpoints
 from modelyard.routing.store import RouteStore
+from modelyard.validation.logread import open_source
+from modelyard.validation.online import OnlineAnalysis
+from modelyard.validation.online_rest import analysis_routes
 from modelyard.web.browser import BrowserGuard
 from modelyard.web.http import http_error, json_response
 
@@ -109,13 +112,24 @@ async def _health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+def _online_analysis(settings: ControlSettings) -> OnlineAnalysis:
+    """The analysis of the gateway's log (``analysis_log``; ``none``: an analysis that reads nothing)."""
+    log = settings.resolved_analysis_log()
+    return OnlineAnalysis(None if log == "none" else open_source(log))
+
+
 def _all_routes(
-    core: Registry, settings: ControlSettings, authorizer: TokenAuthorizer, target: DeployTarget | None
+    core: Registry,
+    settings: ControlSettings,
+    authorizer: TokenAuthorizer,
+    target: DeployTarget | None,
+    analysis: OnlineAnalysis,
 ) -> list[BaseRoute]:
     planes: list[list[BaseRoute]] = [
         registry_routes(core),
         _routing_table(core),
         list(token_routes(authorizer.store, authorizer)),
+        list(analysis_routes(analysis, RouteStore(core.engine).get)),
     ]
     if target is not None:
         planes.append(_deploy_plane(target, DeployPolicy.from_settings(settings))(core))
@@ -127,8 +141,10 @@ def build_control_app(
     settings: ControlSettings, registry: Registry | None = None, *, target: DeployTarget | None = None
 ) -> Starlette:
     """The registry API (``/api/v1/models`` ...), the routing table (``/api/v1/routes`` ...), the
-    token API (``/api/v1/tokens``), a health check (``/api/v1/health``, the one route open to
-    anyone) and, with a ``target``, the deploy API (``/api/v1/deploy`` ...).
+    token API (``/api/v1/tokens``), the online analysis of the gateway's log
+    (``/api/v1/analysis``, read in a thread the lifespan starts and stops), a health check
+    (``/api/v1/health``, the one route open to anyone) and, with a ``target``, the deploy API
+    (``/api/v1/deploy`` ...).
 
     Every other route checks the caller's role against the token policy (``access/policy.py``),
     and the whole app refuses what a browser may be tricked into sending (``web/browser.py``).
@@ -137,15 +153,18 @@ def build_control_app(
     """
     own = registry is None
     core = registry if registry is not None else Registry(settings)
+    analysis = _online_analysis(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        analysis.start()  # reads the gateway's log in a thread of its own
         yield
+        analysis.stop()
         if own:
             core.close()
 
     authorizer = TokenAuthorizer(TokenStore(core.engine), settings)
-    all_routes = _all_routes(core, settings, authorizer, target)
+    all_routes = _all_routes(core, settings, authorizer, target, analysis)
     guard = Middleware(BrowserGuard, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)
     app = Starlette(
         routes=all_routes,
@@ -155,4 +174,5 @@ def build_control_app(
     )
     app.state.registry = core
     app.state.authorizer = authorizer
+    app.state.analysis = analysis  # the Evidence a rollout reads
     return app

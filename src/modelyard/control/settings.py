@@ -62,6 +62,11 @@ class ControlSettings(BaseModel):
         default_factory=list,
         description="interpreter-control variables (PYTHON*, LD_*, ...) deploy files may set anyway",
     )
+    analysis_log: str = Field(
+        default="",
+        description="the gateway's inference log the online analysis reads (a log_sink URL; "
+        "'' = the JSON-lines file under home; 'none' = no analysis)",
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ControlSettings:
@@ -75,13 +80,18 @@ class ControlSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ControlSettings:
-        """Settings from ``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB`` and ``MODELYARD_ARTIFACTS``."""
+        """Settings from ``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB``, ``MODELYARD_ARTIFACTS`` and
+        ``MODELYARD_ANALYSIS_LOG`` (else ``MODELYARD_GATEWAY_LOG_SINK``)."""
         env = os.environ if environ is None else environ
         data: dict[str, object] = {"home": default_home(env)}
         if env.get("MODELYARD_REGISTRY_DB"):
             data["database_url"] = env["MODELYARD_REGISTRY_DB"]
         if env.get("MODELYARD_ARTIFACTS"):
             data["artifact_url"] = env["MODELYARD_ARTIFACTS"]
+        # The analysis reads where the gateway writes, unless told otherwise.
+        analysis_log = env.get("MODELYARD_ANALYSIS_LOG") or env.get("MODELYARD_GATEWAY_LOG_SINK")
+        if analysis_log:
+            data["analysis_log"] = analysis_log
         data.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(data)
 
@@ -93,3 +103,7 @@ class ControlSettings(BaseModel):
 
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or self.home / "cache"
+
+    def resolved_analysis_log(self) -> str:
+        """``analysis_log``, else the gateway's default log: ``home/logs/inference.jsonl``."""
+        return self.analysis_log or str(self.home / "logs" / "inference.jsonl")

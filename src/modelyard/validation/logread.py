@@ -154,9 +154,14 @@ class JsonLinesSource:
         file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         size = os.fstat(file.fileno()).st_size
         offset = size if start == "end" else 0 if start == "start" else min(int(start), size)
+        mid_line = False
+        if offset:  # in the middle of a line (one being written now): start after it
+            file.seek(offset - 1)
+            mid_line = file.read(1) != b"\n"
         file.seek(offset)
         self._file, self._offset = file, offset
         self._restart()
+        self._oversized = mid_line
         self._start = "start"  # a file that replaces this one is read from its first line
 
     def _restart(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -166,6 +167,7 @@ class OnlineAnalysis:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     # -- the Evidence protocol -------------------------------------------------------------------
 
@@ -336,6 +338,10 @@ class OnlineAnalysis:
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stop.set()
+            wake = self._wake
+            if wake is not None:  # cut a back-off short
+                with contextlib.suppress(RuntimeError):  # its loop already closed
+                    wake[0].call_soon_threadsafe(wake[1].set)
             thread.join(timeout_s)
         self.problem = self.problem or "stopped"
 
@@ -344,15 +350,17 @@ class OnlineAnalysis:
 
     async def _read_loop(self) -> None:
         assert self.source is not None
-        backoff = 0.1
+        backoff, stopping = 0.1, asyncio.Event()
+        self._wake = (asyncio.get_running_loop(), stopping)
         try:
             while not self._stop.is_set():
                 try:
                     lines = await self.source.read(READ_BATCH, READ_WAIT_S)
                 except Exception as exc:  # any failure to read is reported, then retried
                     self._read_failed(exc)
-                    await asyncio.sleep(backoff)  # short: a stop waits for it
-                    backoff = min(backoff * 2, 1.0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), backoff)
+                    backoff = min(backoff * 2, 2.0)
                     continue
                 backoff, self.problem = 0.1, None
                 self.feed(lines)  # also when empty: evictions go on while the log is quiet
@@ -362,7 +370,9 @@ class OnlineAnalysis:
 
     def _read_failed(self, exc: Exception) -> None:
         self.read_failures += 1
-        problem = f"cannot read the {self.source.name if self.source else ''} log: {exc!r}"
+        problem = (
+            f"cannot read the {self.source.name if self.source else ''} log: {type(exc).__name__}: {exc}"
+        )
         if problem != self.problem:
             log.warning("online analysis: %s", problem)
         self.problem = problem

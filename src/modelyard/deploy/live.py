@@ -10,7 +10,9 @@ that no successful apply lists. :func:`live_plan` plans against what is there no
   started that runs no more is added again; one that runs though no successful apply lists it is
   deleted, unless the file lists it;
 - the rest of a running version's spec (uri, replicas, resources, batching, server, probes) comes
-  from the last applied file: neither the routing table nor every target can tell it.
+  from the last applied file: neither the routing table nor every target can tell it;
+- the traffic of the versions a rollout steers (a candidate and its baseline) is the rollout's to
+  move: it is read from the last applied file, so a rollout's steps are neither drift nor an update.
 
 Each difference from the last apply becomes a :class:`~modelyard.deploy.diff.Drift` that says
 whether apply overwrites it. Pure but for the routing-table reads.
@@ -91,7 +93,7 @@ def _traffic_drift(
 ) -> list[Drift]:
     """Weights and mirrors that differ from what the last apply wrote (a route nobody applied: only
     when the file is about to take it over)."""
-    live, file = _route_traffic(route), _file_traffic(desired)
+    live, file = _steered_as_applied(_route_traffic(route), applied), _file_traffic(desired)
     if applied is None:
         if desired is None or not any(w or m for w, m in live.values()):
             return []
@@ -115,6 +117,14 @@ def _traffic_drift(
         tail = tail if overwrite else "the file agrees with them now"
         found.append(Drift(*key, f"{what} changed live since the last apply ({moves}); {tail}", overwrite))
     return found
+
+
+def _steered_as_applied(live: Traffic, applied: Deployment | None) -> Traffic:
+    """``live`` with the traffic of the versions the applied file's rollout steers as that file wrote it."""
+    if applied is None or not applied.steered:
+        return live
+    then = _file_traffic(applied)
+    return {**live, **{version: then[version] for version in applied.steered}}
 
 
 def _differs(live: Traffic, file: Traffic, versions: set[str], index: int | None = None) -> bool:
@@ -164,7 +174,7 @@ def _stopped(
 
 def _as_running(applied: Deployment, route: ModelRoute | None, stopped: set[str]) -> Deployment:
     """The applied deployment as it runs now: live weights and mirrors, without stopped versions."""
-    live = _route_traffic(route)
+    live = _steered_as_applied(_route_traffic(route), applied)
     versions: list[VersionDeployment] = []
     for version in applied.versions:
         if version.version in stopped:

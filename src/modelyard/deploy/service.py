@@ -6,7 +6,8 @@ what the target runs, with the last applied file for the rest: ``deploy/live.py`
 records a running apply, carries that plan out (``deploy/apply.py``) and records the outcome,
 ``rollback`` applies an earlier record's file again. Every file it is given passes its
 ``DeployPolicy`` first (``deploy/policy.py``: no local paths, no interpreter-control variables unless
-allowed), so a refused file is never planned, started or recorded.
+allowed), so a refused file is never planned, started or recorded. A version with a ``rollout`` is
+handed to ``rollouts`` (the control plane's rollout controller) instead of getting its weight at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from modelyard.deploy.apply import ApplyResult, RoutingAPI, apply_file
+from modelyard.deploy.apply import ApplyResult, Rollouts, RoutingAPI, apply_file
 from modelyard.deploy.backend import DeployTarget
 from modelyard.deploy.diff import DRIFT_HEADING, Plan, render_plan
 from modelyard.deploy.file import load_deploy_file
@@ -59,7 +60,8 @@ class ApplyOutcome:
 
 class DeployService:
     """Diff, apply, status, history and rollback over one store, routing table and target.
-    ``policy``: what a file may ask for (default: the strict one, as ``ControlSettings`` defaults)."""
+    ``policy``: what a file may ask for (default: the strict one, as ``ControlSettings`` defaults);
+    ``rollouts``: who runs the versions that carry a ``rollout`` (without it they cannot apply)."""
 
     def __init__(
         self,
@@ -68,8 +70,10 @@ class DeployService:
         target: DeployTarget,
         usage: UsageRecorder | None = None,
         policy: DeployPolicy | None = None,
+        rollouts: Rollouts | None = None,
     ) -> None:
         self.store = store
+        self.rollouts = rollouts
         self.routes = routes
         self.target = target
         self.usage = usage
@@ -110,6 +114,7 @@ class DeployService:
                 result = apply_file(
                     desired, DeployFile(), self.target, self.routes,
                     plan=plan, progress=log.append, timeout_s=timeout_s,
+                    rollouts=self.rollouts, user=user,
                 )  # fmt: skip
             except Exception as exc:  # a bug or a lost database: still close the record
                 self.store.finish(record.id, status="failed", message=f"{type(exc).__name__}: {exc}")

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -41,6 +42,9 @@ __all__ = [
     "Probe",
     "Probes",
     "Resources",
+    "Rollout",
+    "RolloutGates",
+    "RolloutStep",
     "ServerSettings",
     "StartupProbe",
     "VersionDeployment",
@@ -183,6 +187,95 @@ class Probes(_Strict):
     liveness: LivenessProbe = Field(default_factory=LivenessProbe)
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION_S = 7 * 86400.0
+
+
+def _seconds(value: object) -> object:
+    """``"500ms"``, ``"2s"``, ``"5m"``, ``"1h"`` or a bare number of seconds, as seconds."""
+    if isinstance(value, str) and (found := _DURATION.fullmatch(value.strip())):
+        return float(found.group(1)) * _UNIT_S[found.group(2)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{value!r} is not a duration: write 500ms, 2s, 5m, 1h or a number of seconds")
+
+
+# Seconds, from a number or a string with a unit; bounded so that timestamps never overflow.
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=MAX_DURATION_S)]
+
+
+class RolloutStep(_Strict):
+    """One step of a rollout: ``{mirror: 1.0, for: 5m}`` copies that share of the requests to the
+    candidate (users get the baseline's answers), ``{weight: 5, for: 10m}`` sends the candidate that
+    percent of the baseline's traffic. ``for``: how long the step gathers evidence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    weight: int | None = Field(default=None, ge=1, le=99)
+    mirror: Number | None = Field(default=None, gt=0, le=1)
+    duration: Duration = Field(alias="for")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RolloutStep:
+        if (self.weight is None) == (self.mirror is None):
+            raise ValueError("a step gives either weight (percent) or mirror (a fraction), not both")
+        return self
+
+
+class RolloutGates(_Strict):
+    """What a step must show before the next: read from the step's own evidence. ``min_requests``:
+    answers needed (compared ones in a mirror step, the candidate's in a weight step) before any
+    gate is read; fewer by the step's end is *inconclusive*, never a pass."""
+
+    min_requests: int = Field(default=100, ge=1)
+    max_error_rate: Number | None = Field(default=None, ge=0, le=1)
+    max_p99_ratio: Number | None = Field(default=None, gt=0)  # candidate p99 / baseline p99
+    min_agreement: Number | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_gate(self) -> RolloutGates:
+        if self.max_error_rate is None and self.max_p99_ratio is None and self.min_agreement is None:
+            raise ValueError("give at least one gate: max_error_rate, max_p99_ratio or min_agreement")
+        return self
+
+
+class Rollout(_Strict):
+    """How a version takes traffic from ``baseline`` (docs/rollout.md). ``canary``: the steps in
+    order, then 100 %; ``blue-green``: mirror steps only, then 100 % at once. After promotion the
+    baseline stays ready, at weight 0, for ``keep_baseline_for`` (blue-green default 10 minutes),
+    while the candidate is still watched: a failure then returns traffic to the baseline at once.
+    ``on_failure``: ``rollback`` (traffic back to the baseline) or ``pause`` (the same traffic,
+    then wait for ``deploy promote`` or ``deploy abort``). ``evidence_timeout``: how long the gates
+    may stay unreadable (the analysis cannot read the log) before that counts as a failure."""
+
+    strategy: Literal["canary", "blue-green"] = "canary"
+    baseline: Name
+    steps: list[RolloutStep] = Field(min_length=1, max_length=50)
+    gates: RolloutGates
+    on_failure: Literal["rollback", "pause"] = "rollback"
+    keep_baseline_for: Duration | None = None
+    evidence_timeout: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _blue_green(self) -> Rollout:
+        if self.strategy == "blue-green":
+            for index, step in enumerate(self.steps):
+                if step.weight is not None:
+                    raise _error_at(
+                        ("steps", index, "weight"),
+                        "blue-green moves all traffic at once: its steps are mirror steps",
+                    )
+        return self
+
+    @property
+    def hold_s(self) -> float:
+        """How long the baseline stays ready after promotion (seconds, 0 for none)."""
+        if self.keep_baseline_for is not None:
+            return self.keep_baseline_for
+        return 600.0 if self.strategy == "blue-green" else 0.0
+
+
 class VersionSpec(_Strict):
     """How one version runs. ``uri``: a registry alias (``spam@production``), a registry version
     (``spam/7``) or a package path (``dist/spam-1.modelyard``)."""
@@ -197,6 +290,7 @@ class VersionSpec(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     probes: Probes = Field(default_factory=Probes)
     image: str | None = None  # Kubernetes: the image to run (default: built from the package)
+    rollout: Rollout | None = None  # its traffic moves step by step from a baseline (docs/rollout.md)
 
     @model_validator(mode="after")
     def _scaling(self) -> VersionSpec:
@@ -259,7 +353,47 @@ class Deployment(_Strict):
             v.spec.mirror_fraction is None for v in self.versions
         ):
             raise ValueError(f"{self.project}/{self.model}: no version has a weight above 0")
+        self._check_rollout()
         return self
+
+    def _check_rollout(self) -> None:
+        """At most one version rolls out, from a weighted version of the same model, and its own
+        traffic is the rollout's to move (weight 0, no mirror in the file)."""
+        rolling = [(i, v) for i, v in enumerate(self.versions) if v.spec.rollout is not None]
+        if len(rolling) > 1:
+            raise _error_at(
+                ("versions", rolling[1][0], "spec", "rollout"), "only one version may roll out at a time"
+            )
+        if not rolling:
+            return
+        index, candidate = rolling[0]
+        assert candidate.spec.rollout is not None
+        at = ("versions", index, "spec")
+        if candidate.spec.weight or candidate.spec.mirror_fraction is not None:
+            raise _error_at(
+                at, "a version with a rollout gets its traffic from it: leave weight and mirror out"
+            )
+        baseline = candidate.spec.rollout.baseline
+        found = next((v for v in self.versions if v.version == baseline), None)
+        if found is None or found is candidate or found.spec.weight == 0:
+            raise _error_at(
+                (*at, "rollout", "baseline"),
+                f"baseline {baseline!r} must be another version of {self.project}/{self.model}"
+                " with a weight above 0",
+            )
+
+    @property
+    def rollout_version(self) -> VersionDeployment | None:
+        """The version that carries a rollout, if one does."""
+        return next((v for v in self.versions if v.spec.rollout is not None), None)
+
+    @property
+    def steered(self) -> frozenset[str]:
+        """The versions whose traffic a rollout moves (the candidate and its baseline), not the file."""
+        candidate = self.rollout_version
+        if candidate is None or candidate.spec.rollout is None:
+            return frozenset()
+        return frozenset({candidate.version, candidate.spec.rollout.baseline})
 
     @property
     def key(self) -> tuple[str, str]:

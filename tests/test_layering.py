@@ -25,6 +25,8 @@ The planes, from the bottom up (a module may import what is below it, never what
   settings; its proxy core imports no web framework;
 - ``deploy``: never the serving plane, the registry, the gateway, or control beyond its foundation;
   its core is transport-free;
+- ``rollout``: only routing, deploy's spec and history, ``validation.evidence``, the control
+  foundation and ``web`` (deploy reaches it through a protocol of its own, never an import);
 - ``control.app``, ``control.server``, ``control.up`` compose the planes; only ``cli`` is above them;
 - ``client``: only itself, ``errors``, ``dtypes``, ``_lazy`` (and the package root, for its version);
 - no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported.
@@ -231,6 +233,8 @@ DEPLOY_CORE = _m(
     "deploy.spec", "deploy.file", "deploy.diff", "deploy.live", "deploy.apply", "deploy.service",
     "deploy.state", "deploy.schema", "deploy.backend", "deploy.targets.kubernetes.manifests",
 )  # fmt: skip
+# The rollout controller without its edges (rest: the REST API; client: talks to it).
+ROLLOUT_CORE = _m("rollout.schema", "rollout.store", "rollout.gates", "rollout.plan", "rollout.controller")
 # The gateway's request path without its edges: the front ends (app: ASGI, http1: raw HTTP/1.1), the
 # replica client (upstream: httptools parses the answers) and the workers.
 PROXY_CORE = _m(
@@ -285,7 +289,7 @@ RULES = [
     Rule(
         "routing-never-imports-the-other-planes",
         _m("routing"),
-        forbidden=(*SERVING, *_m("registry", "gateway", "deploy", "control"), *COMPOSITION),
+        forbidden=(*SERVING, *_m("registry", "gateway", "deploy", "control", "rollout"), *COMPOSITION),
         exempt=FOUNDATION,
     ),
     Rule("the-routing-core-is-transport-free", ROUTING_CORE, forbidden=WEB + HTTP_CLIENTS),
@@ -299,10 +303,20 @@ RULES = [
     Rule(
         "deploy-never-imports-the-other-planes",
         _m("deploy"),
-        forbidden=(*SERVING, *_m("registry", "gateway", "control"), *COMPOSITION),
+        forbidden=(*SERVING, *_m("registry", "gateway", "control", "rollout"), *COMPOSITION),
         exempt=FOUNDATION,
     ),
     Rule("the-deploy-core-is-transport-free", DEPLOY_CORE, forbidden=WEB + HTTP_CLIENTS),
+    Rule(
+        "rollout-imports-only-routing-deploy-specs-evidence-and-the-foundation",
+        _m("rollout"),
+        allowed=(
+            *FOUNDATION,
+            *_m("rollout", "routing", "deploy.spec", "deploy.state", "deploy.schema"),
+            *_m("validation.evidence", "web", "errors", "_lazy"),
+        ),
+    ),
+    Rule("the-rollout-core-is-transport-free", ROLLOUT_CORE, forbidden=WEB + HTTP_CLIENTS),
     Rule(
         "access-imports-only-the-control-foundation-and-web",
         _m("access"),

@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 
 import modelyard.access.schema
 import modelyard.deploy.schema
+import modelyard.rollout.schema
 import modelyard.routing.schema  # noqa: F401  (their tables join the metadata compared below)
 from modelyard.control.db import MIGRATIONS, create_engine_for, metadata, migrate
 from modelyard.control.settings import ControlSettings

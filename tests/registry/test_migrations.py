@@ -13,6 +13,7 @@ from modelyard.control.db import MIGRATIONS, create_engine_for, migrate
 from modelyard.deploy import schema as deploy_schema
 from modelyard.registry import ControlSettings, Registry
 from modelyard.registry import schema as t
+from modelyard.rollout import schema as rollout_schema
 from modelyard.routing import schema as routing_schema
 
 
@@ -22,7 +23,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0007"
+            assert context.get_current_revision() == "0008"
             # The metadata holds the gateway's routing table and the deploy history too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
@@ -33,6 +34,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     assert deploy_schema.applies.metadata is t.metadata
     assert access_schema.tokens.metadata is t.metadata
     assert routing_schema.api_keys.metadata is t.metadata
+    assert rollout_schema.rollouts.metadata is t.metadata
     assert {
         "gateway_routes",
         "gateway_versions",
@@ -43,6 +45,9 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
         "access_tokens",
         "gateway_api_keys",
         "model_validations",
+        "rollouts",
+        "rollout_events",
+        "rollout_lease",
     } <= tables
 
 
@@ -75,4 +80,5 @@ def test_the_migrations_live_inside_the_package() -> None:
         "v0005_access_tokens.py",
         "v0006_gateway_api_keys.py",
         "v0007_validations.py",
+        "v0008_rollouts.py",
     ]

@@ -27,6 +27,9 @@ The planes, from the bottom up (a module may import what is below it, never what
   its core is transport-free;
 - ``rollout``: only routing, deploy's spec and history, ``validation.evidence``, the control
   foundation and ``web`` (deploy reaches it through a protocol of its own, never an import);
+- ``validation``: may run models (the server's runtime, packages, runtimes), fetch from the registry
+  and read the inference log's records (``gateway.logs``); never the rest of the gateway, deploy,
+  access, or control beyond its foundation;
 - ``control.app``, ``control.server``, ``control.up`` compose the planes; only ``cli`` is above them;
 - ``client``: only itself, ``errors``, ``dtypes``, ``_lazy`` (and the package root, for its version);
 - no module imports torch, scikit-learn, onnxruntime, joblib or mlflow when it is imported.
@@ -323,6 +326,14 @@ RULES = [
         allowed=(*FOUNDATION, *_m("access", "web", "errors", "_lazy", "_secrets")),
     ),
     Rule(
+        # Validation runs models in-process (the server's runtime, packages, the registry's fetch)
+        # and reads the inference log's records; it never reaches into the data plane itself.
+        "validation-never-imports-the-gateway-deploy-or-the-composition",
+        _m("validation"),
+        forbidden=(*_m("gateway", "deploy", "control", "access"), *COMPOSITION),
+        exempt=(*FOUNDATION, *_m("gateway.logs")),
+    ),
+    Rule(
         "control-composes-but-never-imports-the-cli-or-the-model-server",
         _m("control"),
         forbidden=(*_m("cli", "server", "sdk", "runtimes"),),
@@ -499,6 +510,15 @@ def test_the_planes_may_use_only_the_control_foundation() -> None:
     assert not gateway.breaks("modelyard.routing.table")
     assert not gateway.breaks("modelyard.web.http")
     assert _rule("routing-never-imports-the-other-planes").breaks("modelyard.gateway.service")
+    validation = _rule("validation-never-imports-the-gateway-deploy-or-the-composition")
+    assert not validation.breaks("modelyard.server.runtime")
+    assert not validation.breaks("modelyard.registry.fetch")
+    assert not validation.breaks("modelyard.control.db")
+    assert not validation.breaks("modelyard.gateway.logs.record")
+    assert validation.breaks("modelyard.gateway.proxy")
+    assert validation.breaks("modelyard.deploy.spec")
+    assert validation.breaks("modelyard.control.app")
+    assert validation.breaks("modelyard.cli.main")
     assert _rule("the-control-foundation-imports-no-plane").breaks("modelyard.registry.schema")
 
 

@@ -19,6 +19,7 @@ from modelyard.cli.key import key_app
 from modelyard.cli.registry import registry_app, registry_error_message, registry_errors
 from modelyard.cli.route import route_app
 from modelyard.cli.token import token_app
+from modelyard.cli.validate import validate
 from modelyard.errors import ModelyardError
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(key_app, name="key")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(token_app, name="token")
+app.command()(validate)
 
 
 @app.command()

@@ -257,10 +257,17 @@ def show(
     """Show the version REF names."""
     with _registry(control_url) as api:
         version = api.resolve(ref)
+        verdicts = api.list_validations(version.name, version.version, limit=5)
     if as_json:
         _print_json(version)
-    else:
-        _show_version(version)
+        return
+    _show_version(version)
+    if verdicts:
+        rows = [
+            (v.created_at.isoformat(timespec="seconds"), v.outcome, v.baseline, v.dataset, v.rows, v.user)
+            for v in verdicts
+        ]
+        _table("validations (newest first)", ["when", "verdict", "baseline", "data", "rows", "user"], rows)
 
 
 @registry_app.command()
@@ -275,6 +282,13 @@ def alias(
     expected_revision: Annotated[
         int | None, typer.Option(help="compare-and-set: fail unless the alias is at this revision (0: new)")
     ] = None,
+    require_validation: Annotated[
+        bool,
+        typer.Option(
+            "--require-validation",
+            help="refuse unless the version's latest `modelyard validate` verdict is a pass",
+        ),
+    ] = False,
     control_url: ControlUrl = None,
     as_json: AsJson = False,
 ) -> None:
@@ -288,7 +302,14 @@ def alias(
             typer.echo(f"deleted {model}@{alias_name}")
             return
         assert version is not None
-        moved = api.set_alias(model, alias_name, version, user=user, expected_revision=expected_revision)
+        moved = api.set_alias(
+            model,
+            alias_name,
+            version,
+            user=user,
+            expected_revision=expected_revision,
+            require_validation=require_validation,
+        )
     if as_json:
         _print_json(moved)
     else:

@@ -196,13 +196,14 @@ class OutputComparison:
         b, c = base.astype(np.float64), cand.astype(np.float64)
         self.nonfinite["baseline"] += int((~np.isfinite(b)).sum())
         self.nonfinite["candidate"] += int((~np.isfinite(c)).sum())
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             both_nan = np.isnan(b) & np.isnan(c)
             same_inf = np.isinf(b) & (b == c)
             absolute = np.where(both_nan | same_inf, 0.0, np.abs(c - b))
             absolute = np.where(np.isnan(absolute), math.inf, absolute)  # NaN against a number
             scale = np.abs(b)
-            relative = np.where(absolute == 0.0, 0.0, absolute / np.where(scale > 0, scale, 1e-300))
+            # Relative to the baseline: any difference from a baseline of 0 is infinitely large.
+            relative = np.where(absolute == 0.0, 0.0, absolute / np.where(scale > 0, scale, 0.0))
             relative = np.where(np.isnan(relative), math.inf, relative)
         if absolute.size:
             self.elements += absolute.size

@@ -104,7 +104,9 @@ async def analyse(path: Path, records: int) -> tuple[float, OnlineAnalysis]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=20_000, help="requests in the log (2 records each)")
     parser.add_argument("--disagree", type=float, default=0.1, help="share of candidate answers that differ")
     parser.add_argument("--payload", choices=("full", "hash"), default="full")

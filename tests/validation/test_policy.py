@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,24 @@ def test_a_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="cannot read the policy"):
         load_policy(tmp_path / "nope.yaml")
     assert parse_policy(None) == Policy()
+
+
+def test_the_documented_defaults_are_the_policys() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "validation.md").read_text()
+    stated = dict(re.findall(r"^\| `(\w+)`(?:, `\w+`)? \| .* \| ([0-9.]+|off) \|$", page, flags=re.MULTILINE))
+    defaults = Policy()
+    assert set(stated) == {
+        "min_rows", "min_agreement", "max_abs_diff", "max_error_rate", "max_nonfinite",
+        "max_accuracy_drop", "max_rmse_increase", "max_latency_ratio",
+    }  # fmt: skip
+    for gate, value in stated.items():
+        assert getattr(defaults, gate) == (None if value == "off" else float(value)), gate
+    for knob, value in {
+        "abs_tol": 1e-6,
+        "rel_tol": 1e-5,
+        "confidence": 0.95,
+        "resamples": 1000,
+        "seed": 0,
+    }.items():
+        assert getattr(defaults, knob) == value, knob
+        assert f"`{knob}` ({value:g})".replace("e-0", "e-") in page, knob

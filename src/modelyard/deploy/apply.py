@@ -73,16 +73,17 @@ class RoutingAPI(Protocol):
 class Rollouts(Protocol):
     """What apply asks of the rollout controller (``rollout/controller.py`` implements it)."""
 
-    def cannot_run(self, project: str, model: str, spec: VersionSpec) -> str | None:
-        """Why this control plane cannot roll ``spec`` out (no online analysis, a route that logs
-        no answers to compare), or None."""
+    def cannot_run(self, deployment: Deployment) -> str | None:
+        """Why this control plane cannot roll the deployment's candidate out (no online analysis,
+        a route that logs no answers to compare), or None."""
 
-    def steering(self, project: str, model: str, version: str, spec: VersionSpec) -> bool:
-        """Whether the model's newest rollout is of this version with this very spec (running or
-        ended): apply then leaves the traffic of the candidate and its baseline to it."""
+    def steering(self, deployment: Deployment) -> bool:
+        """Whether the model's newest rollout is of the deployment's candidate with this very spec
+        (running or ended): apply then leaves the traffic of the candidate and its baseline to it."""
 
-    def start(self, project: str, model: str, version: str, spec: VersionSpec, *, user: str) -> str:
-        """Record a new rollout of ``version`` (the file's traffic is in place); a line for the log."""
+    def start(self, deployment: Deployment, *, user: str) -> str:
+        """Record a new rollout of the deployment's candidate (the file's traffic is in place); a
+        line for the log."""
 
     def stop(self, project: str, model: str, *, user: str, reason: str) -> str | None:
         """End the model's running rollout, if any, leaving traffic as it is; a line for the log."""
@@ -166,7 +167,7 @@ def _apply_model(
     timeout_s: float,
 ) -> str | None:
     routes, progress = traffic.routes, traffic.progress
-    refused = _rollout_refused(model, deployment, traffic.rollouts)
+    refused = _rollout_refused(deployment, traffic.rollouts)
     if refused is not None:  # before anything starts: a rollout nobody can run must not begin
         version, detail = refused
         steps.append(StepResult(model.project, model.model, version, "ROLLOUT", "failed", detail))
@@ -202,16 +203,14 @@ def _apply_model(
     return None
 
 
-def _rollout_refused(
-    model: ModelPlan, deployment: Deployment | None, rollouts: Rollouts | None
-) -> tuple[str, str] | None:
+def _rollout_refused(deployment: Deployment | None, rollouts: Rollouts | None) -> tuple[str, str] | None:
     """``(version, why)`` when the file rolls a version out and this control plane cannot."""
     candidate = deployment.rollout_version if deployment is not None else None
-    if candidate is None:
+    if deployment is None or candidate is None:
         return None
     if rollouts is None:
         return candidate.version, "this control plane runs no rollout controller"
-    why = rollouts.cannot_run(model.project, model.model, candidate.spec)
+    why = rollouts.cannot_run(deployment)
     return None if why is None else (candidate.version, why)
 
 
@@ -225,7 +224,7 @@ def _route(model: ModelPlan, deployment: Deployment | None, traffic: _Traffic) -
         deployment is not None
         and candidate is not None
         and rollouts is not None
-        and rollouts.steering(model.project, model.model, candidate.version, candidate.spec)
+        and rollouts.steering(deployment)
     ):
         keep = deployment.steered
     if not keep and rollouts is not None:  # a rollout this file no longer asks for ends first
@@ -247,10 +246,7 @@ def _route(model: ModelPlan, deployment: Deployment | None, traffic: _Traffic) -
         elif fraction is None and mirrored is not None:
             routes.clear_mirror(model.project, model.model, version)
     if candidate is not None and rollouts is not None and not keep:
-        line = rollouts.start(
-            model.project, model.model, candidate.version, candidate.spec, user=traffic.user
-        )
-        progress(f"  {line}")
+        progress(f"  {rollouts.start(deployment, user=traffic.user)}")
 
 
 def _write_weights(

@@ -1,0 +1,90 @@
+"""The rollouts API under ``/api/v1/rollouts``: a thin Starlette adapter over the controller.
+
+    GET  /api/v1/rollouts                               ?limit=  -> {"rollouts": [...]}, newest first
+    GET  /api/v1/rollouts/{project}/{model}             -> the model's newest rollout, gates now, events
+    POST /api/v1/rollouts/{project}/{model}/promote     body {"reason"?} -> 100 % to the candidate now
+    POST /api/v1/rollouts/{project}/{model}/abort       -> traffic back to the baseline now
+    POST /api/v1/rollouts/{project}/{model}/pause       -> hold the step's traffic
+    POST /api/v1/rollouts/{project}/{model}/resume      -> the step starts over
+
+Reads need a viewer, actions a deployer; an action is recorded under the caller's token name (with
+access control off, the ``x-modelyard-user`` header).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.errors import InvalidInput
+from modelyard.rollout import status
+from modelyard.rollout.controller import Controller
+from modelyard.rollout.store import MAX_LIST
+from modelyard.routing.table import check_name
+from modelyard.web.access import Role, acting_user
+from modelyard.web.http import guarded_routes, in_thread, json_response, read_model
+
+__all__ = ["PREFIX", "rollout_routes"]
+
+PREFIX = "/api/v1/rollouts"
+MAX_JSON_BODY = 16 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: StrictStr = Field(default="", max_length=500)
+
+
+class _Endpoints:
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    async def listing(self, request: Request) -> Response:
+        text = request.query_params.get("limit", "50")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}", field="limit")
+        found = await in_thread(status.listing, self.controller, int(text))
+        return json_response({"rollouts": found})
+
+    async def show(self, request: Request) -> Response:
+        project, model = _route(request)
+        return json_response(await in_thread(status.show, self.controller, project, model))
+
+    def action(self, name: str) -> Handler:
+        async def act(request: Request) -> Response:
+            project, model = _route(request)
+            body = await read_model(request, ActionBody, MAX_JSON_BODY)
+            user = acting_user(request, request.headers.get("x-modelyard-user", ""))
+            function: Callable[..., Any] = getattr(self.controller, name)
+            await in_thread(function, project, model, user=user, reason=body.reason)
+            return json_response(await in_thread(status.show, self.controller, project, model))
+
+        act.__name__ = name
+        return act
+
+
+def _route(request: Request) -> tuple[str, str]:
+    project = check_name(request.path_params["project"], "project")
+    return project, check_name(request.path_params["model"], "model")
+
+
+def rollout_routes(controller: Controller) -> list[Route]:
+    """Every route of the rollouts API, for the control-plane app to mount."""
+    e = _Endpoints(controller)
+    one = f"{PREFIX}/{{project}}/{{model}}"
+    table: list[tuple[str, str, Role, Handler]] = [
+        ("GET", PREFIX, Role.VIEWER, e.listing),
+        ("GET", one, Role.VIEWER, e.show),
+        *(("POST", f"{one}/{name}", Role.DEPLOYER, e.action(name)) for name in ACTIONS),
+    ]
+    return guarded_routes(table)
+
+
+ACTIONS = ("promote", "abort", "pause", "resume")

@@ -204,3 +204,24 @@ def test_snapshots_diff_into_a_steps_own_evidence() -> None:
     analysis.feed(mirrored_pairs(5, flip=True, start=100))
     step = analysis.stats("p", "m")["v2"].since(before)
     assert (step.compared, step.agreed, step.mirrored) == (5, 0, 5)
+
+
+def test_answers_of_different_shapes_names_or_types_disagree_without_stopping_the_analysis() -> None:
+    def body(name: str, datatype: str, shape: list[int], data: list[object]) -> str:
+        return orjson.dumps(
+            {"outputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}]}
+        ).decode()
+
+    text, number = body("y", "BYTES", [1], ["cat"]), body("y", "FP32", [1], [1.5])
+    analysis = OnlineAnalysis()
+    analysis.feed([
+        line("a", "v1", body=text), line("a", "v2", "mirror", body=number),
+        line("b", "v1", body=body("y", "FP32", [1, 3], [1, 2, 3])),
+        line("b", "v2", "mirror", body=body("y", "FP32", [1, 2], [1, 2])),
+        line("c", "v1", body=number), line("c", "v2", "mirror", body=body("z", "INT64", [1], [1])),
+        line("d", "v1", body=number), line("d", "v2", "mirror", body=text),
+    ])  # fmt: skip
+    pair = _pair(analysis, "v2")
+    assert (pair["compared"], pair["agreed"]) == (4, 0)
+    analysis.feed(mirrored_pairs(3, start=10))  # and it goes on
+    assert analysis.stats("p", "m")["v2"].agreed == 3

@@ -107,6 +107,7 @@ class PairStats:
         self.hashed = 0  # of the compared answers, those compared by hash only
         self.baseline_failed = 0  # pairs not compared: the baseline did not answer
         self.blind = 0  # pairs not compared: neither body nor hash was logged
+        self.incomparable = 0  # compared answers whose types differ (counted as disagreeing)
         self.queue: list[tuple[str, Answer, Answer]] = []  # compared in one batch per read
 
     def figures(self, project: str, model: str) -> PairFigures:
@@ -128,6 +129,7 @@ class PairStats:
             "hashed": self.hashed,
             "baseline_failed": self.baseline_failed,
             "blind": self.blind,
+            "incomparable": self.incomparable,
             "verdict": verdict(gates).value,
             "gates": [gate.to_dict() for gate in gates],
             "comparison": summary,
@@ -315,12 +317,14 @@ class OnlineAnalysis:
             groups.setdefault(_signature(item[1], item[2]), []).append(item)
         pair.queue = []
         for signature, items in groups.items():
-            if not signature[0]:  # the two answers have different numbers of rows
-                for _ in items:
-                    self._counted(project, model, pair, False)
-                continue
-            agreed = _update(pair.comparison, items)
-            for ok in agreed.tolist():
+            agreed: list[bool] = [False] * len(items)
+            if signature[0]:  # else the two answers have different numbers of rows: they disagree
+                try:
+                    agreed = _update(pair.comparison, items).tolist()
+                except (ValueError, TypeError) as exc:  # answers of types that cannot be compared
+                    pair.incomparable += len(items)
+                    log.debug("online analysis: %s/%s answers not comparable: %r", project, model, exc)
+            for ok in agreed:
                 self._counted(project, model, pair, bool(ok))
 
     # -- the reading thread ----------------------------------------------------------------------
@@ -363,18 +367,24 @@ class OnlineAnalysis:
                     backoff = min(backoff * 2, 2.0)
                     continue
                 backoff, self.problem = 0.1, None
-                self.feed(lines)  # also when empty: evictions go on while the log is quiet
+                try:
+                    self.feed(lines)  # also when empty: evictions go on while the log is quiet
+                except Exception:  # a bug must not end the analysis: say so, keep reading
+                    log.exception("online analysis: %d records could not be analysed", len(lines))
+                    self.malformed += len(lines)
         finally:
             await self.source.close()
             self.problem = "stopped"
 
     def _read_failed(self, exc: Exception) -> None:
         self.read_failures += 1
-        problem = (
-            f"cannot read the {self.source.name if self.source else ''} log: {type(exc).__name__}: {exc}"
-        )
+        if isinstance(exc, FileNotFoundError):  # no gateway has written it yet: not alarming
+            problem, level = f"no inference log at {exc.filename} yet", logging.INFO
+        else:
+            name = self.source.name if self.source else ""
+            problem, level = f"cannot read the {name} log: {type(exc).__name__}: {exc}", logging.WARNING
         if problem != self.problem:
-            log.warning("online analysis: %s", problem)
+            log.log(level, "online analysis: %s", problem)
         self.problem = problem
 
 

@@ -158,7 +158,8 @@ def test_too_few_rows_is_inconclusive_exit_3(tmp_path: Path, rows: Path) -> None
     base, same = linear(tmp_path / "base.onnx"), linear(tmp_path / "same.onnx", note="copy")
     policy = tmp_path / "policy.yaml"
     policy.write_text("min_rows: 1000\n")
-    assert validate(same, "--baseline", base, "--data", rows, "--policy", policy)[0] == 1  # min_rows fails
+    code, found = report(same, "--baseline", base, "--data", rows, "--policy", policy)
+    assert (code, found["outcome"], found["gates"][0]["outcome"]) == (3, "inconclusive", "inconclusive")
     policy.write_text("max_accuracy_drop: 0.01\n")  # a gate without its data is inconclusive
     code, found = report(same, "--baseline", base, "--data", rows, "--policy", policy)
     assert (code, found["outcome"]) == (3, "inconclusive")

@@ -50,17 +50,17 @@ def test_no_data_is_never_a_pass() -> None:
     empty = Comparison().summary()
     gates = evaluate(Policy(max_abs_diff=1e-3), empty)
     assert {g.gate: g.outcome for g in gates} == {
-        "min_rows": Outcome.FAIL, "min_agreement": Outcome.INCONCLUSIVE,
+        "min_rows": Outcome.INCONCLUSIVE, "min_agreement": Outcome.INCONCLUSIVE,
         "max_abs_diff": Outcome.INCONCLUSIVE, "max_error_rate": Outcome.INCONCLUSIVE,
     }  # fmt: skip
-    assert verdict(gates) is Outcome.FAIL  # min_rows: zero rows is below any minimum
+    assert verdict(gates) is Outcome.INCONCLUSIVE
     assert verdict([]) is Outcome.INCONCLUSIVE
 
 
 def test_too_few_rows_makes_every_gate_inconclusive() -> None:
     gates = evaluate(Policy(min_rows=200, min_agreement=0.98), _summary(50, 50))
     by_gate = {g.gate: g for g in gates}
-    assert by_gate["min_rows"].outcome is Outcome.FAIL
+    assert by_gate["min_rows"].outcome is Outcome.INCONCLUSIVE  # no evidence is not evidence against
     assert by_gate["min_agreement"].outcome is Outcome.INCONCLUSIVE  # 0.5 < 0.98, but only 100 rows
     assert by_gate["min_agreement"].value == 0.5
     assert "only 100 rows, the policy needs 200" in by_gate["min_agreement"].reason

@@ -3,7 +3,7 @@
 A :class:`Policy` is a set of thresholds, each optional (``None``: not checked), read from a YAML
 file (:func:`load_policy`) or built in code::
 
-    min_rows: 200            # fewer rows compared: every gate is inconclusive
+    min_rows: 200            # fewer rows sent to both: every gate is inconclusive
     min_agreement: 0.98      # rows whose every output agrees (label, argmax or within tolerance)
     max_abs_diff: 1.0e-3     # the largest absolute difference of any numeric element
     max_error_rate: 0        # rows the candidate failed to answer
@@ -122,7 +122,7 @@ def verdict(gates: list[GateResult]) -> Outcome:
 def evaluate(policy: Policy, summary: Mapping[str, Any]) -> list[GateResult]:
     """Every gate ``policy`` sets, judged on ``summary`` (see the module doc)."""
     rows = int(summary.get("rows") or 0)
-    results = [_at_least("min_rows", float(rows), float(policy.min_rows), "rows")]
+    results = [_enough_rows(rows, policy.min_rows)]
     for name, check in _GATES:
         threshold = getattr(policy, name)
         if threshold is not None:
@@ -135,6 +135,14 @@ def evaluate(policy: Policy, summary: Mapping[str, Any]) -> list[GateResult]:
             for r in results[1:]
         ]
     return results
+
+
+def _enough_rows(rows: int, needed: int) -> GateResult:
+    """Too few rows is not evidence against the candidate, only no evidence: inconclusive, never fail
+    (a rollout holds and waits for more, a validation asks for a bigger dataset)."""
+    if rows >= needed:
+        return GateResult("min_rows", Outcome.PASS, float(rows), float(needed), f"{rows} >= {needed}")
+    return GateResult("min_rows", Outcome.INCONCLUSIVE, float(rows), float(needed), f"{rows} < {needed}")
 
 
 def _agreement(name: str, threshold: float, summary: Mapping[str, Any]) -> GateResult:

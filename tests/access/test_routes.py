@@ -81,6 +81,12 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", f"{API}/deploy/history"): V,
     ("GET", f"{API}/deploy/history/{{id}}"): V,
     ("POST", f"{API}/deploy/rollback/{{id}}"): D,
+    ("GET", f"{API}/rollouts"): V,
+    ("GET", f"{API}/rollouts/{{project}}/{{model}}"): V,
+    ("POST", f"{API}/rollouts/{{project}}/{{model}}/promote"): D,
+    ("POST", f"{API}/rollouts/{{project}}/{{model}}/abort"): D,
+    ("POST", f"{API}/rollouts/{{project}}/{{model}}/pause"): D,
+    ("POST", f"{API}/rollouts/{{project}}/{{model}}/resume"): D,
     ("GET", f"{API}/analysis/metrics"): V,
     ("GET", f"{API}/analysis/{{project}}/{{model}}"): V,
 }

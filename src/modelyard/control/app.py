@@ -37,6 +37,9 @@ from modelyard.registry.core import Registry
 from modelyard.registry.refs import ModelRef, parse_ref
 from modelyard.registry.rest import PREFIX, registry_routes
 from modelyard.registry.types import ModelVersion
+from modelyard.rollout.controller import Controller
+from modelyard.rollout.rest import rollout_routes
+from modelyard.rollout.store import RolloutStore
 from modelyard.routing.rest import routes_endpoints
 from modelyard.routing.store import RouteStore
 from modelyard.validation.logread import open_source
@@ -96,14 +99,16 @@ def _registry_ref(uri: str) -> ModelRef | None:
         return None
 
 
-def _deploy_plane(target: DeployTarget, policy: DeployPolicy) -> Callable[[Registry], list[BaseRoute]]:
+def _deploy_plane(
+    target: DeployTarget, policy: DeployPolicy, rollouts: Controller
+) -> Callable[[Registry], list[BaseRoute]]:
     def plane(registry: Registry) -> list[BaseRoute]:
         store = DeployStore(registry.engine)
         # An apply that was running when the last control plane died never finished: say so.
         store.recover_running("the control plane stopped while this apply was running")
         routes = RouteStore(registry.engine)
-        service = DeployService(store, routes, target, RegistryUsage(registry), policy)
-        return list(deploy_endpoints(service))
+        service = DeployService(store, routes, target, RegistryUsage(registry), policy, rollouts)
+        return [*deploy_endpoints(service), *rollout_routes(rollouts)]
 
     return plane
 
@@ -124,6 +129,7 @@ def _all_routes(
     authorizer: TokenAuthorizer,
     target: DeployTarget | None,
     analysis: OnlineAnalysis,
+    rollouts: Controller | None,
 ) -> list[BaseRoute]:
     planes: list[list[BaseRoute]] = [
         registry_routes(core),
@@ -131,8 +137,8 @@ def _all_routes(
         list(token_routes(authorizer.store, authorizer)),
         list(analysis_routes(analysis, RouteStore(core.engine).get)),
     ]
-    if target is not None:
-        planes.append(_deploy_plane(target, DeployPolicy.from_settings(settings))(core))
+    if target is not None and rollouts is not None:
+        planes.append(_deploy_plane(target, DeployPolicy.from_settings(settings), rollouts)(core))
     health = Route(f"{PREFIX}/health", _health, methods=["GET"])  # the one open route: probes carry no token
     return [*(route for plane in planes for route in plane), health]
 
@@ -144,7 +150,8 @@ def build_control_app(
     token API (``/api/v1/tokens``), the online analysis of the gateway's log
     (``/api/v1/analysis``, read in a thread the lifespan starts and stops), a health check
     (``/api/v1/health``, the one route open to anyone) and, with a ``target``, the deploy API
-    (``/api/v1/deploy`` ...).
+    (``/api/v1/deploy`` ...) and the rollouts (``/api/v1/rollouts``, driven by a loop the lifespan
+    starts, which first resumes every rollout a previous control plane left in progress).
 
     Every other route checks the caller's role against the token policy (``access/policy.py``),
     and the whole app refuses what a browser may be tricked into sending (``web/browser.py``).
@@ -154,17 +161,24 @@ def build_control_app(
     own = registry is None
     core = registry if registry is not None else Registry(settings)
     analysis = _online_analysis(settings)
+    rollouts = None
+    if target is not None:  # rollouts read the analysis's evidence and write the routing table
+        rollouts = Controller(RolloutStore(core.engine), RouteStore(core.engine), analysis)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         analysis.start()  # reads the gateway's log in a thread of its own
+        if rollouts is not None:
+            rollouts.start_loop()
         yield
+        if rollouts is not None:
+            rollouts.stop_loop()
         analysis.stop()
         if own:
             core.close()
 
     authorizer = TokenAuthorizer(TokenStore(core.engine), settings)
-    all_routes = _all_routes(core, settings, authorizer, target, analysis)
+    all_routes = _all_routes(core, settings, authorizer, target, analysis, rollouts)
     guard = Middleware(BrowserGuard, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)
     app = Starlette(
         routes=all_routes,
@@ -175,4 +189,5 @@ def build_control_app(
     app.state.registry = core
     app.state.authorizer = authorizer
     app.state.analysis = analysis  # the Evidence a rollout reads
+    app.state.rollouts = rollouts
     return app

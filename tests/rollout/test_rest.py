@@ -1,0 +1,101 @@
+"""The rollouts API on a live control plane: status with the gates, actions under the caller's name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelyard.access.store import TokenStore
+from modelyard.control.app import build_control_app
+from modelyard.deploy.client import DeployClient
+from modelyard.errors import Forbidden, NotFound
+from modelyard.registry import ControlSettings, Registry
+from modelyard.rollout.client import RolloutClient
+from modelyard.routing.store import RouteStore
+from modelyard.web.access import Role
+from tests.deploy.support import RecordingTarget
+from tests.rollout.support import CANARY, FakeEvidence, M, P, deploy_file
+from tests.support import serve_in_thread
+
+Live = tuple[str, dict[Role, str], FakeEvidence, RouteStore]
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    settings = ControlSettings(home=tmp_path / "home", analysis_log="none")
+    with Registry(settings) as registry:
+        tokens = TokenStore(registry.engine)
+        made = {role: tokens.create(f"t-{role.label}", role, created_by="test")[1] for role in Role}
+        app = build_control_app(settings, registry, target=RecordingTarget())
+        evidence = FakeEvidence()
+        app.state.rollouts.evidence = evidence  # the stand-in the test feeds
+        with serve_in_thread(app) as at:
+            yield f"http://{at}", made, evidence, RouteStore(registry.engine)
+
+
+def _wait_for(predicate: object, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("the controller did not get there in time")
+
+
+def test_status_shows_the_step_the_time_left_and_each_gate(live: Live) -> None:
+    url, tokens, evidence, _ = live
+    with DeployClient(url, token=tokens[Role.DEPLOYER]) as deploy:
+        assert deploy.apply(deploy_file(CANARY))["ok"]
+    evidence.add("v2", mirrored=40, compared=40, agreed=39)
+    with RolloutClient(url, token=tokens[Role.VIEWER]) as rollouts:
+        found = rollouts.show(P, M)
+        listed = rollouts.list()
+    assert (found["state"], found["at"]) == ("running", "mirror 100% for 10s")
+    assert found["created_by"] == "t-deployer"
+    assert 0 < found["time_left_s"] <= 10
+    reading = found["reading"]
+    assert (reading["count"], reading["needed"], reading["outcome"]) == (40, 100, "inconclusive")
+    agreement = next(g for g in reading["gates"] if g["name"] == "agreement")
+    assert (agreement["value"], agreement["threshold"]) == (0.975, 0.98)
+    assert [e["event"] for e in found["events"]] == ["started"]
+    assert [r["id"] for r in listed] == [found["id"]]
+
+
+def test_actions_need_a_deployer_and_record_who_acted(live: Live) -> None:
+    url, tokens, _, routes = live
+    with DeployClient(url, token=tokens[Role.DEPLOYER]) as deploy:
+        deploy.apply(deploy_file(CANARY))
+    with RolloutClient(url, token=tokens[Role.VIEWER]) as viewer, pytest.raises(Forbidden):
+        viewer.act(P, M, "abort")
+    with RolloutClient(url, token=tokens[Role.DEPLOYER]) as deployer:
+        paused = deployer.act(P, M, "pause", reason="looking")
+        promoted = deployer.act(P, M, "promote")
+    assert paused["state"] == "paused"
+    assert promoted["state"] == "succeeded"
+    last = promoted["events"][-1]
+    assert (last["event"], last["actor"]) == ("promoted", "t-deployer")
+    assert {v.version: v.weight for v in routes.get(P, M).versions} == {"v1": 0, "v2": 100}
+
+
+def test_the_loop_rolls_back_a_bad_candidate_by_itself(live: Live) -> None:
+    url, tokens, evidence, routes = live
+    with DeployClient(url, token=tokens[Role.DEPLOYER]) as deploy:
+        deploy.apply(deploy_file(CANARY))
+    evidence.add("v2", mirrored=200, compared=200, agreed=10)
+    with RolloutClient(url, token=tokens[Role.VIEWER]) as rollouts:
+        _wait_for(lambda: rollouts.show(P, M)["state"] == "rolled_back")
+        found = rollouts.show(P, M)
+    assert found["events"][-1]["actor"] == "controller"
+    assert "agreement 0.05" in found["reason"]
+    v2 = routes.get(P, M).version("v2")
+    assert v2 is not None
+    assert (v2.weight, v2.mirror) == (0, False)
+
+
+def test_a_model_without_a_rollout_is_not_found(live: Live) -> None:
+    url, tokens, _, _ = live
+    with RolloutClient(url, token=tokens[Role.VIEWER]) as rollouts, pytest.raises(NotFound):
+        rollouts.show(P, M)

@@ -1,11 +1,12 @@
 """``modelyard deploy ...``: declarative deployments from a YAML file kept in Git (docs/deploy.md).
 
 ``validate`` and ``render`` work offline, and so does ``diff --against OLD``; ``diff``, ``apply``,
-``status``, ``history`` and ``rollback`` talk to a control plane (``modelyard up``), which owns the
-replicas and the history: ``--control-url URL`` or ``MODELYARD_CONTROL_URL``. Unlike ``route`` and
-``registry`` there is no local fallback (``cli/control_url.py``): the local backend's replicas are
-children of the process that supervises them and end with it, so an apply run inside this command
-would stop what it started when the command exits. Without a URL the commands say so and exit 2.
+``status``, ``history``, ``rollback`` and the rollout commands (``promote``, ``abort``, ``pause``,
+``resume``) talk to a control plane (``modelyard up``), which owns the replicas and the history:
+``--control-url URL`` or ``MODELYARD_CONTROL_URL``. Unlike ``route`` and ``registry`` there is no
+local fallback (``cli/control_url.py``): the local backend's replicas are children of the process
+that supervises them and end with it, so an apply run inside this command would stop what it
+started when the command exits. Without a URL the commands say so and exit 2.
 
 Only what declares the commands is imported here; each command imports what it runs (httpx, the
 deploy spec and its pydantic models) so that ``modelyard --help`` stays instant.
@@ -23,16 +24,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelyard.cli.control_url import ControlUrlGroup, fail, require_control_url
-from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.errors import ErrorKind, InvalidInput, ModelyardError
 
 if TYPE_CHECKING:
     from modelyard.deploy.client import DeployClient
     from modelyard.deploy.spec import DeployFile
+    from modelyard.rollout.client import RolloutClient
 
 __all__ = ["deploy_app"]
 
 deploy_app = typer.Typer(
-    help="Declarative deployments: validate, diff, apply, status, history, rollback, render.",
+    help="Declarative deployments: validate, diff, apply, status, history, rollback, render; "
+    "a rollout's promote, abort, pause, resume.",
     cls=ControlUrlGroup,
 )
 
@@ -47,6 +50,10 @@ ControlUrl = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+ModelName = Annotated[
+    str, typer.Argument(metavar="PROJECT/MODEL", help="the rolled-out model, e.g. mail/spam")
+]
+Reason = Annotated[str, typer.Option(help="why, for the history")]
 
 
 @deploy_app.callback()
@@ -63,6 +70,20 @@ def _control_plane(url: str, user: str = "") -> Iterator[DeployClient]:
 
     try:
         with DeployClient(url, user=user) as client:
+            yield client
+    except (ModelyardError, httpx.HTTPError) as exc:
+        fail(exc, url)
+
+
+@contextlib.contextmanager
+def _rollouts(url: str, user: str = "") -> Iterator[RolloutClient]:
+    """A client of the control plane's rollouts; its errors become one line on stderr and exit 2."""
+    import httpx
+
+    from modelyard.rollout.client import RolloutClient
+
+    try:
+        with RolloutClient(url, user=user) as client:
             yield client
     except (ModelyardError, httpx.HTTPError) as exc:
         fail(exc, url)
@@ -152,10 +173,12 @@ def rollback(apply_id: Annotated[int, typer.Argument(help="the apply to go back 
 
 @deploy_app.command()
 def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
-    """The last applied file and every replica: state, URL, restarts."""
+    """The last applied file, every replica (state, URL, restarts) and each model's latest rollout:
+    its step, the time left, each gate's value against its threshold."""
     url = require_control_url(control_url, "deploy status")
     with _control_plane(url) as client:
         found = client.status()
+    found["rollouts"] = _latest_rollouts(url)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -169,6 +192,88 @@ def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
         where = replica["url"] or "-"
         typer.echo(f"  {replica['project']}/{replica['model']} {replica['version']} #{replica['replica']}: "
                    f"{replica['state']} {where} (restarts {replica['restarts']})")  # fmt: skip
+    if found["rollouts"]:
+        typer.echo("rollouts:")
+    for rollout in found["rollouts"]:
+        for line in _rollout_lines(rollout):
+            typer.echo(line)
+
+
+def _all_rollouts(url: str) -> list[dict[str, Any]]:
+    """The control plane's rollouts, newest first ([] from one that runs none: no deploy target)."""
+    with _rollouts(url) as client:
+        try:
+            return client.list()
+        except ModelyardError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+            return []
+
+
+def _latest_rollouts(url: str) -> list[dict[str, Any]]:
+    """Each model's newest rollout."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for rollout in _all_rollouts(url):
+        seen.setdefault((rollout["project"], rollout["model"]), rollout)
+    return list(seen.values())
+
+
+def _rollout_lines(rollout: dict[str, Any]) -> list[str]:
+    """A rollout as ``deploy status`` prints it: where it is, then each gate now."""
+    head = (
+        f"  #{rollout['id']} {rollout['project']}/{rollout['model']}: {rollout['candidate']} from "
+        f"{rollout['baseline']} ({rollout['spec']['strategy']}), {rollout['state']}"
+    )
+    steps, step = len(rollout["steps"]), rollout["step"]
+    if rollout["state"] not in ("running", "paused"):
+        return [f"{head}: {rollout['reason']}"]
+    where = f"step {step + 1}/{steps}: {rollout['at']}" if step < steps else rollout["at"]
+    lines = [f"{head}, {where}, {_time_left(rollout)}"]
+    reading = rollout["reading"]
+    if reading is None:
+        return [*lines, f"    evidence: {rollout['evidence']}; gates not read yet"]
+    lines.append(
+        f"    evidence: {reading['count']} requests, {reading['needed']} needed ({reading['outcome']})"
+    )
+    for gate in reading["gates"]:
+        value = "no data" if gate["value"] is None else f"{gate['value']:.4g}"
+        sign = "<=" if gate["bound"] == "max" else ">="
+        lines.append(f"    {gate['name']:<11} {value:>8} {sign} {gate['threshold']:<8g} {gate['outcome']}")
+    return lines
+
+
+def _time_left(rollout: dict[str, Any]) -> str:
+    left, grace = rollout["time_left_s"] or 0.0, rollout.get("grace_left_s") or 0.0
+    if rollout["state"] == "paused":
+        return "paused"
+    if left > 0:
+        return f"{left:.0f}s left"
+    return f"waiting for evidence, {grace:.0f}s more at most" if grace > 0 else "deciding"
+
+
+def _rollout_events(url: str) -> list[tuple[str, str]]:
+    """Every rollout transition as ``(time, line)`` for the history."""
+    found: list[tuple[str, str]] = []
+    for rollout in _all_rollouts(url):
+        name = f"{rollout['project']}/{rollout['model']} {rollout['candidate']}"
+        for event in rollout.get("events", []):
+            if event["event"] == "window":
+                continue
+            line = (f"  rollout #{rollout['id']} {name} {event['event']} by {event['actor']} at "
+                    f"{event['at']}: {event['reason']}{_event_figures(event['figures'])}")  # fmt: skip
+            found.append((event["at"], line))
+    return found
+
+
+def _event_figures(figures: dict[str, Any]) -> str:
+    """The figures a decision was made on, in brief: `` [250 requests; error_rate 0.2, ...]``."""
+    if "count" not in figures:
+        return ""
+    gates = ", ".join(
+        f"{g['name']} {'no data' if g['value'] is None else format(g['value'], '.4g')}"
+        for g in figures.get("gates", [])
+    )
+    return f" [{figures['count']} requests in {figures.get('elapsed_s', 0):g}s; {gates}]"
 
 
 @deploy_app.command()
@@ -177,17 +282,58 @@ def history(
     as_json: AsJson = False,
     control_url: ControlUrl = None,
 ) -> None:
-    """Every apply: who, when, from what, and how it ended."""
+    """Every apply (who, when, from what, how it ended) and every rollout transition (who or the
+    controller, why), newest first. ``--json``: the applies only (``status --json`` has rollouts)."""
     url = require_control_url(control_url, "deploy history")
     with _control_plane(url) as client:
         found = client.history(limit)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
+    lines: list[tuple[str, str]] = []
     for record in found:
         summary = record["plan"].get("summary") or ""
-        typer.echo(f"#{record['id']} {record['created_at']} {record['user'] or '?'} {record['status']:8} "
-                   f"{record['source']} {summary} {record['message']}".rstrip())  # fmt: skip
+        text = (f"#{record['id']} {record['created_at']} {record['user'] or '?'} {record['status']:8} "
+                f"{record['source']} {summary} {record['message']}")  # fmt: skip
+        lines.append((record["created_at"], text.rstrip()))
+    lines += _rollout_events(url)
+    for _, line in sorted(lines, key=lambda item: item[0], reverse=True)[:limit]:
+        typer.echo(line)
+
+
+def _act(route: str, action: str, reason: str, control_url: str | None) -> None:
+    url = require_control_url(control_url, f"deploy {action}")
+    project, sep, model = route.partition("/")
+    if not sep or not project or not model or "/" in model:
+        raise typer.BadParameter(f"expected PROJECT/MODEL, got {route!r}", param_hint="PROJECT/MODEL")
+    with _rollouts(url, user=getpass.getuser()) as client:
+        rollout = client.act(project, model, action, reason)
+    for line in _rollout_lines(rollout):
+        typer.echo(line)
+
+
+@deploy_app.command()
+def promote(route: ModelName, reason: Reason = "", control_url: ControlUrl = None) -> None:
+    """Skip a rollout's remaining steps: all traffic to the candidate now."""
+    _act(route, "promote", reason, control_url)
+
+
+@deploy_app.command()
+def abort(route: ModelName, reason: Reason = "", control_url: ControlUrl = None) -> None:
+    """End a rollout: traffic back to the baseline now; the candidate stays, at weight 0."""
+    _act(route, "abort", reason, control_url)
+
+
+@deploy_app.command()
+def pause(route: ModelName, reason: Reason = "", control_url: ControlUrl = None) -> None:
+    """Hold a rollout at its step's traffic (a failing gate still rolls it back)."""
+    _act(route, "pause", reason, control_url)
+
+
+@deploy_app.command()
+def resume(route: ModelName, reason: Reason = "", control_url: ControlUrl = None) -> None:
+    """Go on with a paused or halted rollout: its current step starts over."""
+    _act(route, "resume", reason, control_url)
 
 
 @deploy_app.command()

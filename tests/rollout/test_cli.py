@@ -1,0 +1,68 @@
+"""``modelyard deploy status | history | promote | abort | pause | resume`` with a rollout."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelyard.cli.main import app
+from modelyard.control.app import build_control_app
+from modelyard.registry import ControlSettings, Registry
+from tests.deploy.support import RecordingTarget
+from tests.rollout.support import CANARY, FakeEvidence, deploy_file
+from tests.support import serve_in_thread
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[dict[str, str], FakeEvidence]]:
+    settings = ControlSettings(home=tmp_path / "home", analysis_log="none")
+    with Registry(settings) as registry:
+        app_ = build_control_app(settings, registry, target=RecordingTarget())
+        evidence = FakeEvidence()
+        app_.state.rollouts.evidence = evidence
+        with serve_in_thread(app_) as at:
+            yield {"MODELYARD_CONTROL_URL": f"http://{at}", "MODELYARD_TOKEN": "", "COLUMNS": "200"}, evidence
+
+
+def test_status_history_and_the_actions(env: tuple[dict[str, str], FakeEvidence], tmp_path: Path) -> None:
+    variables, evidence = env
+    runner = CliRunner()
+    path = tmp_path / "deploy.yaml"
+    path.write_text(deploy_file(CANARY))
+    applied = runner.invoke(app, ["deploy", "apply", str(path)], env=variables)
+    assert applied.exit_code == 0, applied.output
+    assert "rollout #1: v2 from v1 (canary, 4 steps" in applied.output
+    evidence.add("v2", mirrored=40, compared=40, agreed=39)
+    status = runner.invoke(app, ["deploy", "status"], env=variables)
+    assert status.exit_code == 0, status.output
+    assert "#1 mail/spam: v2 from v1 (canary), running, step 1/4: mirror 100% for 10s, " in status.output
+    assert "evidence: 40 requests, 100 needed (inconclusive)" in status.output
+    assert "agreement      0.975 >= 0.98     fail" in status.output
+    paused = runner.invoke(app, ["deploy", "pause", "mail/spam", "--reason", "a look"], env=variables)
+    assert paused.exit_code == 0, paused.output
+    assert "(canary), paused, step 1/4: mirror 100% for 10s, paused" in paused.output
+    again = runner.invoke(app, ["deploy", "pause", "mail/spam"], env=variables)
+    assert again.exit_code == 2
+    assert "already paused" in again.output
+    aborted = runner.invoke(app, ["deploy", "abort", "mail/spam"], env=variables)
+    assert "(canary), aborted: aborted by hand" in aborted.output
+    history = runner.invoke(app, ["deploy", "history"], env=variables)
+    lines = history.output.splitlines()
+    assert lines[0].startswith("  rollout #1 mail/spam v2 aborted by ")
+    assert f"paused by {getpass.getuser()}" in lines[1]
+    assert "paused by hand: a look" in lines[1]
+    assert lines[-1].startswith("#1 ")  # the apply, oldest
+
+
+def test_an_action_on_a_model_without_a_rollout_is_one_line(env: tuple[dict[str, str], FakeEvidence]) -> None:
+    variables, _ = env
+    result = CliRunner().invoke(app, ["deploy", "promote", "mail/spam"], env=variables)
+    assert result.exit_code == 2
+    assert "mail/spam has no rollout" in result.output
+    bad = CliRunner().invoke(app, ["deploy", "promote", "spam"], env=variables)
+    assert bad.exit_code == 2
+    assert "expected PROJECT/MODEL" in bad.output

@@ -15,6 +15,7 @@ from modelyard.registry import ControlSettings, Registry
 from modelyard.registry import schema as t
 from modelyard.rollout import schema as rollout_schema
 from modelyard.routing import schema as routing_schema
+from modelyard.validation import job_schema
 
 
 def test_migrated_database_matches_the_table_definitions(settings: ControlSettings) -> None:
@@ -23,7 +24,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0008"
+            assert context.get_current_revision() == "0009"
             # The metadata holds the gateway's routing table and the deploy history too (they share it).
             assert compare_metadata(context, t.metadata) == []
             tables = set(inspect(conn).get_table_names())
@@ -35,6 +36,7 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
     assert access_schema.tokens.metadata is t.metadata
     assert routing_schema.api_keys.metadata is t.metadata
     assert rollout_schema.rollouts.metadata is t.metadata
+    assert job_schema.jobs.metadata is t.metadata
     assert {
         "gateway_routes",
         "gateway_versions",
@@ -48,6 +50,8 @@ def test_migrated_database_matches_the_table_definitions(settings: ControlSettin
         "rollouts",
         "rollout_events",
         "rollout_lease",
+        "validation_setups",
+        "validation_jobs",
     } <= tables
 
 
@@ -81,4 +85,5 @@ def test_the_migrations_live_inside_the_package() -> None:
         "v0006_gateway_api_keys.py",
         "v0007_validations.py",
         "v0008_rollouts.py",
+        "v0009_validation_jobs.py",
     ]

@@ -219,40 +219,10 @@ class _progress:
 
 
 def _record(api: RegistryAPI, report: Report, version: tuple[str, int]) -> None:
-    from modelyard.registry.types import NewValidation, ValidationGate
-    from modelyard.validation.offline import jsonable
+    from modelyard.validation.verdicts import verdict_of
 
-    summary = report.summary
-    figures = jsonable(
-        {
-            "agreement": summary["agreement"], "rows": summary["rows"], "compared": summary["compared"],
-            "errors": summary["errors"], "max_abs_diff": summary["max_abs_diff"],
-            "max_rel_diff": summary["max_rel_diff"], "labels": summary.get("labels"),
-            "rows_per_s": report.rows_per_s,
-        }
-    )  # fmt: skip
-    gates = [
-        ValidationGate(
-            gate=g.gate,
-            outcome=g.outcome.value,
-            value=g.value if g.value is not None and abs(g.value) != float("inf") else None,
-            threshold=g.threshold,
-            reason=g.reason[:500],
-        )
-        for g in report.gates
-    ]
-    verdict = NewValidation(
-        outcome=report.outcome.value,
-        baseline=f"{report.baseline.given} ({report.baseline.resolved})"[:500],
-        baseline_sha256=report.baseline.sha256,
-        dataset=str(Path(report.dataset.path).resolve())[:500],
-        dataset_sha256=report.dataset.sha256,
-        rows=summary["rows"],
-        policy=report.policy.model_dump(mode="json"),
-        gates=gates,
-        figures=figures,
-        user=os_user(),
-    )
+    dataset = str(Path(report.dataset.path).resolve())
+    verdict = verdict_of(report, user=os_user(), dataset=dataset)
     recorded = api.record_validation(*version, verdict)
     typer.echo(f"recorded the verdict ({recorded.outcome}) on {recorded.name}/{recorded.version}", err=True)
 

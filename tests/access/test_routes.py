@@ -89,6 +89,12 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", f"{API}/rollouts/{{project}}/{{model}}/resume"): D,
     ("GET", f"{API}/analysis/metrics"): V,
     ("GET", f"{API}/analysis/{{project}}/{{model}}"): V,
+    ("PUT", f"{M}/validation"): D,
+    ("GET", f"{M}/validation"): V,
+    ("DELETE", f"{M}/validation"): D,
+    ("GET", f"{M}/validation/jobs"): V,
+    ("GET", f"{API}/validation/jobs/{{id}}"): V,
+    ("POST", f"{VER}/validation/run"): D,
 }
 Live = tuple[ControlSettings, str, dict[Role, str], Starlette]
 PARAMS = {"consumer:path": "deployment/p/m/v1", "version": "1", "id": "1"}

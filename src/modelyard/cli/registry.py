@@ -23,6 +23,7 @@ import typer
 
 from modelyard.cli import exposure
 from modelyard.cli.control_url import ControlUrl, ControlUrlGroup, resolve_control_url
+from modelyard.cli.validation_jobs import validation_app
 from modelyard.errors import ModelyardError
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ KeyValues = Annotated[list[str] | None, typer.Option(help="k=v, repeatable")]
 @registry_app.callback()
 def _root() -> None:
     """The model registry."""
+
+
+registry_app.add_typer(validation_app, name="validation")
 
 
 @contextlib.contextmanager

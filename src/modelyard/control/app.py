@@ -42,6 +42,9 @@ from modelyard.rollout.rest import rollout_routes
 from modelyard.rollout.store import RolloutStore
 from modelyard.routing.rest import routes_endpoints
 from modelyard.routing.store import RouteStore
+from modelyard.validation.job_store import JobStore
+from modelyard.validation.jobs import JobRunner, runner_name
+from modelyard.validation.jobs_rest import validation_job_routes
 from modelyard.validation.logread import open_source
 from modelyard.validation.online import OnlineAnalysis
 from modelyard.validation.online_rest import analysis_routes
@@ -161,6 +164,8 @@ def build_control_app(
     own = registry is None
     core = registry if registry is not None else Registry(settings)
     analysis = _online_analysis(settings)
+    # Validation jobs: pushes and alias moves of models with a setup, validated in a thread.
+    jobs = JobRunner(JobStore(core.engine), core, name=runner_name(settings.host, settings.port))
     rollouts = None
     if target is not None:  # rollouts read the analysis's evidence and write the routing table
         rollouts = Controller(RolloutStore(core.engine), RouteStore(core.engine), analysis)
@@ -168,17 +173,20 @@ def build_control_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         analysis.start()  # reads the gateway's log in a thread of its own
+        jobs.start()
         if rollouts is not None:
             rollouts.start_loop()
         yield
         if rollouts is not None:
             rollouts.stop_loop()
+        jobs.stop()
         analysis.stop()
         if own:
             core.close()
 
     authorizer = TokenAuthorizer(TokenStore(core.engine), settings)
     all_routes = _all_routes(core, settings, authorizer, target, analysis, rollouts)
+    all_routes += validation_job_routes(jobs.store, jobs.wake)
     guard = Middleware(BrowserGuard, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)
     app = Starlette(
         routes=all_routes,
@@ -190,4 +198,5 @@ def build_control_app(
     app.state.authorizer = authorizer
     app.state.analysis = analysis  # the Evidence a rollout reads
     app.state.rollouts = rollouts
+    app.state.validation_jobs = jobs
     return app

@@ -233,7 +233,8 @@ class JobRunner:
         for gate in report.gates:
             record.line(f"  {gate.outcome.value:<12} {gate.gate}: {gate.reason}")
         record.line(f"verdict {report.outcome.value}, recorded on {candidate.ref} (validation {recorded.id})")
-        ending = _Ending(_STATUS[report.outcome.value], validation_id=recorded.id)
+        unmet = "; ".join(f"{g.gate}: {g.reason}" for g in report.gates if g.outcome.value != "pass")
+        ending = _Ending(_STATUS[report.outcome.value], unmet[:500], recorded.id)
         if report.outcome.value == "pass" and setup.promote_to:
             ending.promotion = self._promote(job, setup.promote_to, revision)
             record.line(ending.promotion)

@@ -26,9 +26,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -221,6 +223,14 @@ class RolloutStep(_Strict):
         if (self.weight is None) == (self.mirror is None):
             raise ValueError("a step gives either weight (percent) or mirror (a fraction), not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """As a file writes it, ``{mirror: 1.0, for: 300.0}`` (seconds): what a plan shows."""
+        data = handler(self)
+        seconds = data.pop("duration", None)
+        seconds = data.pop("for", seconds)
+        return {**{k: v for k, v in data.items() if v is not None}, "for": seconds}
 
 
 class RolloutGates(_Strict):

@@ -99,3 +99,13 @@ def test_a_model_without_a_rollout_is_not_found(live: Live) -> None:
     url, tokens, _, _ = live
     with RolloutClient(url, token=tokens[Role.VIEWER]) as rollouts, pytest.raises(NotFound):
         rollouts.show(P, M)
+
+
+def test_a_control_plane_without_an_analysis_refuses_rollouts(tmp_path: Path) -> None:
+    settings = ControlSettings(home=tmp_path / "home", analysis_log="none")
+    with Registry(settings) as registry:
+        app = build_control_app(settings, registry, target=RecordingTarget())
+        with serve_in_thread(app) as at, DeployClient(f"http://{at}") as deploy:
+            outcome = deploy.apply(deploy_file(CANARY))
+    assert not outcome["ok"]
+    assert "no online analysis" in outcome["error"]

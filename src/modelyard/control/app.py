@@ -168,7 +168,8 @@ def build_control_app(
     jobs = JobRunner(JobStore(core.engine), core, name=runner_name(settings.host, settings.port))
     rollouts = None
     if target is not None:  # rollouts read the analysis's evidence and write the routing table
-        rollouts = Controller(RolloutStore(core.engine), RouteStore(core.engine), analysis)
+        evidence = analysis if analysis.source is not None else None  # analysis_log none: refused
+        rollouts = Controller(RolloutStore(core.engine), RouteStore(core.engine), evidence)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

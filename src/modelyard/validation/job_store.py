@@ -233,6 +233,9 @@ class JobStore:
         """The jobs ``which`` selects queued again, or ended ``error`` after ``max_attempts`` tries
         (a job that takes its control plane down with it must not take down every one after it).
         Returns the ids queued again."""
+        with self.engine.connect() as conn:  # a read first: most sweeps find nothing, and need no write
+            if conn.execute(select(s.jobs.c.id).where(which).limit(1)).first() is None:
+                return []
         at = now()
         requeued = []
         with self._write() as conn:

@@ -1,6 +1,6 @@
 """The 60-second tour: build example models, serve them with `modelyard serve`, send requests.
 
-Run it with `make demo`. Five acts, each printed as the commands it runs and what they answer:
+Run it with `make demo`. Six acts, each printed as the commands it runs and what they answer:
 
 1. one server process holding three models (an ONNX network, a scikit-learn classifier and an
    author-written class), called over the Open Inference Protocol (plain JSON and Triton's own
@@ -28,9 +28,18 @@ Run it with `make demo`. Five acts, each printed as the commands it runs and wha
 5. access control (`demo_access.py`): the first admin token made locally, `modelyard registry serve`,
    a call without a token refused, a deployer and a viewer token handed out over HTTP, the viewer
    refused a push, CI's push and alias move recorded under its token's name (not the `--user` it
-   claims), a cross-origin and a form-typed POST refused, and a revoked token refused at once.
+   claims), a cross-origin and a form-typed POST refused, and a revoked token refused at once;
+6. from staging towards production, on evidence (`demo_rollout.py`): `production` -> 1 and a
+   retrained version 2 (the last layer's sign flipped) pushed to `staging`; `modelyard validate
+   tiny_mlp@staging --baseline tiny_mlp@production` fails it offline (the table, exit code 1, the
+   verdict recorded) and `registry alias ... --require-validation` refuses it; then, under live
+   traffic through `modelyard up`'s gateway, a deploy file gives v2 = `tiny_mlp@staging` a rollout
+   from v1 = `tiny_mlp@production` (mirror 100 % for 2 s, then 25 % for 2 s; gates on agreement and
+   error rate), `deploy status` shows the gates as they read, and the agreement gate rolls v2 back
+   by itself while it is still mirrored: `deploy history` gives the reason and its figures, `route
+   show` has v1 at 100 and v2 at 0, and no user got an answer from v2.
 
-Acts 2 to 5 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
+Acts 2 to 6 run the real CLI in subprocesses, each act with `MODELYARD_HOME` set to its own
 temporary folder that is deleted at the end, so nothing under your own home is touched. Every server,
 gateway and `modelyard up` is stopped with SIGTERM and must exit 0; any step that fails makes the demo
 exit non-zero.
@@ -67,6 +76,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import build_models  # noqa: E402
 from demo_access import access_act  # noqa: E402
+from demo_rollout import rollout_act  # noqa: E402
 from demo_support import abort, launch, modelyard, stop_server  # noqa: E402
 
 
@@ -717,6 +727,7 @@ def main() -> None:
     gateway_act(onnx_file, next(p for p in model_files if p.suffix == ".joblib"))
     platform_act(onnx_file)
     access_act(onnx_file)
+    rollout_act(onnx_file)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import and_, delete, func, insert, select, text, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -23,6 +22,7 @@ from modelyard.control.db import WRITE, as_utc, create_engine_for, migrate
 from modelyard.control.settings import ControlSettings
 from modelyard.errors import Conflict, InvalidInput, NotFound, PackageInvalid
 from modelyard.registry import queries as q
+from modelyard.registry import rows
 from modelyard.registry import schema as t
 from modelyard.registry.aliases import move_alias, record_event, remove_alias
 from modelyard.registry.files import download_verified, file_chunks
@@ -240,7 +240,7 @@ class Registry:
             raise NotFound(f"no uploaded artifact has sha256 {sha256}: upload it first", field="sha256")
         if manifest is None and is_package_name(spec.filename):
             manifest = self._manifest_from_store(stored)
-        spec = _revalidated(_with_manifest_defaults(spec, manifest))
+        spec = rows.revalidated(rows.with_manifest_defaults(spec, manifest))
         number = self._insert_version(name, stored, spec, manifest, aliases)
         return self.get_version(name, number)
 
@@ -263,14 +263,14 @@ class Registry:
         for _ in range(_AUTO_VERSION_ATTEMPTS):
             try:
                 with self._write() as conn:
-                    _lock_digest(conn, stored.sha256)
+                    rows.lock_digest(conn, stored.sha256)
                     if self.store.stat(stored.sha256) is None:  # collected since we looked: push again
                         raise NotFound(f"artifact {stored.sha256} was deleted meanwhile", field="sha256")
-                    model = _ensure_model(conn, name, check_text(package_description, "description"))
+                    model = rows.ensure_model(conn, name, check_text(package_description, "description"))
                     number = spec.version or 1 + (q.latest_versions(conn, [model]).get(model) or 0)
                     try:
                         with conn.begin_nested():
-                            values = _version_values(model, number, stored, spec, manifest)
+                            values = rows.version_values(model, number, stored, spec, manifest)
                             conn.execute(insert(t.versions).values(values))
                     except IntegrityError:
                         if spec.version is not None:
@@ -412,7 +412,7 @@ class Registry:
         either the registration sees the bytes gone (NotFound), or this sees its row and keeps them.
         """
         with self._write() as conn:
-            _lock_digest(conn, sha256)
+            rows.lock_digest(conn, sha256)
             used = conn.execute(select(t.versions.c.id).where(t.versions.c.sha256 == sha256).limit(1)).first()
             if used is None:
                 self.store.delete(sha256)
@@ -436,7 +436,7 @@ class Registry:
             if blob.modified_at > cutoff:
                 continue
             with self._write() as conn:
-                _lock_digest(conn, blob.sha256)
+                rows.lock_digest(conn, blob.sha256)
                 used = conn.execute(
                     select(t.versions.c.id).where(t.versions.c.sha256 == blob.sha256).limit(1)
                 ).first()
@@ -578,71 +578,3 @@ def _invalid(exc: DataError) -> InvalidInput:
     """A value the database refused: the caller's fault, so InvalidInput rather than a 500."""
     reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
     return InvalidInput(f"the registry database refused a value: {reason}")
-
-
-def _revalidated(spec: NewVersion) -> NewVersion:
-    """``spec`` checked again after defaults were filled in (model_copy does not validate)."""
-    try:
-        return NewVersion.model_validate(spec.model_dump(include=set(NewVersion.model_fields)))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        raise InvalidInput(f"invalid version metadata: {field}: {first['msg']}", field=field) from None
-
-
-def _ensure_model(conn: Connection, name: str, description: str) -> int:
-    """The id of model ``name``, created (in the caller's transaction) if it does not exist yet."""
-    found = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()
-    if found is not None:
-        return int(found)
-    now = _now()
-    with contextlib.suppress(IntegrityError), conn.begin_nested():  # created meanwhile: just as good
-        conn.execute(
-            insert(t.models).values(name=name, description=description, created_at=now, updated_at=now)
-        )
-    return q.model_id(conn, name)
-
-
-def _lock_digest(conn: Connection, sha256: str) -> None:
-    """Serialise transactions about the same bytes until commit.
-
-    On PostgreSQL a transaction-scoped advisory lock keyed by the digest; SQLite needs nothing, as
-    its write transactions (BEGIN IMMEDIATE) already run one at a time.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))"), {"digest": sha256})
-
-
-def _version_values(
-    model: int, number: int, stored: StoredArtifact, spec: NewVersion, manifest: dict[str, Any] | None
-) -> dict[str, Any]:
-    return {
-        "model_id": model,
-        "version": number,
-        "artifact_uri": stored.uri,
-        "sha256": stored.sha256,
-        "size": stored.size,
-        "filename": spec.filename,
-        "description": spec.description,
-        "user": spec.user,
-        "source_run": spec.source_run,
-        "metrics": dict(spec.metrics),
-        "params": dict(spec.params),
-        "labels": dict(spec.labels),
-        "manifest": manifest,
-        "created_at": _now(),
-    }
-
-
-def _with_manifest_defaults(spec: NewVersion, manifest: dict[str, Any] | None) -> NewVersion:
-    """Fill what the caller left empty from the package manifest; the caller's values win."""
-    update: dict[str, Any] = {}
-    if manifest:
-        if not spec.description and manifest.get("description"):
-            update["description"] = str(manifest["description"])
-        if not spec.user and manifest.get("author"):
-            update["user"] = str(manifest["author"])
-        labels = manifest.get("labels")
-        if isinstance(labels, dict):
-            update["labels"] = {**{str(k): str(v) for k, v in labels.items()}, **spec.labels}
-    return spec.model_copy(update=update)

@@ -77,7 +77,7 @@ sys.path.insert(0, str(HERE))
 import build_models  # noqa: E402
 from demo_access import access_act  # noqa: E402
 from demo_rollout import rollout_act  # noqa: E402
-from demo_support import abort, launch, modelyard, stop_server  # noqa: E402
+from demo_support import abort, act_processes, kill_leftovers, launch, modelyard, stop_server  # noqa: E402
 
 
 def free_port() -> int:
@@ -555,41 +555,6 @@ def send_and_check(http: httpx.Client, admin: httpx.Client, count: int, weights:
     off = {v: 100 * split[v] / count - 100 * w / total for v, w in weights.items()}
     if set(split) != set(weights) or max(abs(points) for points in off.values()) > 5:
         sys.exit(f"expected a split of {weights}, got {dict(split)}")
-
-
-def act_processes(home: Path) -> dict[int, str]:
-    """Every process whose environment says ``MODELYARD_HOME=home``, pid -> command line.
-
-    That is whatever the act started, however deep: ``modelyard up``, its gateway and workers, and
-    the replicas, which run in their own sessions and whose command lines do not name the home.
-    """
-    marker = f"MODELYARD_HOME={home}"
-    found: dict[int, str] = {}
-    if Path("/proc").is_dir():  # Linux: read each environment exactly
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
-                        argv = (entry / "cmdline").read_bytes().split(b"\0")
-                        found[int(entry.name)] = b" ".join(argv).decode(errors="replace").strip()
-        return found
-    listing = subprocess.run(  # elsewhere (macOS): `ps e` appends each process' environment
-        ["ps", "axeww", "-o", "pid=,command="], capture_output=True, text=True, timeout=10, check=True
-    )
-    for line in listing.stdout.splitlines():
-        pid, _, command = line.strip().partition(" ")
-        if f" {marker} " in f" {command} ":
-            found[int(pid)] = command
-    return found
-
-
-def kill_leftovers(home: Path) -> list[int]:
-    """SIGKILL every process of the act still there (after a failure); returns their ids."""
-    left = sorted(act_processes(home))
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return left
 
 
 def platform_act(model_file: Path) -> None:

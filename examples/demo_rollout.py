@@ -30,7 +30,7 @@ import onnx
 from onnx import numpy_helper
 from sklearn.datasets import load_iris
 
-from demo_support import abort, launch, modelyard, stop_server
+from demo_support import abort, act_processes, kill_leftovers, launch, modelyard, stop_server
 
 PREDICT = "/projects/mail/models/spam:predict"
 GATES = "{min_requests: 20, min_agreement: 0.98, max_error_rate: 0.01}"
@@ -221,7 +221,6 @@ def roll_out(name: str, env: dict[str, str], scratch: Path) -> None:
 def rollout_act(model_file: Path) -> None:
     """A retrained version validated offline and rolled out online; both catch it."""
     print("\n\n== act 6: from staging towards production, on evidence; a bad candidate rolled back by itself")
-    from demo import act_processes, kill_leftovers  # here: demo.py imports this module
 
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     home = scratch / "home"

@@ -101,3 +101,38 @@ def modelyard(
     if result.returncode != expect:
         sys.exit(f"`modelyard {' '.join(args)}` exited {result.returncode}, expected {expect}")
     return result
+
+
+def act_processes(home: Path) -> dict[int, str]:
+    """Every process whose environment says ``MODELYARD_HOME=home``, pid -> command line.
+
+    That is whatever the act started, however deep: ``modelyard up``, its gateway and workers, and
+    the replicas, which run in their own sessions and whose command lines do not name the home.
+    """
+    marker = f"MODELYARD_HOME={home}"
+    found: dict[int, str] = {}
+    if Path("/proc").is_dir():  # Linux: read each environment exactly
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                        argv = (entry / "cmdline").read_bytes().split(b"\0")
+                        found[int(entry.name)] = b" ".join(argv).decode(errors="replace").strip()
+        return found
+    listing = subprocess.run(  # elsewhere (macOS): `ps e` appends each process' environment
+        ["ps", "axeww", "-o", "pid=,command="], capture_output=True, text=True, timeout=10, check=True
+    )
+    for line in listing.stdout.splitlines():
+        pid, _, command = line.strip().partition(" ")
+        if f" {marker} " in f" {command} ":
+            found[int(pid)] = command
+    return found
+
+
+def kill_leftovers(home: Path) -> list[int]:
+    """SIGKILL every process of the act still there (after a failure); returns their ids."""
+    left = sorted(act_processes(home))
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left

@@ -25,10 +25,16 @@ from modelyard._process import PARENT_ENV, ChildFailed, announce, spawn_announce
 from modelyard.control.app import build_control_app
 from modelyard.control.server import check_exposure, uvicorn_config
 from modelyard.control.settings import ControlSettings
+from modelyard.deploy.policy import DeployPolicy
+from modelyard.deploy.service import DeployService
+from modelyard.deploy.state import DeployStore
 from modelyard.gateway.settings import GatewaySettings
+from modelyard.routing.store import RouteStore
 from modelyard.web.listen import AnnouncingServer, bind_socket
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from modelyard.deploy.backend import DeployTarget
 
 __all__ = ["TargetFactory", "kubernetes_target", "run_up"]
@@ -104,6 +110,7 @@ def run_up(
         raise
     app = build_control_app(control, target=target)
     gateway_proc: list[subprocess.Popen[str]] = []
+    restore = target_factory is None  # the local replicas stopped with the last `up`: bring them back
 
     def started(url: str) -> None:
         proc, gateway_url = _start_gateway(gateway, control)
@@ -111,12 +118,23 @@ def run_up(
         (on_ready or _announce)(control_url, gateway_url)
 
     try:
+        if restore:
+            _restore(app.state.registry.engine, target, control)
         AnnouncingServer(uvicorn_config(app, control), started).run(sockets=[sock])
     finally:
         for proc in gateway_proc:
             terminate([proc], grace_s=30.0)
         target.close()
         sock.close()
+
+
+def _restore(engine: Engine, target: DeployTarget, control: ControlSettings) -> None:
+    """Start the last applied deploy file's replicas again, before the gateway starts (clients then
+    meet no version without replicas) and the rollout controller reads evidence (a candidate is not
+    judged on the errors of its absence)."""
+    store = DeployStore(engine)
+    service = DeployService(store, RouteStore(engine), target, policy=DeployPolicy.from_settings(control))
+    service.restore(lambda line: print(f"modelyard up: {line}", file=sys.stderr, flush=True))
 
 
 def _announce(control_url: str, gateway_url: str) -> None:

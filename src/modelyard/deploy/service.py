@@ -15,17 +15,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from modelyard.deploy.apply import ApplyResult, Rollouts, RoutingAPI, apply_file
-from modelyard.deploy.backend import DeployTarget
+from modelyard.deploy.apply import ApplyResult, Rollouts, RoutingAPI, apply_file, runtime_spec
+from modelyard.deploy.backend import DeployTarget, VersionKey
 from modelyard.deploy.diff import DRIFT_HEADING, Plan, render_plan
 from modelyard.deploy.file import load_deploy_file
 from modelyard.deploy.live import live_plan, running_versions
 from modelyard.deploy.policy import DeployPolicy
-from modelyard.deploy.spec import DeployFile
+from modelyard.deploy.spec import DeployFile, VersionSpec
 from modelyard.deploy.state import ApplyRecord, ApplyStatus, DeployStore
-from modelyard.errors import Conflict
+from modelyard.errors import Conflict, ModelyardError
 
 __all__ = ["ApplyOutcome", "DeployService", "UsageRecorder"]
 
@@ -143,6 +144,43 @@ class DeployService:
                 summary["usages_error"] = f"{type(exc).__name__}: {exc}"
         status: ApplyStatus = "applied" if result.ok else "failed"
         return self.store.finish(record.id, status=status, message=result.error or "", plan=summary)
+
+    def restore(self, progress: Callable[[str], None], *, timeout_s: float = 300.0) -> bool:
+        """Start the replicas of the last applied file again, for a target whose replicas stopped
+        with its control plane (the local backend's, under ``modelyard up``); whether all came back.
+
+        Only replicas: the routing table and the rollouts are in the database already, and nothing
+        is recorded in the history. The versions with the most traffic start first. A file this
+        control plane's policy now refuses is not restored; a version that does not come up is
+        reported through ``progress`` and the others still start."""
+        current = self.store.current()
+        if current is None:
+            return True
+        with self._lock:
+            try:
+                desired = load_deploy_file(current.file_text, f"apply #{current.id}", policy=self.policy)
+            except ModelyardError as exc:
+                progress(f"apply #{current.id} not restored: {exc.message}")
+                return False
+            progress(f"restoring the replicas of apply #{current.id} ({current.source or 'deploy file'})")
+            restored = True
+            for deployment in desired.deployments:
+                for version in sorted(deployment.versions, key=lambda v: -v.spec.weight):
+                    key = (deployment.project, deployment.model, version.version)
+                    restored &= self._restore_version(key, version.spec, progress, timeout_s)
+            return restored
+
+    def _restore_version(
+        self, key: VersionKey, spec: VersionSpec, progress: Callable[[str], None], timeout_s: float
+    ) -> bool:
+        try:
+            self.target.ensure(key, runtime_spec(spec), timeout_s=timeout_s)
+        except Exception as exc:  # reported; the other versions may still come back
+            detail = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
+            progress(f"  {'/'.join(key)} FAILED: {detail}")
+            return False
+        progress(f"  {'/'.join(key)}: {spec.min_replicas} replica(s) ready")
+        return True
 
     def rollback(self, apply_id: int, *, user: str = "") -> ApplyOutcome:
         """Apply the file of an earlier apply again (recorded as a new apply)."""

@@ -99,7 +99,7 @@ def test_an_unknown_key_is_named_with_a_suggestion() -> None:
     assert errors(text) == [
         "deploy.yaml:6: deployments[0].versions[0].spec.replica: unknown field 'replica' (did you mean "
         "'replicas'? expected one of: uri, replicas, autoscaling, resources, weight, mirror, batching, "
-        "server, probes, image, rollout)"
+        "server, probes, image, rollout, replica_gate)"
     ]
 
 

@@ -32,6 +32,7 @@ from modelyard.deploy.rest import deploy_endpoints
 from modelyard.deploy.service import DeployService
 from modelyard.deploy.spec import DeployFile
 from modelyard.deploy.state import DeployStore
+from modelyard.deploy.targets.replica_gate import GatedTarget
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.registry.core import Registry
 from modelyard.registry.refs import ModelRef, parse_ref
@@ -170,6 +171,8 @@ def build_control_app(
     if target is not None:  # rollouts read the analysis's evidence and write the routing table
         evidence = analysis if analysis.source is not None else None  # analysis_log none: refused
         rollouts = Controller(RolloutStore(core.engine), RouteStore(core.engine), evidence)
+        if isinstance(target, GatedTarget):  # a spec's replica_gate reads the same analysis
+            target.use_replica_evidence(evidence)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -43,6 +43,7 @@ __all__ = [
     "LivenessProbe",
     "Probe",
     "Probes",
+    "ReplicaGate",
     "Resources",
     "Rollout",
     "RolloutGates",
@@ -250,6 +251,22 @@ class RolloutGates(_Strict):
         return self
 
 
+class ReplicaGate(_Strict):
+    """How an update in place of a version's replicas is gated (docs/rollout.md, "Replica by
+    replica"): one new replica starts first and is watched ``for`` this long against its old
+    siblings; then the rest follow, or it is stopped and the old replicas go on. ``min_requests``:
+    answers the new replica must have given by then (fewer is inconclusive, which fails);
+    ``max_error_rate``: how far its error rate may exceed its siblings'; ``max_p99_ratio``: its p99
+    latency over its siblings' (the median of theirs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    duration: Duration = Field(alias="for")
+    min_requests: int = Field(default=50, ge=1)
+    max_error_rate: Number | None = Field(default=0.01, ge=0, le=1)
+    max_p99_ratio: Number | None = Field(default=None, gt=0)
+
+
 class Rollout(_Strict):
     """How a version takes traffic from ``baseline`` (docs/rollout.md). ``canary``: the steps in
     order, then 100 %; ``blue-green``: mirror steps only, then 100 % at once. After promotion the
@@ -301,6 +318,7 @@ class VersionSpec(_Strict):
     probes: Probes = Field(default_factory=Probes)
     image: str | None = None  # Kubernetes: the image to run (default: built from the package)
     rollout: Rollout | None = None  # its traffic moves step by step from a baseline (docs/rollout.md)
+    replica_gate: ReplicaGate | None = None  # an update in place goes one gated replica first
 
     @model_validator(mode="after")
     def _scaling(self) -> VersionSpec:

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Protocol
 
-__all__ = ["LATENCY_BUCKETS_MS", "Evidence", "VersionStats"]
+__all__ = ["LATENCY_BUCKETS_MS", "Evidence", "ReplicaEvidence", "VersionStats"]
 
 # Upper bounds (ms) of the latency histogram's buckets; one more bucket holds everything above.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
@@ -87,4 +87,18 @@ class Evidence(Protocol):
 
     def healthy(self) -> bool:
         """False when the analysis cannot currently read the log (gates are then inconclusive)."""
+        ...
+
+
+class ReplicaEvidence(Protocol):
+    """Per-replica evidence, for an update in place gated replica by replica (the deploy plane's
+    ``targets/replica_gate.py`` reads it through a protocol of its own, with the same shape)."""
+
+    def replica_stats(self, project: str, model: str, version: str) -> Mapping[str, VersionStats]:
+        """Primary answers of each replica of the version seen lately, by replica URL (cumulative;
+        only ``requests``, ``errors`` and ``latency_counts`` are counted per replica)."""
+        ...
+
+    def healthy(self) -> bool:
+        """False when the analysis cannot currently read the log."""
         ...

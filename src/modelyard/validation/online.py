@@ -2,7 +2,9 @@
 
 :class:`OnlineAnalysis` reads a :class:`~modelyard.validation.logread.LogSource` in a thread of its
 own and keeps, per ``(project, model, version)``, cumulative :class:`VersionStats` (requests,
-errors, latency; mirrored copies apart), so it is the :class:`Evidence` a rollout reads.
+errors, latency; mirrored copies apart), so it is the :class:`Evidence` a rollout reads; and per
+replica URL the primary answers' requests, errors and latency (:meth:`OnlineAnalysis.replica_stats`),
+what an update in place gated replica by replica reads.
 
 It also *joins*: each primary answer with the mirrored answer of each candidate to the same
 request (the gateway logs a mirrored copy as a second record, ``role="mirror"``, same request id)
@@ -46,6 +48,10 @@ log = logging.getLogger("modelyard.validation")
 
 READ_BATCH = 512  # records per read: the lock is held for one batch, so readers wait at most that
 READ_WAIT_S = 0.25
+# Per-replica counters are kept for replicas seen in the last REPLICA_TTL_S, at most MAX_REPLICAS of
+# them (the least recently seen go first): replica URLs change on every restart.
+REPLICA_TTL_S = 600.0
+MAX_REPLICAS = 4096
 Route = tuple[str, str]
 
 
@@ -164,6 +170,8 @@ class OnlineAnalysis:
         self.read_failures = 0
         self.problem: str | None = "not started" if source is not None else "no log source"
         self._versions: dict[tuple[str, str, str], _Counts] = {}
+        self._replicas: dict[tuple[str, str, str, str], _Counts] = {}  # oldest seen first
+        self._replica_seen: dict[tuple[str, str, str, str], float] = {}
         self._pairs: dict[tuple[str, str, str, str], PairStats] = {}
         self._watched: dict[Route, str] = {}
         self._lock = threading.Lock()
@@ -185,6 +193,15 @@ class OnlineAnalysis:
     def healthy(self) -> bool:
         """True while the last read of the log succeeded."""
         return self.problem is None
+
+    def replica_stats(self, project: str, model: str, version: str) -> Mapping[str, VersionStats]:
+        """Each replica of the version seen lately, by URL: its primary answers (cumulative)."""
+        with self._lock:
+            return {
+                url: counts.frozen()
+                for (p, m, v, url), counts in self._replicas.items()
+                if (p, m, v) == (project, model, version)
+            }
 
     # -- what a rollout or the REST view asks ----------------------------------------------------
 
@@ -229,6 +246,7 @@ class OnlineAnalysis:
                     self._take(orjson.loads(line), now)
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                     self.malformed += 1
+            self._forget_replicas(now)
             for key, mirror in self.window.evict(now):
                 self._counts(key[0], key[1], mirror.version).unmatched += 1
             for pair_key, pair in self._pairs.items():
@@ -240,6 +258,20 @@ class OnlineAnalysis:
         if counts is None:
             counts = self._versions[(project, model, version)] = _Counts()
         return counts
+
+    def _replica(self, key: tuple[str, str, str, str], now: float) -> _Counts:
+        counts = self._replicas.pop(key, None)  # re-inserted: the dict stays oldest seen first
+        self._replica_seen.pop(key, None)
+        self._replicas[key] = counts = counts or _Counts()
+        self._replica_seen[key] = now
+        return counts
+
+    def _forget_replicas(self, now: float) -> None:
+        """Drop replicas not seen for REPLICA_TTL_S, and the oldest beyond MAX_REPLICAS."""
+        for key, seen in list(self._replica_seen.items()):
+            if now - seen < REPLICA_TTL_S and len(self._replicas) <= MAX_REPLICAS:
+                break
+            del self._replicas[key], self._replica_seen[key]
 
     def _take(self, record: dict[str, Any], now: float) -> None:
         project, model, version = record["project"], record["model"], record["version"]
@@ -263,6 +295,11 @@ class OnlineAnalysis:
             counts.requests += 1
             counts.errors += failed
             counts.latency[bucket] += 1
+            if replica := record.get("replica"):
+                per_replica = self._replica((project, model, version, str(replica)), now)
+                per_replica.requests += 1
+                per_replica.errors += failed
+                per_replica.latency[bucket] += 1
             for mirror in self.window.add_primary(key, entry):
                 self._join(key, entry, mirror)
 

@@ -18,7 +18,9 @@ target watches the processes:
 A rolling update (:meth:`LocalTarget.ensure` with a changed spec) starts every new replica, waits
 until all are ready, then stops the old replicas one by one. No pause is needed in between: a
 gateway reads the whole routing table at once, so a poll that shows an old replica not-ready also
-shows the new ones ready, and a gateway whose polls lag is covered by the drain grace.
+shows the new ones ready, and a gateway whose polls lag is covered by the drain grace. With a
+``replica_gate`` in the spec and evidence to read it (:meth:`LocalTarget.use_replica_evidence`), an
+update of a version running two replicas or more goes one gated replica first (``replica_gate.py``).
 
 Stopping is a drain: SIGTERM makes the server report not-ready and keep serving for
 ``drain_grace_s`` (``modelyard serve --drain-grace``); the target also marks the replica not-ready
@@ -65,6 +67,7 @@ from modelyard._process import PARENT_ENV, Backoff, announced_url, drain
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import VersionSpec
+from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, ReplicaEvidence, ReplicaWatch
 from modelyard.errors import ModelNotReady
 from modelyard.routing.announcer import EndpointsAPI, parse_target
 
@@ -192,6 +195,8 @@ class LocalTarget:
     when they announce over REST (``control_url``), ``MODELYARD_API_KEY`` never.
     """
 
+    _replica_evidence: ReplicaEvidence | None = None  # what a replica_gate reads (use_replica_evidence)
+
     def __init__(
         self,
         control: ControlSettings | None = None,
@@ -313,8 +318,16 @@ class LocalTarget:
         self._await_ready(version, running + added, deadline, discard=added)
 
     def _roll(self, version: _Version, old: list[_Replica], spec: VersionSpec, deadline: _Deadline) -> None:
-        """A new spec: start all new replicas, wait for them, then drain the old ones one by one."""
-        new = [self._add(version, spec) for _ in range(spec.min_replicas)]
+        """A new spec: start all new replicas, wait for them, then drain the old ones one by one.
+        With a replica gate (:meth:`_gated`), one new replica first, watched beside the old ones."""
+        new: list[_Replica] = []
+        if self._gated(version, old, spec):
+            first = self._add(version, spec)
+            self._await_ready(version, [first], deadline, discard=[first])
+            self._watch_first(version, first, old, spec)
+            new.append(first)
+            deadline = _Deadline(time.monotonic() + deadline.timeout_s, deadline.timeout_s)
+        new += [self._add(version, spec) for _ in range(spec.min_replicas - len(new))]
         self._await_ready(version, new, deadline, discard=new)
         with self._lock:
             version.spec = spec
@@ -322,6 +335,34 @@ class LocalTarget:
         # not-ready: no gateway poll can find the version without a ready replica (module docstring).
         for replica in old:  # one by one: capacity shrinks by one replica at a time
             self._stop([replica])
+
+    def use_replica_evidence(self, evidence: ReplicaEvidence | None) -> None:
+        """Read a spec's ``replica_gate`` from ``evidence`` (the control plane's online analysis)."""
+        self._replica_evidence = evidence
+
+    def _gated(self, version: _Version, old: list[_Replica], spec: VersionSpec) -> bool:
+        """Whether this update goes one gated replica first: the spec asks for it and two old
+        replicas or more serve (siblings to compare with). Refused without evidence to read."""
+        with self._lock:
+            serving = [r for r in old if r.state == "ready"]
+        if spec.replica_gate is None or len(serving) < 2 or spec.min_replicas < 1:
+            return False
+        if self._replica_evidence is None:
+            raise ModelNotReady("/".join(version.key), NO_EVIDENCE)
+        return True
+
+    def _watch_first(
+        self, version: _Version, first: _Replica, old: list[_Replica], spec: VersionSpec
+    ) -> None:
+        """Watch the first new replica against its old siblings; on failure stop it and raise."""
+        assert spec.replica_gate is not None and self._replica_evidence is not None  # noqa: PT018
+        with self._lock:
+            url, siblings = first.url or "", [r.url for r in old if r.url is not None]
+        watch = ReplicaWatch(self._replica_evidence, version.key, spec.replica_gate)
+        reading = watch.run(url, siblings, lambda: first.state == "ready" and first.url == url, self._closed)
+        if reading.outcome != "pass":
+            self._stop([first])  # the old replicas were never touched: they go on serving
+            raise ModelNotReady("/".join(version.key), reading.failure(first.id))
 
     def _await_ready(
         self, version: _Version, replicas: list[_Replica], deadline: _Deadline, discard: list[_Replica]

@@ -1,0 +1,218 @@
+"""Replica by replica: an update in place goes one gated replica first, then the rest or back.
+
+The gate's reading (:func:`judge`) and watch (:class:`ReplicaWatch`) on figures made by hand; the
+online analysis's per-replica figures from records; and the local target with real replicas and
+a stand-in for the evidence (the figures a replica gets are given, not measured).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import orjson
+import pytest
+
+from modelyard.deploy.spec import ReplicaGate, VersionSpec
+from modelyard.deploy.targets.local import LocalTarget
+from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, Reading, ReplicaWatch, judge
+from modelyard.errors import ModelNotReady
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.online import REPLICA_TTL_S, OnlineAnalysis
+from tests.deploy.test_local import KEY, Setup, alive
+from tests.gateway.support import GatewayWorld
+from tests.support import linear_onnx
+
+BUCKETS = len(LATENCY_BUCKETS_MS) + 1
+
+
+def stats(requests: int, errors: int = 0, latency_ms: float = 10) -> VersionStats:
+    """``requests`` answers, all in the latency bucket of ``latency_ms``."""
+    counts = [0] * BUCKETS
+    counts[LATENCY_BUCKETS_MS.index(latency_ms)] = requests
+    return VersionStats(requests=requests, errors=errors, latency_counts=tuple(counts))
+
+
+def gate(**fields: object) -> ReplicaGate:
+    return ReplicaGate.model_validate({"for": "1s", "min_requests": 50, **fields})
+
+
+# -- the reading ------------------------------------------------------------------------------
+
+
+def test_the_gate_passes_fails_or_is_inconclusive_against_the_siblings() -> None:
+    siblings = [stats(200, errors=2), stats(100, latency_ms=20)]  # pooled error rate 0.0067
+    both = gate(max_error_rate=0.01, max_p99_ratio=1.5)
+    assert judge(both, stats(100, errors=1, latency_ms=15), siblings).outcome == "pass"
+    # Its siblings' errors are tolerated: 1.5 % is within 0.67 % + 1 %.
+    assert judge(both, stats(200, errors=3), siblings).outcome == "pass"
+    failed = judge(both, stats(100, errors=5), siblings)
+    assert failed.outcome == "fail"
+    assert "error rate 0.050 (siblings 0.007, at most +0.01)" in failed.detail
+    slow = judge(both, stats(100, latency_ms=50), siblings)  # median of the siblings' p99: 15 ms
+    assert slow == Reading("fail", slow.detail)
+    assert "p99 50 ms (siblings 15 ms, ratio 3.33, at most 1.5)" in slow.detail
+    few = judge(both, stats(49), siblings)
+    assert few == Reading("inconclusive", "the new replica answered 49 of 50 requests")
+    assert judge(both, None, siblings).outcome == "inconclusive"
+    assert judge(gate(max_p99_ratio=2), stats(100), []).outcome == "inconclusive"  # nothing to compare
+
+
+class Figures:
+    """Evidence given by hand: a function of how often it was read, per replica URL."""
+
+    def __init__(self, figures: dict[str, list[VersionStats]], healthy: bool = True) -> None:
+        self.figures = figures
+        self.reads = 0
+        self.ok = healthy
+
+    def replica_stats(self, project: str, model: str, version: str) -> Mapping[str, VersionStats]:
+        read, self.reads = self.reads, self.reads + 1
+        return {url: steps[min(read, len(steps) - 1)] for url, steps in self.figures.items()}
+
+    def healthy(self) -> bool:
+        return self.ok
+
+
+def test_a_watch_reads_the_steps_own_evidence_and_fails_early() -> None:
+    # Before the watch, the "new" URL already had 1000 errors: they are not the step's.
+    history = {"new": [stats(1000, errors=1000), stats(1100, errors=1000)], "old": [stats(10), stats(110)]}
+    watch = ReplicaWatch(Figures(history), KEY, gate(), tick_s=0.001)
+    assert watch.run("new", ["old"], lambda: True, threading.Event()).outcome == "pass"
+
+    bad = {"new": [stats(0), stats(100, errors=40)], "old": [stats(0), stats(100)]}
+    forever = ReplicaWatch(Figures(bad), KEY, gate(**{"for": "1h"}), tick_s=0.001)
+    reading = forever.run("new", ["old"], lambda: True, threading.Event())
+    assert reading.outcome == "fail"  # at once, not after an hour
+    assert "error rate 0.400" in reading.detail
+    assert "failed its replica_gate" in reading.failure("2")
+
+    quiet = ReplicaWatch(Figures({"new": [stats(0), stats(10)]}), KEY, gate(), tick_s=0.001)
+    assert quiet.run("new", [], lambda: True, threading.Event()).outcome == "inconclusive"
+    blind = ReplicaWatch(Figures(history, healthy=False), KEY, gate(), tick_s=0.001)
+    assert "cannot read" in blind.run("new", ["old"], lambda: True, threading.Event()).detail
+    gone = ReplicaWatch(Figures(history), KEY, gate(), tick_s=0.001)
+    assert "stopped being ready" in gone.run("new", ["old"], lambda: False, threading.Event()).detail
+
+
+# -- the online analysis --------------------------------------------------------------------------
+
+
+def record(replica: str, status: int = 200, role: str = "primary", n: int = 0) -> bytes:
+    return orjson.dumps({
+        "project": "mail", "model": "spam", "version": "v1", "request_id": f"{replica}-{n}-{role}",
+        "role": role, "status": status, "latency_ms": 12.0, "replica": replica,
+    })  # fmt: skip
+
+
+def test_the_analysis_counts_primary_answers_per_replica_and_forgets_old_replicas() -> None:
+    now = [0.0]
+    analysis = OnlineAnalysis(clock=lambda: now[0])
+    analysis.feed([record("http://a", n=i) for i in range(3)] + [record("http://b", 503)])
+    analysis.feed([record("http://a", role="mirror"), record("", n=9)])  # neither counts per replica
+    figures = analysis.replica_stats("mail", "spam", "v1")
+    assert {url: (f.requests, f.errors) for url, f in figures.items()} == {
+        "http://a": (3, 0),
+        "http://b": (1, 1),
+    }
+    assert figures["http://a"].latency_quantile(0.99) == 15
+    assert analysis.replica_stats("mail", "spam", "v2") == {}
+    now[0] = REPLICA_TTL_S - 1
+    analysis.feed([record("http://b", n=1)])
+    now[0] = REPLICA_TTL_S + 1
+    analysis.feed([])
+    assert set(analysis.replica_stats("mail", "spam", "v1")) == {"http://b"}
+
+
+# -- the local target, real replicas ----------------------------------------------------------------
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Setup]:
+    """As ``test_local.py``'s: a control plane, a gateway, a model and a target, closed after."""
+    with GatewayWorld.context(tmp_path) as world:
+        world.store.set_weights("mail", "spam", {"v1": 1})
+        target = LocalTarget(world.control)
+        try:
+            created = Setup(world, target, linear_onnx(tmp_path / "spam.onnx"))
+            with created.http:
+                yield created
+        finally:
+            target.close()
+    assert target.status() == []
+
+
+class Given:
+    """Evidence for the target: the replicas running before the update answer cleanly, any other
+    (the new one) with ``error_share`` errors; 100 answers each per read."""
+
+    def __init__(self, target: LocalTarget, old: set[str], error_share: float) -> None:
+        self.target, self.old, self.error_share = target, old, error_share
+        self.reads = 0
+        self.running_during_watch: set[int] = set()
+
+    def replica_stats(self, project: str, model: str, version: str) -> Mapping[str, VersionStats]:
+        self.reads += 1
+        urls = {r.url for r in self.target.status() if r.url is not None}
+        self.running_during_watch.add(len(urls))
+        errors = 0 if self.error_share == 0 else int(100 * self.reads * self.error_share)
+        return {url: stats(100 * self.reads, 0 if url in self.old else errors) for url in urls}
+
+    def healthy(self) -> bool:
+        return True
+
+
+def gated(setup: Setup, max_batch_size: int) -> VersionSpec:
+    return setup.spec(
+        replicas=2,
+        batching={"max_batch_size": max_batch_size},
+        replica_gate={"for": "0.5s", "min_requests": 50, "max_error_rate": 0.05},
+    )
+
+
+@pytest.mark.slow
+def test_a_good_replica_passes_its_gate_and_the_rest_follow(local: Setup) -> None:
+    local.target.ensure(KEY, local.spec(replicas=2), timeout_s=60)
+    old = {r.url: local.target.pid(KEY, r.replica) for r in local.replicas()}
+    evidence = Given(local.target, set(old), error_share=0.0)
+    local.target.use_replica_evidence(evidence)
+    local.target.ensure(KEY, gated(local, 8), timeout_s=60)
+    assert evidence.reads >= 2
+    assert evidence.running_during_watch == {3}  # two old replicas and one new, never more
+    new = local.replicas()
+    assert [(r.replica, r.state) for r in new] == [("2", "ready"), ("3", "ready")]
+    assert local.routed() == {r.url for r in new}
+    assert not any(alive(pid) for pid in old.values() if pid is not None)
+    assert local.predict() == 200
+
+
+@pytest.mark.slow
+def test_a_bad_replica_fails_its_gate_and_the_old_ones_go_on(local: Setup) -> None:
+    local.target.ensure(KEY, local.spec(replicas=2), timeout_s=60)
+    before = local.replicas()
+    pids = {r.replica: local.target.pid(KEY, r.replica) for r in before}
+    evidence = Given(local.target, {r.url for r in before if r.url}, error_share=0.2)
+    local.target.use_replica_evidence(evidence)
+    with pytest.raises(ModelNotReady) as caught:
+        local.target.ensure(KEY, gated(local, 8), timeout_s=60)
+    message = str(caught.value)
+    assert "mail/spam/v1" in message, message
+    assert "replica 2 failed its replica_gate: error rate 0.200" in message, message
+    assert local.replicas() == before  # the new replica is gone, the old ones untouched
+    assert {r.replica: local.target.pid(KEY, r.replica) for r in before} == pids
+    assert local.routed() == {r.url for r in before}
+    assert local.predict() == 200
+
+
+@pytest.mark.slow
+def test_a_gate_without_evidence_is_refused_before_anything_starts(local: Setup) -> None:
+    # One replica has no siblings to be compared with: the update rolls over as without a gate.
+    local.target.ensure(KEY, local.spec(replicas=1), timeout_s=60)
+    local.target.ensure(KEY, gated(local, 8), timeout_s=60)
+    before = local.replicas()
+    assert [r.replica for r in before] == ["1", "2"]
+    with pytest.raises(ModelNotReady, match="its replica_gate cannot be read"):
+        local.target.ensure(KEY, gated(local, 16), timeout_s=60)
+    assert NO_EVIDENCE.startswith("its replica_gate")
+    assert local.replicas() == before

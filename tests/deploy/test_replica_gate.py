@@ -7,10 +7,12 @@ a stand-in for the evidence (the figures a replica gets are given, not measured)
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -19,6 +21,7 @@ from modelyard.deploy.targets.local import LocalTarget
 from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, Reading, ReplicaWatch, judge
 from modelyard.errors import ModelNotReady
 from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.logread import open_source
 from modelyard.validation.online import REPLICA_TTL_S, OnlineAnalysis
 from tests.deploy.test_local import KEY, Setup, alive
 from tests.gateway.support import GatewayWorld
@@ -216,3 +219,66 @@ def test_a_gate_without_evidence_is_refused_before_anything_starts(local: Setup)
         local.target.ensure(KEY, gated(local, 16), timeout_s=60)
     assert NO_EVIDENCE.startswith("its replica_gate")
     assert local.replicas() == before
+
+
+# -- end to end: a real gateway, its real inference log, the real analysis ---------------------------
+
+MODELS = Path(__file__).parents[1] / "e2e" / "rollout_models.py"  # Linear; Flaky fails 1 in 5
+
+
+@pytest.mark.slow
+def test_the_gate_reads_the_gateways_log_replica_by_replica(tmp_path: Path) -> None:
+    with GatewayWorld.context(tmp_path) as world:
+        world.store.set_weights("mail", "spam", {"v1": 1})
+        gateway = world.gateway(refresh_interval_s=0.1)
+        analysis = OnlineAnalysis(open_source(str(world.log_path), start="start"))
+        analysis.start()
+        target = LocalTarget(world.control)
+        target.use_replica_evidence(analysis)
+        traffic = Traffic(gateway.url)
+        try:
+            spec = {"replicas": 2, "weight": 1}
+            gate = {"for": "3s", "min_requests": 20, "max_error_rate": 0.05}
+            target.ensure(KEY, VersionSpec(uri=f"{MODELS}:Linear", **spec), timeout_s=60)  # type: ignore[arg-type]
+            before = target.status()
+            with traffic:
+                flaky = VersionSpec.model_validate({"uri": f"{MODELS}:Flaky", **spec, "replica_gate": gate})
+                with pytest.raises(
+                    ModelNotReady, match=r"replica 2 failed its replica_gate: error rate 0\.[12]"
+                ):
+                    target.ensure(KEY, flaky, timeout_s=60)
+                assert target.status() == before  # the old replicas serve on, untouched
+                good = VersionSpec.model_validate({"uri": f"{MODELS}:Linear", **spec, "replica_gate": gate,
+                                                   "batching": {"max_batch_size": 4}})  # fmt: skip
+                target.ensure(KEY, good, timeout_s=60)
+            assert [r.replica for r in target.status()] == ["3", "4"]
+            figures = analysis.replica_stats(*KEY)
+            assert {r.url for r in before} <= set(figures)  # the log's replica URLs are the target's
+        finally:
+            target.close()
+            analysis.stop()
+    assert traffic.sent > 50
+
+
+class Traffic:
+    """A thread posting predictions through the gateway (retries on) while the block runs."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.sent = url, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._drive)
+
+    def _drive(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10, trust_env=False) as http:
+            while not self.stop.wait(0.01):
+                with contextlib.suppress(httpx.HTTPError):
+                    http.post("/projects/mail/models/spam:predict", json={"instances": [[1.0, 2.0, 3.0]]})
+                self.sent += 1
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(15)

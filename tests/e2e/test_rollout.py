@@ -123,7 +123,7 @@ def test_a_candidate_with_wrong_answers_is_rolled_back_while_mirrored(up: Up, tm
 
 @pytest.mark.parametrize(
     ("baseline", "candidate", "gate", "threads"),
-    # Sluggish answers in 100 ms and more: more clients, for 20 of its answers in a step's time.
+    # Steady and Sluggish take 0.1 s and 0.3 s: 4 clients, as many as a replica serves at once.
     [("Linear", "Flaky", "error_rate", 1), ("Steady", "Sluggish", "p99_ratio", 4)],
     ids=["errors", "slow"],
 )
@@ -158,7 +158,7 @@ def test_a_rollout_goes_on_after_the_control_plane_is_killed_mid_step(up: Up, tm
     steps = "[{mirror: 1.0, for: 1s}, {weight: 50, for: 3s}, {weight: 75, for: 1s}]"
     gates = "{min_requests: 20, max_error_rate: 0, min_agreement: 1.0}"
     with rolling_out(up, v1, v2, steps=steps, gates=gates) as clients:
-        mid = up.wait_for_rollout(lambda r: r["step"] == 1 and r["reading"]["count"] >= 5, timeout_s=20)
+        mid = up.wait_for_rollout(lambda r: r["step"] == 1 and (r["reading"] or {}).get("count", 0) >= 5, 20)
         assert (mid["state"], mid["at"]) == ("running", "weight 50% for 3s"), story(mid)
         up.kill()  # the control plane, and with it (lifeline) its gateway and replicas
         up.start()  # the same home: the last applied file's replicas come back first

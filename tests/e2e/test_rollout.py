@@ -117,6 +117,12 @@ def test_a_candidate_with_wrong_answers_is_rolled_back_while_mirrored(up: Up, tm
     [failed] = [event for event in rollout["events"] if event["event"] == "rolled_back"]
     assert failed["figures"]["count"] >= 20
     assert status_rollout(up)["reason"] == rollout["reason"]
+    # `deploy status` shows the online analysis that caught it: v2 compared with v1, disagreeing.
+    [pair] = json.loads(up.cli("deploy", "status", "--json"))["shadow"]
+    assert (pair["route"], pair["baseline"], pair["candidate"]) == ("mail/spam", "v1", "v2")
+    assert pair["compared"] >= 20
+    assert pair["agreement"] == 0
+    assert "shadow analysis" in up.cli("deploy", "status")
     # Not a single user answer came from v2: it was only ever mirrored.
     assert set(clients.seen()) == {(200, "v1")}, clients.seen()
 

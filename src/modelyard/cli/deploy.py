@@ -179,6 +179,7 @@ def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
     with _control_plane(url) as client:
         found = client.status()
     found["rollouts"] = _latest_rollouts(url)
+    found["shadow"] = _shadow_pairs(url, {(r["project"], r["model"]) for r in found["replicas"]})
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -197,6 +198,12 @@ def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
     for rollout in found["rollouts"]:
         for line in _rollout_lines(rollout):
             typer.echo(line)
+    if found["shadow"]:
+        typer.echo("shadow analysis (candidate answers compared with the baseline's, same requests):")
+    for pair in found["shadow"]:
+        agreement = "-" if pair["agreement"] is None else f"{pair['agreement']:.3f}"
+        typer.echo(f"  {pair['route']} {pair['candidate']} vs {pair['baseline']}: agreement {agreement} "
+                   f"on {pair['compared']} compared, {pair['verdict']}")  # fmt: skip
 
 
 def _all_rollouts(url: str) -> list[dict[str, Any]]:
@@ -208,6 +215,19 @@ def _all_rollouts(url: str) -> list[dict[str, Any]]:
             if exc.kind is not ErrorKind.NOT_FOUND:
                 raise
             return []
+
+
+def _shadow_pairs(url: str, routes: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Each (baseline, candidate) pair the online analysis compares on the deployed routes."""
+    pairs: list[dict[str, Any]] = []
+    with _rollouts(url) as client:
+        for project, model in sorted(routes):
+            try:
+                found = client.analysis(project, model)
+            except ModelyardError:  # no logged answers yet, or no analysis on this control plane
+                continue
+            pairs += [{**pair, "route": f"{project}/{model}"} for pair in found.get("pairs", [])]
+    return pairs
 
 
 def _latest_rollouts(url: str) -> list[dict[str, Any]]:

@@ -24,6 +24,10 @@ class RolloutClient(ApiClient):
     def show(self, project: str, model: str) -> dict[str, Any]:
         return dict(self._send("GET", f"/rollouts/{project}/{model}").json())
 
+    def analysis(self, project: str, model: str) -> dict[str, Any]:
+        """The online analysis of the route, the evidence rollouts read (``/api/v1/analysis``)."""
+        return dict(self._send("GET", f"/analysis/{project}/{model}").json())
+
     def act(self, project: str, model: str, action: str, reason: str = "") -> dict[str, Any]:
         """``action``: promote, abort, pause or resume; the rollout as it is after it."""
         body = {"reason": reason} if reason else {}

@@ -47,26 +47,24 @@ Limits of the local backend, by design or not yet done:
 from __future__ import annotations
 
 import atexit
-import collections
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-from modelyard._process import PARENT_ENV, Backoff, announced_url, drain
+from modelyard._process import PARENT_ENV, Backoff
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import VersionSpec
+from modelyard.deploy.targets.processes import Deadline, Process, Replica, Version
 from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, ReplicaEvidence, ReplicaWatch
 from modelyard.errors import ModelNotReady
 from modelyard.routing.announcer import EndpointsAPI, parse_target
@@ -80,7 +78,6 @@ log = logging.getLogger("modelyard.deploy")
 
 _TICK_S = 0.1  # how often the supervisor looks at its processes (and probes starting replicas)
 _STABLE_S = 10.0  # a run this long before dying resets the restart back-off
-_TAIL_LINES = 20  # stderr lines kept per process, for error messages
 _ANNOUNCE_TTL_S = 6.0  # the announcer's time-to-live (discovery.Announcer), reused for our mark
 
 
@@ -88,93 +85,6 @@ class _Routes(EndpointsAPI, Protocol):
     """What the target needs of the routing table: ``RouteStore`` and ``RouteClient`` have it."""
 
     def endpoints(self) -> list[Announcement]: ...
-
-
-class _Process:
-    """One run of a replica: the subprocess, the URL it printed, the last lines of its stderr."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.started_at = time.monotonic()
-        self.url: str | None = None
-        self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        # Its own session and process group: a signal to the group reaches whatever it started, and
-        # a Ctrl-C meant for the deploying process does not stop the replicas behind its back.
-        self.popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", env=env, start_new_session=True,
-        )  # fmt: skip
-        assert self.popen.stdout is not None
-        assert self.popen.stderr is not None
-        # Both pipes are read to the end, so neither fills up and blocks the replica.
-        self._readers = [drain(self.popen.stdout, self._on_stdout), drain(self.popen.stderr, self._on_stderr)]
-
-    def _on_stdout(self, line: str) -> None:
-        if self.url is None:
-            self.url = announced_url(line)
-
-    def _on_stderr(self, line: str) -> None:
-        if line.strip():
-            self.tail.append(line.rstrip())
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal(self, sig: int) -> None:
-        """Signal the process group, while its leader lives (a reaped pid may be reused)."""
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, sig)
-
-    def wait(self, timeout_s: float) -> bool:
-        try:
-            self.popen.wait(max(timeout_s, 0.0))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
-    def stderr_tail(self, lines: int = 6) -> str:
-        if not self.alive:  # it exited: let the readers take in its last words first
-            for reader in self._readers:
-                reader.join(0.5)
-        return " | ".join(list(self.tail)[-lines:])
-
-
-@dataclasses.dataclass(eq=False)
-class _Replica:
-    """One replica slot; its process changes on every restart. Guarded by ``LocalTarget._lock``."""
-
-    key: VersionKey
-    id: str
-    spec: VersionSpec
-    backoff: Backoff
-    process: _Process | None = None
-    state: str = "starting"  # starting, ready, restarting, failed, stopping (as ReplicaStatus)
-    restarts: int = 0
-    was_ready: bool = False
-    restart_at: float = 0.0
-    ready_probe_at: float = 0.0
-    live_probe_at: float = 0.0
-    ready_failures: int = 0
-    live_failures: int = 0
-    detail: str = ""
-
-    @property
-    def url(self) -> str | None:
-        return self.process.url if self.process is not None and self.process.alive else None
-
-
-@dataclasses.dataclass(eq=False)
-class _Version:
-    key: VersionKey
-    spec: VersionSpec | None = None  # what the last successful ensure asked for
-    replicas: list[_Replica] = dataclasses.field(default_factory=list)
-    next_id: int = 0
-
-
-class _Deadline(NamedTuple):
-    until: float  # time.monotonic()
-    timeout_s: float  # as given, for messages
 
 
 def _launch_key(spec: VersionSpec) -> tuple[object, ...]:
@@ -219,7 +129,7 @@ class LocalTarget:
         # not-ready covers both even if our own early not-ready mark could not be written.
         self.drain_grace_s = drain_grace_s
         self.stop_timeout_s = stop_timeout_s  # beyond the grace: in-flight requests (server: 30 s)
-        self._versions: dict[VersionKey, _Version] = {}
+        self._versions: dict[VersionKey, Version] = {}
         self._lock = threading.RLock()  # guards _versions and every replica's fields
         self._operation = threading.Lock()  # one ensure/remove at a time
         self._closed = threading.Event()
@@ -238,9 +148,9 @@ class LocalTarget:
         parse_target("/".join(key))  # the names must make a valid --announce
         with self._operation:
             self._check_open()
-            deadline = _Deadline(time.monotonic() + timeout_s, timeout_s)
+            deadline = Deadline(time.monotonic() + timeout_s, timeout_s)
             with self._lock:
-                version = self._versions.setdefault(key, _Version(key))
+                version = self._versions.setdefault(key, Version(key))
                 running = [r for r in version.replicas if r.state != "stopping"]
                 same = version.spec is not None and _launch_key(version.spec) == _launch_key(spec)
                 if same:  # probes' timings may have changed: they apply to the running replicas
@@ -305,9 +215,7 @@ class LocalTarget:
 
     # -- ensure's steps ----------------------------------------------------------------------------
 
-    def _scale(
-        self, version: _Version, running: list[_Replica], spec: VersionSpec, deadline: _Deadline
-    ) -> None:
+    def _scale(self, version: Version, running: list[Replica], spec: VersionSpec, deadline: Deadline) -> None:
         """Same spec: add or drain replicas until the spec's count run, then wait for all to be ready."""
         want = spec.min_replicas
         if len(running) > want:  # the not-ready ones go first, then the youngest
@@ -317,16 +225,16 @@ class LocalTarget:
         added = [self._add(version, spec) for _ in range(want - len(running))]
         self._await_ready(version, running + added, deadline, discard=added)
 
-    def _roll(self, version: _Version, old: list[_Replica], spec: VersionSpec, deadline: _Deadline) -> None:
+    def _roll(self, version: Version, old: list[Replica], spec: VersionSpec, deadline: Deadline) -> None:
         """A new spec: start all new replicas, wait for them, then drain the old ones one by one.
         With a replica gate (:meth:`_gated`), one new replica first, watched beside the old ones."""
-        new: list[_Replica] = []
+        new: list[Replica] = []
         if self._gated(version, old, spec):
             first = self._add(version, spec)
             self._await_ready(version, [first], deadline, discard=[first])
             self._watch_first(version, first, old, spec)
             new.append(first)
-            deadline = _Deadline(time.monotonic() + deadline.timeout_s, deadline.timeout_s)
+            deadline = Deadline(time.monotonic() + deadline.timeout_s, deadline.timeout_s)
         new += [self._add(version, spec) for _ in range(spec.min_replicas - len(new))]
         self._await_ready(version, new, deadline, discard=new)
         with self._lock:
@@ -340,7 +248,7 @@ class LocalTarget:
         """Read a spec's ``replica_gate`` from ``evidence`` (the control plane's online analysis)."""
         self._replica_evidence = evidence
 
-    def _gated(self, version: _Version, old: list[_Replica], spec: VersionSpec) -> bool:
+    def _gated(self, version: Version, old: list[Replica], spec: VersionSpec) -> bool:
         """Whether this update goes one gated replica first: the spec asks for it and two old
         replicas or more serve (siblings to compare with). Refused without evidence to read."""
         with self._lock:
@@ -351,9 +259,7 @@ class LocalTarget:
             raise ModelNotReady("/".join(version.key), NO_EVIDENCE)
         return True
 
-    def _watch_first(
-        self, version: _Version, first: _Replica, old: list[_Replica], spec: VersionSpec
-    ) -> None:
+    def _watch_first(self, version: Version, first: Replica, old: list[Replica], spec: VersionSpec) -> None:
         """Watch the first new replica against its old siblings; on failure stop it and raise."""
         assert spec.replica_gate is not None and self._replica_evidence is not None  # noqa: PT018
         with self._lock:
@@ -365,7 +271,7 @@ class LocalTarget:
             raise ModelNotReady("/".join(version.key), reading.failure(first.id))
 
     def _await_ready(
-        self, version: _Version, replicas: list[_Replica], deadline: _Deadline, discard: list[_Replica]
+        self, version: Version, replicas: list[Replica], deadline: Deadline, discard: list[Replica]
     ) -> None:
         """Wait until every replica is ready; else stop ``discard`` and raise ModelNotReady."""
         until, timeout_s = deadline.until, deadline.timeout_s
@@ -383,7 +289,7 @@ class LocalTarget:
                 raise ModelNotReady("/".join(version.key), reason)
             time.sleep(_TICK_S / 2)
 
-    def _failure(self, replica: _Replica, timeout_s: float, *, closed: bool) -> str:
+    def _failure(self, replica: Replica, timeout_s: float, *, closed: bool) -> str:
         """Why ``replica`` is not ready, with the last lines of its process' stderr."""
         with self._lock:
             state, detail, process = replica.state, replica.detail, replica.process
@@ -395,10 +301,10 @@ class LocalTarget:
             f"; stderr: {tail}" if tail else ""
         )
 
-    def _add(self, version: _Version, spec: VersionSpec) -> _Replica:
+    def _add(self, version: Version, spec: VersionSpec) -> Replica:
         with self._lock:
             self._check_open()
-            replica = _Replica(
+            replica = Replica(
                 version.key,
                 str(version.next_id),
                 spec,
@@ -409,7 +315,7 @@ class LocalTarget:
             self._spawn(replica)
         return replica
 
-    def _stop(self, replicas: list[_Replica]) -> None:
+    def _stop(self, replicas: list[Replica]) -> None:
         """Drain ``replicas`` together: SIGTERM, an early not-ready mark, SIGKILL after the timeout."""
         with self._lock:
             for replica in replicas:
@@ -438,10 +344,10 @@ class LocalTarget:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def _spawn(self, replica: _Replica) -> None:
+    def _spawn(self, replica: Replica) -> None:
         """Start the replica's process (with the lock held)."""
         try:
-            replica.process = _Process(
+            replica.process = Process(
                 self._command(replica.key, replica.spec), self._environment(replica.spec)
             )
         except OSError as exc:
@@ -513,7 +419,7 @@ class LocalTarget:
                 except Exception:  # one replica's trouble must not end the supervision of the others
                     log.exception("supervising replica %s of %s", replica.id, "/".join(replica.key))
 
-    def _tick(self, replica: _Replica) -> None:
+    def _tick(self, replica: Replica) -> None:
         with self._lock:
             state, process = replica.state, replica.process
             if state in ("stopping", "failed"):
@@ -527,7 +433,7 @@ class LocalTarget:
         elif process.url is not None:
             self._probe(replica, process)
 
-    def _died(self, replica: _Replica, process: _Process | None) -> None:
+    def _died(self, replica: Replica, process: Process | None) -> None:
         """Restart a replica that was ready once (with back-off); mark a never-ready one failed."""
         code = process.popen.poll() if process is not None else None
         tail = process.stderr_tail() if process is not None else ""
@@ -550,14 +456,14 @@ class LocalTarget:
         if process is not None and process.url is not None:  # gateways drop it now, not after its ttl
             self._call_routes("deregister", replica.key, process.url)
 
-    def _probe(self, replica: _Replica, process: _Process) -> None:
+    def _probe(self, replica: Replica, process: Process) -> None:
         """Readiness of a starting replica every tick; readiness and liveness of a ready one."""
         if replica.state == "starting":
             self._probe_starting(replica, process)
         else:
             self._probe_ready(replica, process)
 
-    def _probe_starting(self, replica: _Replica, process: _Process) -> None:
+    def _probe_starting(self, replica: Replica, process: Process) -> None:
         probe = replica.spec.probes.readiness
         ok, failed = self._ready(f"{process.url}/health/ready", probe.timeout_s)
         routable = ok and (*replica.key, process.url) in self._routable()
@@ -577,7 +483,7 @@ class LocalTarget:
             log.warning("replica %s of %s: %s", replica.id, "/".join(replica.key), replica.detail)
             process.signal(signal.SIGKILL)
 
-    def _probe_ready(self, replica: _Replica, process: _Process) -> None:
+    def _probe_ready(self, replica: Replica, process: Process) -> None:
         probes, now = replica.spec.probes, time.monotonic()
         if now >= replica.ready_probe_at:
             replica.ready_probe_at = now + probes.readiness.period_s

@@ -403,11 +403,11 @@ def _refusal_seconds(keys: int) -> float:
 
 
 def test_errors_in_one_wide_mapping_are_placed_in_linear_time() -> None:
-    # Unknown keys in one mapping: each error's line was once found by scanning the mapping, so 4x
-    # the keys cost 16x the time. Measured against itself in the same run (the machine's load
-    # cancels out): linear is about 4x, quadratic 16x.
-    ratio = _refusal_seconds(8_000) / _refusal_seconds(2_000)
-    assert ratio < 8.0, f"4x the keys took {ratio:.1f}x the time"
+    # Unknown keys in one mapping: each error's line was once found by scanning the mapping, so 16x
+    # the keys cost 256x the time. Measured against itself in the same run, with a wide margin for
+    # a loaded machine: linear is about 16x, quadratic 256x.
+    ratio = _refusal_seconds(16_000) / _refusal_seconds(1_000)
+    assert ratio < 64.0, f"16x the keys took {ratio:.1f}x the time"
 
 
 def test_read_deploy_file_names_the_path(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ ROLLOUT = re.compile(r"^  #\d+ mail/spam: v2 from v1 \(canary\), (\w+)", re.MULT
 
 
 def watch(env: dict[str, str], scratch: Path, timeout_s: float = 30) -> str:
-    """``deploy status`` every half second until the rollout has ended; returns its last line."""
+    """``deploy status`` every half second until the rollout has ended; returns the rollout's line."""
     deadline = time.monotonic() + timeout_s
     while True:
         status = modelyard("deploy", "status", env=env, cwd=scratch).stdout
@@ -147,7 +147,7 @@ def watch(env: dict[str, str], scratch: Path, timeout_s: float = 30) -> str:
         if state is None:
             sys.exit(f"`deploy status` shows no rollout of v2: {status}")
         if state.group(1) != "running":
-            return status.splitlines()[-1]
+            return next(line for line in status.splitlines() if line.strip().startswith("#1 mail/spam"))
         if time.monotonic() > deadline:
             sys.exit(f"the rollout still runs {timeout_s:g} s after apply")
         time.sleep(0.5)

@@ -220,7 +220,7 @@ def _typed(values: list[str]) -> np.ndarray:
 
 def _parquet(path: Path) -> dict[str, np.ndarray]:
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found,unused-ignore]
+        import pyarrow.parquet as pq  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         raise InvalidInput(
             "reading .parquet needs pyarrow: pip install 'modelyard[parquet]'", field="data"

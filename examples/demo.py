@@ -54,7 +54,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -77,7 +76,7 @@ sys.path.insert(0, str(HERE))
 import build_models  # noqa: E402
 from demo_access import access_act  # noqa: E402
 from demo_rollout import rollout_act  # noqa: E402
-from demo_support import abort, act_processes, kill_leftovers, launch, modelyard, stop_server  # noqa: E402
+from demo_support import abort, act_env, act_processes, after_failure, launch, modelyard, stop_server  # noqa: E402
 
 
 def free_port() -> int:
@@ -212,9 +211,7 @@ def registry_act(model_file: Path) -> None:
     print("\n\n== act 2: a versioned package, the registry, and `serve name@alias`")
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     home = scratch / "home"
-    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
-    for name in ("MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_URL"):  # the local registry, never a server
-        env.pop(name, None)
+    env = act_env(home)
     try:
         print(f"$ export MODELYARD_HOME={home}    # a throw-away home, deleted at the end")
         print(f"$ cd {scratch}")
@@ -399,9 +396,7 @@ def gateway_act(v1_file: Path, v2_file: Path) -> None:
     print("\n\n== act 3: the gateway: a 90/10 split, a pinned version, a live change and a mirror")
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     home = scratch / "home"
-    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
-    for name in ("MODELYARD_REGISTRY_DB", "MODELYARD_CONTROL_URL", "MODELYARD_GATEWAY_LOG_SINK"):
-        env.pop(name, None)  # the routing table and the inference log under MODELYARD_HOME, nowhere else
+    env = act_env(home)
     running: list[tuple[subprocess.Popen[str], str]] = []  # stopped last first
     try:
         print(f"$ export MODELYARD_HOME={home}    # a throw-away home, deleted at the end")
@@ -562,10 +557,7 @@ def platform_act(model_file: Path) -> None:
     print("\n\n== act 4: the platform: `modelyard up`, a deploy file, apply, change, roll back")
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     home = scratch / "home"
-    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
-    for variable in ("MODELYARD_REGISTRY_DB", "MODELYARD_REGISTRY_URL", "MODELYARD_ARTIFACTS",
-                     "MODELYARD_CONTROL_URL", "MODELYARD_GATEWAY_LOG_SINK"):  # fmt: skip
-        env.pop(variable, None)  # the registry, routes and deploy history under MODELYARD_HOME only
+    env = act_env(home)
     up_log = scratch / "up.log"  # its stderr: uvicorn's INFO lines, and any warning
     up: subprocess.Popen[str] | None = None
     try:
@@ -658,18 +650,7 @@ def platform_act(model_file: Path) -> None:
             if not line.startswith("INFO:"):
                 print(f"  up.log: {line}")  # anything above uvicorn's INFO lines (none on a good run)
     except BaseException:
-        if up is not None and up.poll() is None:  # a graceful stop first: it stops what it started
-            up.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                up.wait(60)
-            abort(up)
-        left = kill_leftovers(home)
-        if left:
-            print(f"\n== killed processes left behind: {left}")
-        if up_log.exists():
-            print("\n== the last lines of modelyard up's stderr")
-            for line in up_log.read_text().splitlines()[-20:]:
-                print("  " + line)
+        after_failure(up, home, up_log)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

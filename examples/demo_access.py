@@ -9,14 +9,13 @@ make a browser change anything; a revoked token stops working at once.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import httpx
 
-from demo_support import launch, modelyard, stop_server
+from demo_support import act_env, launch, modelyard, stop_server
 
 
 def _as(token: str, env: dict[str, str]) -> dict[str, str]:
@@ -44,9 +43,7 @@ def access_act(model_file: Path) -> None:
     """Tokens and roles on a `modelyard registry serve` control plane."""
     print("\n\n== act 5: access control: tokens with roles, and what a browser cannot do")
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
-    env = {**os.environ, "MODELYARD_HOME": str(scratch / "home"), "COLUMNS": "110"}
-    for name in ("MODELYARD_CONTROL_URL", "MODELYARD_REGISTRY_URL", "MODELYARD_TOKEN"):
-        env.pop(name, None)
+    env = act_env(scratch / "home")
     server = None
     try:
         print(f"$ export MODELYARD_HOME={scratch / 'home'}    # a throw-away home, deleted at the end")

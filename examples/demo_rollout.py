@@ -11,11 +11,8 @@ itself, before the candidate answers a single user.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +27,7 @@ import onnx
 from onnx import numpy_helper
 from sklearn.datasets import load_iris
 
-from demo_support import abort, act_processes, kill_leftovers, launch, modelyard, stop_server
+from demo_support import abort, act_env, act_processes, after_failure, launch, modelyard, stop_server
 
 PREDICT = "/projects/mail/models/spam:predict"
 GATES = "{min_requests: 20, min_agreement: 0.98, max_error_rate: 0.01}"
@@ -224,11 +221,7 @@ def rollout_act(model_file: Path) -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     home = scratch / "home"
-    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
-    for variable in ("MODELYARD_REGISTRY_DB", "MODELYARD_REGISTRY_URL", "MODELYARD_ARTIFACTS",
-                     "MODELYARD_CONTROL_URL", "MODELYARD_GATEWAY_LOG_SINK", "MODELYARD_ANALYSIS_LOG",
-                     "MODELYARD_TOKEN"):  # fmt: skip
-        env.pop(variable, None)  # everything under MODELYARD_HOME only
+    env = act_env(home)
     up: subprocess.Popen[str] | None = None
     try:
         print(f"$ export MODELYARD_HOME={home}    # a throw-away home, deleted at the end")
@@ -249,19 +242,7 @@ def rollout_act(model_file: Path) -> None:
             sys.exit(f"processes left after `modelyard up` stopped: {left}")
         print("== no process of the act is left")
     except BaseException:
-        if up is not None and up.poll() is None:  # a graceful stop first: it stops what it started
-            up.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                up.wait(60)
-            abort(up)
-        left = kill_leftovers(home)
-        if left:
-            print(f"\n== killed processes left behind: {left}")
-        log = scratch / "up.log"
-        if log.exists():
-            print("\n== the last lines of modelyard up's stderr")
-            for line in log.read_text().splitlines()[-20:]:
-                print("  " + line)
+        after_failure(up, home, scratch / "up.log")
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -136,3 +136,40 @@ def kill_leftovers(home: Path) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+# Settings a user's shell may carry that would point an act at something outside its own home.
+_OUTSIDE = (
+    "MODELYARD_REGISTRY_DB",
+    "MODELYARD_REGISTRY_URL",
+    "MODELYARD_ARTIFACTS",
+    "MODELYARD_CONTROL_URL",
+    "MODELYARD_GATEWAY_LOG_SINK",
+    "MODELYARD_ANALYSIS_LOG",
+    "MODELYARD_TOKEN",
+)
+
+
+def act_env(home: Path) -> dict[str, str]:
+    """An act's environment: registry, routes, logs and history under ``home``, nowhere else."""
+    env = {**os.environ, "MODELYARD_HOME": str(home), "COLUMNS": "110"}  # COLUMNS: rich tables' width
+    for name in _OUTSIDE:
+        env.pop(name, None)
+    return env
+
+
+def after_failure(up: subprocess.Popen[str] | None, home: Path, log: Path) -> None:
+    """Stop ``modelyard up`` (gracefully first: it stops what it started), kill whatever the act
+    left, and show the end of ``up``'s stderr, so a failed act explains itself and leaves nothing."""
+    if up is not None and up.poll() is None:
+        up.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            up.wait(60)
+        abort(up)
+    left = kill_leftovers(home)
+    if left:
+        print(f"\n== killed processes left behind: {left}")
+    if log.exists():
+        print("\n== the last lines of modelyard up's stderr")
+        for line in log.read_text().splitlines()[-20:]:
+            print("  " + line)

@@ -12,6 +12,7 @@ import pytest
 
 from modelyard.control.settings import ControlSettings
 from modelyard.registry import Registry
+from modelyard.validation import jobs
 from modelyard.validation.job_store import JobStore
 from tests.validation.jobs_support import models, runner, wait_for_job, with_production
 
@@ -124,3 +125,18 @@ def test_a_stopping_control_plane_puts_its_job_back(registry: Registry, files: d
     assert job.status == "queued"
     assert "the control plane is stopping: back to the queue" in (job.log or "")
     assert registry.list_validations("spam", 2) == []
+
+
+def test_a_stopping_control_plane_loads_no_model_for_its_job(
+    registry: Registry, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _queued(registry, files, 1)
+    fetched: list[str] = []
+    monkeypatch.setattr(jobs.Registry, "fetch", lambda self, ref: fetched.append(ref))
+    stopping = runner(registry, store, "cp-1")
+    claimed = store.claim("cp-1", 30)
+    assert claimed is not None
+    stopping.stop()  # asked to stop while the dataset is read: no version is fetched or loaded
+    stopping.run_job(claimed)
+    assert store.get_job(claimed.id).status == "queued"
+    assert fetched == []

@@ -80,6 +80,7 @@ class _Log:
         self.text += f"{now():%H:%M:%S} {message}\n"
 
     def progress(self, rows: int) -> None:
+        """Count ``rows`` more; a stop asked meanwhile ends the job here (0 rows: just a checkpoint)."""
         if self.stopping.is_set():
             raise _Stopping
         self.rows += rows
@@ -252,8 +253,11 @@ class JobRunner:
             dataset = load_dataset(path, setup.labels)
         record.total = dataset.rows
         record.line(f"{dataset.rows} rows ({dataset.format}, sha256 {dataset.sha256[:12]})")
+        record.progress(0)  # a stop asked while the dataset was copied ends the job before the fetches
         cand = self._subject(f"{candidate.ref}", candidate)
+        record.progress(0)
         base = self._subject(given, baseline)
+        record.progress(0)
         run = run_validation(
             cand, base, dataset, setup.gates(), labels_output=setup.output, progress=record.progress
         )

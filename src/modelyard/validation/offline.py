@@ -145,12 +145,19 @@ async def run_validation(
     labels_output: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
-    """Load both versions, run every row of ``dataset`` through each, compare, gate; then unload."""
+    """Load both versions, run every row of ``dataset`` through each, compare, gate; then unload.
+
+    ``progress`` is called with the rows of each batch once compared, and with 0 after each
+    version has loaded: an exception it raises (a job asked to stop) ends the run there."""
     comparison = Comparison(policy.tolerance, kinds=policy.outputs)
     base, cand = _Version("baseline", baseline, comparison), _Version("candidate", candidate, comparison)
     try:
         await base.runtime.load()
+        if progress is not None:
+            progress(0)
         await cand.runtime.load()
+        if progress is not None:
+            progress(0)
         started = time.perf_counter()  # rows/s counts the runs, not the loads
         base_inputs = dataset.inputs_for(base.runtime.metadata)
         cand_inputs = dataset.inputs_for(cand.runtime.metadata)

@@ -72,14 +72,25 @@ def test_a_slower_candidate_fails_the_latency_gate(world: World) -> None:
     assert world.traffic() == (100, 0, None)
 
 
-def test_neighbouring_latency_buckets_are_not_told_apart(world: World) -> None:
+def test_a_candidate_as_slow_as_the_ratio_allows_passes(world: World) -> None:
     world.start()
     world.pass_step(mirror=True)
-    world.evidence.add("v2", requests=200, latency_ms=1.5)  # bucket (1, 2] against (0, 1]
+    world.evidence.add("v2", requests=200, latency_ms=1.2)  # 1.5x: bucket (1.15, 1.3] against (0.75, 0.85]
     world.evidence.add("v1", requests=800, latency_ms=0.8)
     world.clock.advance(10)
     world.controller.tick()
     assert world.traffic() == (75, 25, None)
+
+
+def test_a_candidate_1_9x_slower_fails_the_p99_gate(world: World) -> None:
+    world.start()
+    world.pass_step(mirror=True)
+    world.evidence.add("v2", requests=200, latency_ms=1.5)  # 1.875x: (1.3, 1.5] starts above 1.5 x 0.85
+    world.evidence.add("v1", requests=800, latency_ms=0.8)
+    world.clock.advance(10)
+    world.controller.tick()
+    assert world.latest().state == s.ROLLED_BACK
+    assert "p99_ratio" in world.latest().reason
 
 
 def test_wrong_answers_are_rolled_back_while_mirrored_before_any_user_sees_one(world: World) -> None:

@@ -13,7 +13,8 @@ step's window started (``VersionStats.since``). What is counted depends on the s
 Below ``min_requests`` the step is inconclusive whatever the gates say, and a gate without data is
 inconclusive, never a pass (no data is not zero errors). The p99 gate reads a histogram: it fails
 only when the candidate's p99 bucket starts above ``max_p99_ratio`` times the baseline's p99 bucket
-bound, so two versions in neighbouring buckets are not told apart (docs/rollout.md).
+bound: with buckets at most 1.2x wide, a candidate up to the ratio slower always passes and one over
+1.44x the ratio slower always fails (docs/rollout.md).
 """
 
 from __future__ import annotations

@@ -16,10 +16,13 @@ from typing import Protocol
 
 __all__ = ["LATENCY_BUCKETS_MS", "Evidence", "ReplicaEvidence", "VersionStats"]
 
-# Upper bounds (ms) of the latency histogram's buckets; one more bucket holds everything above.
-LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10000,
-)  # fmt: skip
+# Upper bounds (ms) of the latency histogram's buckets, 0.1 ms to 85 s; one more bucket holds
+# everything above. No bucket is more than 1.2x wider at its top than at its bottom, so a p99
+# read from it (and a p99-ratio gate) is never off by more than 20 %, at 103 counters a version.
+_STEPS = (1, 1.15, 1.3, 1.5, 1.75, 2, 2.25, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 7.5, 8.5)
+LATENCY_BUCKETS_MS: tuple[float, ...] = tuple(
+    round(step * decade, 4) for decade in (0.1, 1, 10, 100, 1000, 10000) for step in _STEPS
+)
 
 
 @dataclasses.dataclass(frozen=True)

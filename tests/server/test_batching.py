@@ -88,6 +88,21 @@ async def test_zero_latency_dispatches_at_once() -> None:
     await batcher.stop()
 
 
+async def test_by_default_a_lone_item_never_waits_and_batches_form_while_the_model_is_busy() -> None:
+    assert BatchSpec().max_latency_ms == 0  # work-conserving unless a window is asked for
+    runner = Runner(gated=True)
+    batcher = Batcher("m", runner, BatchSpec(max_batch_size=8))  # the default window
+    batcher.start()
+    first = asyncio.ensure_future(batcher.submit(1))
+    await wait_until(lambda: len(runner.started) == 1, within=1.0)  # alone, no batch-mate to come
+    rest = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3, 4)]  # while the model is busy
+    await asyncio.sleep(0.05)
+    runner.gate.set()
+    assert await asyncio.gather(first, *rest) == [2, 4, 6, 8]
+    await batcher.stop()
+    assert runner.calls == [[1], [2, 3, 4]]
+
+
 async def test_items_queued_while_a_batch_runs_form_the_next_batch_immediately() -> None:
     # Latency is counted from the oldest queued item, not from when the model frees up.
     runner = Runner(gated=True)

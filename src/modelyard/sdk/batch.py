@@ -24,14 +24,16 @@ class BatchSpec:
     Attributes:
         max_batch_size: the most items in one call. With ``stack=True`` an item is a row of the
             batch dimension, so one request of shape [3, ...] counts 3.
-        max_latency_ms: the longest an item waits for batch-mates once the model is free.
+        max_latency_ms: the longest an item waits for batch-mates once the model is free. The
+            default, 0, never holds a request while the model idles: batches form from what
+            queues while the model is busy, which is what keeps it busy under load.
         stack: False: predict gets ``list[item]`` and returns a list of the same length.
             True: items (arrays, or dicts of arrays) are concatenated along axis 0, predict gets
             one array (or dict) and returns one whose first dimension is split back per request.
     """
 
     max_batch_size: int = 32
-    max_latency_ms: float = 5.0
+    max_latency_ms: float = 0.0
     stack: bool = False
 
     def __post_init__(self) -> None:
@@ -74,7 +76,7 @@ class BatchedMethod(Generic[F]):
 
 
 def batch(
-    max_batch_size: int = 32, max_latency_ms: float = 5.0, *, stack: bool = False
+    max_batch_size: int = 32, max_latency_ms: float = 0.0, *, stack: bool = False
 ) -> Callable[[F], BatchedMethod[F]]:
     """Declare adaptive batching on ``predict``.
 

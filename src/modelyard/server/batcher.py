@@ -3,7 +3,10 @@
 Policy. One collector task per model. When the model is free it takes what is queued, up to
 ``max_batch_size`` rows; if that is less than a full batch it waits for more, but only until the
 *oldest* queued item has waited ``max_latency_ms``. Under load the queue refills while a batch
-runs, so the next batch is ready the moment the model frees up and nobody waits twice.
+runs, so the next batch is ready the moment the model frees up and nobody waits twice. With
+``max_latency_ms=0`` (the default) nothing waits while the model is idle: the batcher is
+work-conserving and the batch size follows the load by itself — what arrived during one batch is
+the next — with nothing to tune per host or model.
 
 Guarantees:
 - bounded queue: ``submit`` raises :class:`Overloaded` when ``max_queue`` items are waiting;

@@ -66,9 +66,9 @@ class Settings(BaseModel):
         default=1, ge=0, description="onnxruntime/torch threads; 0 = library default"
     )
     default_max_batch_size: int = Field(default=64, ge=1, description="batch limit for zero-code runtimes")
-    # 2 ms, measured (docs/performance.md): long enough to fill batches under load, short enough
-    # that the model never idles waiting for stragglers while the next batch is already queued.
-    default_max_latency_ms: float = Field(default=2.0, ge=0)
+    # 0, measured (docs/performance.md): a request that finds the model idle goes at once, and
+    # under load batches form from what queues while the model is busy (no window to tune per host).
+    default_max_latency_ms: float = Field(default=0.0, ge=0)
     drain_grace_s: float = Field(default=0.0, ge=0, description="report not-ready this long before draining")
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="the longest to wait for in-flight requests"

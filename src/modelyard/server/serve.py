@@ -3,16 +3,23 @@
 On SIGTERM/SIGINT: readiness turns false at once (so load balancers stop sending), the server
 keeps serving for ``drain_grace_s``, then stops accepting connections and waits up to
 ``drain_timeout_s`` for in-flight requests before models are unloaded.
+
+With ``grpc_port`` set, the OIP gRPC service (:mod:`~modelyard.server.protocols.oip_grpc`) runs on
+the same event loop: it starts once the models are loaded, right after REST, and announces itself
+as ``modelyard grpc: serving on http://host:port``; on the way out it drains first (up to
+``drain_timeout_s``), then REST drains and the models unload. Without it, grpc is never imported.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -26,6 +33,9 @@ from modelyard.server.app import build_app
 from modelyard.web.errors import error_body
 from modelyard.web.listen import AnnouncingServer, bind_socket
 
+if TYPE_CHECKING:
+    from modelyard.server.protocols.oip_grpc import GrpcListener
+
 __all__ = ["header_limited_protocol", "run"]
 
 log = logging.getLogger("modelyard.server")
@@ -36,6 +46,23 @@ class _DrainingServer(AnnouncingServer):
         super().__init__(config, on_ready)
         self._plane = plane
         self._drain_timer: threading.Timer | None = None
+        self._grpc: GrpcListener | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        port = self._plane.settings.grpc_port
+        if port is not None and not self.should_exit:
+            from modelyard.server.protocols.oip_grpc import GrpcListener  # grpc only when asked
+
+            listener = GrpcListener(self._plane, self._plane.settings.host, port)
+            url = await listener.start()
+            self._grpc = listener
+            announce(url, "grpc")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._grpc is not None:  # before REST's drain, which ends in unloading the models
+            await self._grpc.stop(self._plane.settings.drain_timeout_s)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         grace = self._plane.settings.drain_grace_s
@@ -178,6 +205,9 @@ def run(
         http=header_limited_protocol(settings.max_header_bytes),
         log_level=settings.log_level,
         access_log=False,
+        # Nothing here reads the client's address, so X-Forwarded-* rewriting (a middleware
+        # wrapped around every request) buys nothing on the hot path.
+        proxy_headers=False,
         # uvicorn takes whole seconds; round up, never to None (None would wait for ever).
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         lifespan="on",

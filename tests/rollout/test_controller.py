@@ -123,7 +123,7 @@ def test_too_few_requests_is_inconclusive_then_a_failure(world: World) -> None:
     latest = world.latest()
     assert latest.state == s.ROLLED_BACK
     assert "inconclusive" in latest.reason
-    assert "40 of 100 requests needed" in latest.reason
+    assert "too few requests: 40 seen, 100 needed (min_requests)" in latest.reason
 
 
 def test_evidence_arriving_within_the_grace_passes(world: World) -> None:

@@ -24,7 +24,7 @@ def test_no_data_is_inconclusive_never_a_pass() -> None:
     assert reading.outcome == "inconclusive"
     outcomes = {g.name: g.outcome for g in reading.gates}
     assert outcomes == {"error_rate": "inconclusive", "p99_ratio": "inconclusive"}
-    assert reading.missing() == "0 of 10 requests needed"
+    assert reading.missing() == "too few requests: 0 seen, 10 needed (min_requests)"
 
 
 def test_a_failing_gate_below_min_requests_is_not_yet_a_failure() -> None:

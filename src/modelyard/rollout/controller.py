@@ -306,8 +306,9 @@ class Controller:
         self._apply_traffic(record)
         if record.state == s.HALTED:
             return  # baseline only: nothing to watch until a person acts
-        if not self._readable():
-            self._blind(record, now)
+        blindness = self.blindness()
+        if blindness is not None:
+            self._blind(record, now, blindness)
             return
         if record.blind_since is not None:
             record = self.store.change(
@@ -400,20 +401,31 @@ class Controller:
 
     # -- evidence ---------------------------------------------------------------------------------
 
-    def _readable(self) -> bool:
-        return self.evidence is not None and self.evidence.healthy()
+    def blindness(self) -> str | None:
+        """Why the evidence cannot be read now, or None when it can. A log that is read but holds
+        nothing of the route is readable: its gates are inconclusive for want of requests, which
+        the step's grace judges, not ``evidence_timeout``."""
+        if self.evidence is None:
+            return "this control plane has no online analysis"
+        if self.evidence.healthy():
+            return None
+        # The online analysis says what it cannot read, and why (``OnlineAnalysis.problem``, e.g. no
+        # gateway has written the log yet); a stand-in evidence may not.
+        problem = getattr(self.evidence, "problem", None)
+        detail = f": {problem}" if isinstance(problem, str) and problem else ""
+        return f"the analysis cannot read the gateway's log{detail}"
 
-    def _blind(self, record: RolloutRecord, now: datetime) -> None:
+    def _blind(self, record: RolloutRecord, now: datetime, blindness: str) -> None:
         """The gates cannot be read: inconclusive, until ``evidence_timeout`` makes it a failure."""
         if record.blind_since is None:
             self.store.change(
                 record, at=now, actor=CONTROLLER, event="evidence_lost", blind_since=now,
-                reason="the analysis cannot read the gateway's log: the gates are inconclusive",
+                reason=f"{blindness}: the gates are inconclusive",
             )  # fmt: skip
             return
         blind = (now - record.blind_since).total_seconds()
         if blind >= record.spec.evidence_timeout:
-            why = f"the gates could not be read for {blind:.0f}s (the analysis cannot read the log)"
+            why = f"the gates could not be read for {blind:.0f}s ({blindness})"
             self._fail(record, now, why, {"blind_s": blind})
 
     def _figures_now(self, record: RolloutRecord) -> dict[str, Any] | None:

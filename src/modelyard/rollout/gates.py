@@ -80,7 +80,7 @@ class Reading:
     def missing(self) -> str:
         """Why the reading is inconclusive, one phrase."""
         if not self.enough:
-            return f"{self.count} of {self.needed} requests needed"
+            return f"too few requests: {self.count} seen, {self.needed} needed (min_requests)"
         return "; ".join(str(gate) for gate in self.gates if gate.outcome == "inconclusive")
 
     def to_dict(self) -> dict[str, Any]:

@@ -46,9 +46,10 @@ def describe(controller: Controller, record: RolloutRecord, *, events: bool = Tr
 def _evidence_state(controller: Controller, record: RolloutRecord) -> str:
     if controller.evidence is None:
         return "no analysis"
-    if not controller.evidence.healthy():
+    blindness = controller.blindness()
+    if blindness is not None:
         since = record.blind_since.isoformat() if record.blind_since else "now"
-        return f"unreadable since {since}"
+        return f"unreadable since {since} ({blindness})"
     return "ok"
 
 

@@ -12,12 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.engine import Engine
 
 from modelyard.access import schema as s
 from modelyard.access.tokens import TokenInfo, check_token_name, hash_token, new_token, token_id
-from modelyard.control.db import WRITE, as_utc, open_migrated
-from modelyard.control.settings import ControlSettings
+from modelyard.control.db import EngineStore, as_utc
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.web.access import Role
 
@@ -42,25 +40,11 @@ def _info(row: Any) -> TokenInfo:
     )
 
 
-class TokenStore:
+class TokenStore(EngineStore):
     """API tokens over an engine on the control-plane database (already migrated).
 
     ``TokenStore(registry.engine)`` shares an open registry's engine; :meth:`open` makes its own.
     """
-
-    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-        self._owns_engine = owns_engine
-
-    @classmethod
-    def open(cls, settings: ControlSettings) -> TokenStore:
-        """A store on ``settings``' database, migrated to the newest schema first."""
-        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
 
     def create(
         self, name: str, role: Role, *, created_by: str, expires_in: timedelta | None = None

@@ -1,19 +1,27 @@
-"""The control-plane database: the one ``MetaData`` every plane's tables join, engines, and migrating
-a database to the newest schema with Alembic (``migrations/`` holds every plane's revisions)."""
+"""The control-plane database: the one ``MetaData`` every plane's tables join, engines, migrating a
+database to the newest schema with Alembic (``migrations/`` holds every plane's revisions), and
+:class:`EngineStore`, the engine handling every plane's store shares."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DataError
 
-__all__ = ["WRITE", "create_engine_for", "metadata", "migrate", "open_migrated"]
+from modelyard.control.settings import ControlSettings
+from modelyard.errors import InvalidInput
+
+__all__ = ["WRITE", "EngineStore", "create_engine_for", "metadata", "migrate", "open_migrated"]
 
 # Execution option marking a connection that will write: on SQLite it starts with BEGIN IMMEDIATE.
 WRITE = "modelyard_write"
@@ -80,3 +88,48 @@ def as_utc(value: datetime) -> datetime:
     """A timestamp read back from the database, in UTC: SQLite hands back naive datetimes even for
     ``DateTime(timezone=True)`` columns, and everything modelyard stores is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EngineStore:
+    """The engine handling of a store on the control-plane database (already migrated): the routes,
+    the deploy history, rollouts, tokens, validation jobs.
+
+    ``Store(registry.engine)`` shares an open registry's engine, which stays its owner's to close;
+    :meth:`open` makes the store its own engine, which :meth:`close` disposes of.
+    """
+
+    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE: True})
+        self._owns_engine = owns_engine
+
+    @classmethod
+    def open(cls, settings: ControlSettings) -> Self:
+        """A store on ``settings``' database, migrated to the newest schema first."""
+        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the store runs on (its own, or the one it shares)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Release the engine if this store created it (a shared engine belongs to its owner)."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite it holds the write lock from its BEGIN IMMEDIATE)."""
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except DataError as exc:  # a value the database refuses: the caller's fault, not a 500
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+            raise InvalidInput(f"the database refused a value: {reason}") from None

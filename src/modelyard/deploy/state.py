@@ -15,21 +15,17 @@ it commits. A control plane that crashed mid-apply leaves its record ``running``
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Literal, cast
 
 from sqlalchemy import Row, Select, insert, select, update
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-from modelyard.control.db import WRITE, as_utc, open_migrated
-from modelyard.control.settings import ControlSettings
+from modelyard.control.db import EngineStore, as_utc
 from modelyard.deploy import schema as s
 from modelyard.errors import Conflict, InvalidInput, NotFound
 
@@ -74,41 +70,11 @@ class ApplyRecord:
         return data
 
 
-class DeployStore:
+class DeployStore(EngineStore):
     """The deploy history over an engine on the registry's database (already migrated).
 
     ``DeployStore(registry.engine)`` shares an open registry's engine; :meth:`open` makes its own.
     """
-
-    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-        self._owns_engine = owns_engine
-
-    @classmethod
-    def open(cls, settings: ControlSettings) -> DeployStore:
-        """A store on ``settings``' database, migrated to the newest schema first."""
-        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
-
-    def close(self) -> None:
-        """Release the engine if this store created it (a shared engine belongs to its owner)."""
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def __enter__(self) -> DeployStore:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except DataError as exc:  # a value the database refuses: the caller's fault
-            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-            raise InvalidInput(f"the database refused a value: {reason}") from None
 
     # -- reads ------------------------------------------------------------------------------------
 

@@ -9,20 +9,17 @@ transaction, so the history never misses a transition and two writers (the contr
 from __future__ import annotations
 
 import builtins
-import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any, cast
 
 from sqlalchemy import Row, Select, insert, select, update
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from modelyard.control.db import WRITE, as_utc, open_migrated
-from modelyard.control.settings import ControlSettings
+from modelyard.control.db import EngineStore, as_utc
 from modelyard.deploy.spec import Rollout
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.rollout import schema as s
@@ -89,37 +86,8 @@ class RolloutEvent:
         return {**dataclasses.asdict(self), "at": self.at.isoformat()}
 
 
-class RolloutStore:
+class RolloutStore(EngineStore):
     """The rollouts over an engine on the control-plane database (already migrated)."""
-
-    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-        self._owns_engine = owns_engine
-
-    @classmethod
-    def open(cls, settings: ControlSettings) -> RolloutStore:
-        """A store on ``settings``' database, migrated to the newest schema first."""
-        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def __enter__(self) -> RolloutStore:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except DataError as exc:  # a value the database refuses
-            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-            raise InvalidInput(f"the database refused a value: {reason}") from None
 
     # -- reads ------------------------------------------------------------------------------------
 

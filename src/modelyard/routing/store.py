@@ -18,15 +18,13 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-from modelyard.control.db import WRITE, open_migrated
-from modelyard.control.settings import ControlSettings
+from modelyard.control.db import EngineStore
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.routing import discovery, keystore
 from modelyard.routing import schema as s
@@ -51,36 +49,18 @@ _REVISION = select(s.state.c.revision).where(s.state.c.id == s.STATE_ID)
 Action = Callable[[Connection], None]
 
 
-class RouteStore:
+class RouteStore(EngineStore):
     """The routing table over an engine on the registry's database (already migrated).
 
     ``RouteStore(registry.engine)`` shares an open registry's engine; :meth:`open` makes its own.
     """
 
     def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
+        super().__init__(engine, owns_engine=owns_engine)
         # A load reads three tables, which must come from one snapshot. PostgreSQL's default READ
         # COMMITTED gives each statement a fresh one; SQLite's WAL read transactions are snapshots.
         postgres = engine.dialect.name == "postgresql"
         self._reader = engine.execution_options(isolation_level="REPEATABLE READ") if postgres else engine
-        self._owns_engine = owns_engine
-
-    @classmethod
-    def open(cls, settings: ControlSettings) -> RouteStore:
-        """A store on ``settings``' database, migrated to the newest schema first."""
-        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
-
-    def close(self) -> None:
-        """Release the engine if this store created it (a shared engine belongs to its owner)."""
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def __enter__(self) -> RouteStore:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -91,12 +71,9 @@ class RouteStore:
     def _write(self) -> Iterator[Connection]:
         """A write transaction that has already bumped the revision (and so holds the write lock)."""
         try:
-            with self._writer.begin() as conn:
+            with super()._write() as conn:
                 _bump_revision(conn)
                 yield conn
-        except DataError as exc:  # a value the database refuses: the caller's fault
-            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-            raise InvalidInput(f"the database refused a value: {reason}") from None
         except IntegrityError:  # writers are serialised, so only an outside change gets here
             raise Conflict("the routing table changed meanwhile; try again") from None
 

@@ -10,18 +10,15 @@ runner whose lease lapsed, and whose job another took over, changes nothing).
 from __future__ import annotations
 
 import builtins
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from modelyard.control.db import WRITE, as_utc, open_migrated
-from modelyard.control.settings import ControlSettings
+from modelyard.control.db import EngineStore, as_utc
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.registry import schema as registry_tables
 from modelyard.registry.refs import check_name, check_text
@@ -46,33 +43,9 @@ def capped(log: str, limit: int = MAX_LOG) -> str:
     return f"{log[:keep]}\n... ({len(log) - 2 * keep} characters cut) ...\n{log[-keep:]}"
 
 
-class JobStore:
-    """Setups and jobs on ``engine`` (the registry's, in the control plane: one pool)."""
-
-    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
-        self.engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-        self._owns = owns_engine
-
-    @classmethod
-    def open(cls, settings: ControlSettings) -> JobStore:
-        """A store on its own engine, the database migrated (what the CLI uses on the local database)."""
-        return cls(open_migrated(settings.resolved_database_url()), owns_engine=True)
-
-    def close(self) -> None:
-        if self._owns:
-            self.engine.dispose()
-
-    def __enter__(self) -> JobStore:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
-            yield conn
+class JobStore(EngineStore):
+    """Setups and jobs on ``engine`` (the registry's, in the control plane: one pool); :meth:`open`
+    makes its own (what the CLI uses on the local database)."""
 
     # -- setups -----------------------------------------------------------------------------------
 

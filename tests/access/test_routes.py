@@ -87,6 +87,7 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", f"{API}/rollouts/{{project}}/{{model}}/abort"): D,
     ("POST", f"{API}/rollouts/{{project}}/{{model}}/pause"): D,
     ("POST", f"{API}/rollouts/{{project}}/{{model}}/resume"): D,
+    ("POST", f"{API}/rollouts/{{project}}/{{model}}/retry"): D,
     ("GET", f"{API}/analysis/metrics"): V,
     ("GET", f"{API}/analysis/{{project}}/{{model}}"): V,
     ("PUT", f"{M}/validation"): D,

@@ -1,5 +1,6 @@
 """Rollout test helpers: a fake clock, a stand-in :class:`Evidence` the test feeds, and a world
-(a migrated database, its routing table, a controller) to run the state machine in."""
+(a migrated database, its routing table, a controller, the last applied file) to run the state
+machine in."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from modelyard.rollout.controller import Controller
 from modelyard.rollout.store import RolloutRecord, RolloutStore
 from modelyard.routing.store import RouteStore
 from modelyard.routing.table import VersionRoute
-from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, Evidence, VersionStats
 
 P, M = "mail", "spam"
 
@@ -108,30 +109,40 @@ def deployment(text: str) -> Deployment:
 
 @dataclasses.dataclass
 class World:
-    """A controller on a migrated SQLite database, with a fake clock and evidence."""
+    """A controller on a migrated SQLite database, with a fake clock and evidence; ``applied`` is
+    the last applied file's deployment of each model (what a retry reads)."""
 
     engine: Engine
     routes: RouteStore
     store: RolloutStore
     evidence: FakeEvidence
     clock: FakeClock
-    controller: Controller
+    applied: dict[tuple[str, str], Deployment] = dataclasses.field(default_factory=dict)
+    controller: Controller = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.controller = self.another_controller()
 
     @classmethod
     def make(cls, folder: Path) -> World:
         engine = open_migrated(f"sqlite:///{folder / 'control.db'}")
-        routes, store = RouteStore(engine), RolloutStore(engine)
-        evidence, clock = FakeEvidence(), FakeClock()
-        return cls(engine, routes, store, evidence, clock, Controller(store, routes, evidence, clock=clock))
+        return cls(engine, RouteStore(engine), RolloutStore(engine), FakeEvidence(), FakeClock())
 
-    def another_controller(self, evidence: FakeEvidence | None = None) -> Controller:
+    def another_controller(self, evidence: Evidence | None = None) -> Controller:
         """A second control plane on the same database (after a restart)."""
-        return Controller(self.store, self.routes, evidence or self.evidence, clock=self.clock)
+        return Controller(
+            self.store,
+            self.routes,
+            self.evidence if evidence is None else evidence,
+            clock=self.clock,
+            applied=lambda project, model: self.applied.get((project, model)),
+        )
 
     def start(self, text: str = "") -> RolloutRecord:
         """What apply does: the file's weights, then the rollout."""
         found = deployment(text or deploy_file(CANARY))
         self.routes.set_weights(P, M, {v.version: v.spec.weight for v in found.versions})
+        self.applied[(P, M)] = found
         self.controller.start(found, user="alice")
         latest = self.store.latest(P, M)
         assert latest is not None

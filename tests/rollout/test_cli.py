@@ -1,4 +1,4 @@
-"""``modelyard deploy status | history | promote | abort | pause | resume`` with a rollout."""
+"""``modelyard deploy status | history | promote | abort | pause | resume | retry`` with a rollout."""
 
 from __future__ import annotations
 
@@ -66,3 +66,26 @@ def test_an_action_on_a_model_without_a_rollout_is_one_line(env: tuple[dict[str,
     bad = CliRunner().invoke(app, ["deploy", "promote", "spam"], env=variables)
     assert bad.exit_code == 2
     assert "expected PROJECT/MODEL" in bad.output
+
+
+def test_retry_starts_an_aborted_rollout_again(
+    env: tuple[dict[str, str], FakeEvidence], tmp_path: Path
+) -> None:
+    variables, _ = env
+    runner = CliRunner()
+    path = tmp_path / "deploy.yaml"
+    path.write_text(deploy_file(CANARY))
+    assert runner.invoke(app, ["deploy", "apply", str(path)], env=variables).exit_code == 0
+    early = runner.invoke(app, ["deploy", "retry", "mail/spam"], env=variables)
+    assert early.exit_code == 2
+    assert "rollout #1 of mail/spam is running, not ended: abort it first to start over" in early.output
+    assert runner.invoke(app, ["deploy", "abort", "mail/spam"], env=variables).exit_code == 0
+    retried = runner.invoke(app, ["deploy", "retry", "mail/spam", "--reason", "a new flag"], env=variables)
+    assert retried.exit_code == 0, retried.output
+    assert "#2 mail/spam: v2 from v1 (canary), running, step 1/4: mirror 100% for 10s, " in retried.output
+    history = runner.invoke(app, ["deploy", "history"], env=variables).output.splitlines()
+    assert history[0].startswith(f"  rollout #2 mail/spam v2 started by {getpass.getuser()} at ")
+    assert ": retry of rollout #1 (aborted) by hand: a new flag; canary: mirror 100% for 10s" in history[0]
+    nothing = runner.invoke(app, ["deploy", "retry", "mail/other"], env=variables)
+    assert nothing.exit_code == 2
+    assert "mail/other has no rollout to retry" in nothing.output

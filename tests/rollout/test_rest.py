@@ -6,12 +6,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelyard.access.store import TokenStore
 from modelyard.control.app import build_control_app
 from modelyard.deploy.client import DeployClient
-from modelyard.errors import Forbidden, NotFound
+from modelyard.errors import Conflict, Forbidden, NotFound
 from modelyard.registry import ControlSettings, Registry
 from modelyard.rollout.client import RolloutClient
 from modelyard.routing.store import RouteStore
@@ -93,6 +94,35 @@ def test_the_loop_rolls_back_a_bad_candidate_by_itself(live: Live) -> None:
     v2 = routes.get(P, M).version("v2")
     assert v2 is not None
     assert (v2.weight, v2.mirror) == (0, False)
+
+
+def test_retry_starts_an_aborted_rollout_again_under_the_callers_name(live: Live) -> None:
+    url, tokens, _, routes = live
+    with DeployClient(url, token=tokens[Role.DEPLOYER]) as deploy:
+        deploy.apply(deploy_file(CANARY))
+    with RolloutClient(url, token=tokens[Role.DEPLOYER]) as deployer:
+        deployer.act(P, M, "pause")
+        deployer.act(P, M, "promote")  # succeeded: nothing to retry
+        with pytest.raises(Conflict, match="rollout #1 of mail/spam succeeded"):
+            deployer.act(P, M, "retry")
+    with DeployClient(url, token=tokens[Role.DEPLOYER]) as deploy:  # a new candidate, then aborted
+        deploy.apply(deploy_file(CANARY.replace("for: 10s}, {weight: 5", "for: 20s}, {weight: 5")))
+    with RolloutClient(url, token=tokens[Role.DEPLOYER]) as deployer:
+        assert deployer.act(P, M, "abort")["state"] == "aborted"
+    with RolloutClient(url, token=tokens[Role.VIEWER]) as viewer, pytest.raises(Forbidden):
+        viewer.act(P, M, "retry")
+    with RolloutClient(url, token=tokens[Role.DEPLOYER]) as deployer:
+        retried = deployer.act(P, M, "retry", reason="once more")
+    assert (retried["id"], retried["state"], retried["at"]) == (3, "running", "mirror 100% for 20s")
+    assert (retried["created_by"], retried["events"][0]["actor"]) == ("t-deployer", "t-deployer")
+    assert retried["events"][0]["reason"].startswith("retry of rollout #2 (aborted) by hand: once more; ")
+    v2 = routes.get(P, M).version("v2")
+    assert v2 is not None
+    assert (v2.weight, v2.mirror_fraction) == (0, 1.0)
+    headers = {"authorization": f"Bearer {tokens[Role.DEPLOYER]}"}
+    again = httpx.post(f"{url}/api/v1/rollouts/{P}/{M}/retry", headers=headers, json={}, trust_env=False)
+    assert again.status_code == 409
+    assert "rollout #3 of mail/spam is running, not ended" in again.text
 
 
 def test_a_model_without_a_rollout_is_not_found(live: Live) -> None:

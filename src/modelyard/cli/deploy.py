@@ -2,7 +2,7 @@
 
 ``validate`` and ``render`` work offline, and so does ``diff --against OLD``; ``diff``, ``apply``,
 ``status``, ``history``, ``rollback`` and the rollout commands (``promote``, ``abort``, ``pause``,
-``resume``) talk to a control plane (``modelyard up``), which owns the replicas and the history:
+``resume``, ``retry``) talk to a control plane (``modelyard up``), which owns the replicas and the history:
 ``--control-url URL`` or ``MODELYARD_CONTROL_URL``. Unlike ``route`` and ``registry`` there is no
 local fallback (``cli/control_url.py``): the local backend's replicas are children of the process
 that supervises them and end with it, so an apply run inside this command would stop what it
@@ -35,7 +35,7 @@ __all__ = ["deploy_app"]
 
 deploy_app = typer.Typer(
     help="Declarative deployments: validate, diff, apply, status, history, rollback, render; "
-    "a rollout's promote, abort, pause, resume.",
+    "a rollout's promote, abort, pause, resume, retry.",
     cls=ControlUrlGroup,
 )
 
@@ -354,6 +354,12 @@ def pause(route: ModelName, reason: Reason = "", control_url: ControlUrl = None)
 def resume(route: ModelName, reason: Reason = "", control_url: ControlUrl = None) -> None:
     """Go on with a paused or halted rollout: its current step starts over."""
     _act(route, "resume", reason, control_url)
+
+
+@deploy_app.command()
+def retry(route: ModelName, reason: Reason = "", control_url: ControlUrl = None) -> None:
+    """Start a rolled-back or aborted rollout again from its first step, as the last applied file has it."""
+    _act(route, "retry", reason, control_url)
 
 
 @deploy_app.command()

@@ -27,10 +27,11 @@ from modelyard.access.rest import token_routes
 from modelyard.access.store import TokenStore
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import DeployTarget
+from modelyard.deploy.file import load_deploy_file
 from modelyard.deploy.policy import DeployPolicy
 from modelyard.deploy.rest import deploy_endpoints
 from modelyard.deploy.service import DeployService
-from modelyard.deploy.spec import DeployFile
+from modelyard.deploy.spec import DeployFile, Deployment
 from modelyard.deploy.state import DeployStore
 from modelyard.deploy.targets.replica_gate import GatedTarget
 from modelyard.errors import ModelyardError, NotFound
@@ -127,6 +128,18 @@ def _online_analysis(settings: ControlSettings) -> OnlineAnalysis:
     return OnlineAnalysis(None if log == "none" else open_source(log))
 
 
+def _applied(registry: Registry) -> Callable[[str, str], Deployment | None]:
+    """The last applied deploy file's deployment of a model: what ``deploy retry`` rolls out again."""
+    store = DeployStore(registry.engine)
+
+    def deployment(project: str, model: str) -> Deployment | None:
+        current = store.current()
+        found = load_deploy_file(current.file_text, f"apply #{current.id}") if current else DeployFile()
+        return next((d for d in found.deployments if d.key == (project, model)), None)
+
+    return deployment
+
+
 def _all_routes(
     core: Registry,
     settings: ControlSettings,
@@ -170,7 +183,9 @@ def build_control_app(
     rollouts = None
     if target is not None:  # rollouts read the analysis's evidence and write the routing table
         evidence = analysis if analysis.source is not None else None  # analysis_log none: refused
-        rollouts = Controller(RolloutStore(core.engine), RouteStore(core.engine), evidence)
+        rollouts = Controller(
+            RolloutStore(core.engine), RouteStore(core.engine), evidence, applied=_applied(core)
+        )
         if isinstance(target, GatedTarget):  # a spec's replica_gate reads the same analysis
             target.use_replica_evidence(evidence)
 

@@ -1,5 +1,5 @@
 """``RolloutClient``: the rollouts API of a control plane over HTTP (what ``modelyard deploy status``
-and ``deploy promote | abort | pause | resume`` use)."""
+and ``deploy promote | abort | pause | resume | retry`` use)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class RolloutClient(ApiClient):
         return dict(self._send("GET", f"/analysis/{project}/{model}").json())
 
     def act(self, project: str, model: str, action: str, reason: str = "") -> dict[str, Any]:
-        """``action``: promote, abort, pause or resume; the rollout as it is after it."""
+        """``action``: promote, abort, pause, resume or retry; the model's rollout as it is after it
+        (after a retry: the new one)."""
         body = {"reason": reason} if reason else {}
         return dict(self._send("POST", f"/rollouts/{project}/{model}/{action}", json=body).json())

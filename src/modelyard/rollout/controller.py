@@ -18,7 +18,7 @@ every running, paused or halted rollout:
 
 Every decision is a compare-and-set on the rollout's row with an event holding its figures, so a
 restarted control plane resumes each step where it was, and ``deploy promote | abort | pause |
-resume`` (by a person, recorded under their token's name) cannot race the loop.
+resume | retry`` (by a person, recorded under their token's name) cannot race the loop.
 """
 
 from __future__ import annotations
@@ -33,16 +33,24 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from modelyard.deploy.spec import Deployment, Rollout
+from modelyard.deploy.spec import Deployment
 from modelyard.errors import Conflict, NotFound
 from modelyard.rollout import schema as s
-from modelyard.rollout.gates import Reading, read_hold, read_step, stats_from, stats_to
-from modelyard.rollout.plan import INCONCLUSIVE_GRACE, bounds_s, describe_step, wanted
+from modelyard.rollout.gates import Reading, fell, read_hold, read_step, stats_from, stats_to
+from modelyard.rollout.plan import (
+    INCONCLUSIVE_GRACE,
+    baseline_share,
+    bounds_s,
+    describe_step,
+    describe_steps,
+    rollout_of,
+    wanted,
+)
 from modelyard.rollout.store import RolloutRecord, RolloutStore
 from modelyard.routing.table import ModelRoute
 from modelyard.validation.evidence import Evidence, VersionStats
 
-__all__ = ["CONTROLLER", "Controller", "TrafficAPI", "fingerprint"]
+__all__ = ["CONTROLLER", "Applied", "Controller", "TrafficAPI", "fingerprint"]
 
 log = logging.getLogger("modelyard.rollout")
 
@@ -50,6 +58,9 @@ CONTROLLER = "controller"  # the actor of automatic decisions
 TICK_S = 0.5
 LEASE_S = 6.0  # a control plane killed mid-rollout is replaced after at most this long
 Clock = Callable[[], datetime]
+# The last applied deploy file's deployment of a model, None when it has none: what a retry rolls
+# out again (the control plane reads it from the deploy history; the rollout plane never parses files).
+Applied = Callable[[str, str], Deployment | None]
 
 
 class TrafficAPI(Protocol):
@@ -100,10 +111,12 @@ class Controller:
         clock: Clock = _utcnow,
         lease_s: float = LEASE_S,
         holder: str | None = None,
+        applied: Applied | None = None,
     ) -> None:
         self.store = store
         self.routes = routes
         self.evidence = evidence
+        self.applied = applied
         self.clock = clock
         self.lease_s = lease_s
         self.holder = holder or uuid.uuid4().hex[:16]
@@ -116,12 +129,13 @@ class Controller:
 
     def cannot_run(self, deployment: Deployment) -> str | None:
         """Why this control plane cannot roll the deployment's candidate out, or None."""
-        if self.steering(deployment):
-            return None
+        return None if self.steering(deployment) else self._unfit(deployment)
+
+    def _unfit(self, deployment: Deployment) -> str | None:
         if self.evidence is None:
             return "this control plane has no online analysis of the gateway's log to read gates from"
-        spec = _rollout_of(deployment)
-        if any(step.weight for step in spec.steps) and _share(deployment) < 2:
+        spec = rollout_of(deployment)
+        if any(step.weight for step in spec.steps) and baseline_share(deployment) < 2:
             return f"baseline {spec.baseline}'s weight is too small to split; give it 100"
         compares = spec.gates.min_agreement is not None or any(step.mirror for step in spec.steps)
         route = self._route(deployment.project, deployment.model)
@@ -143,7 +157,17 @@ class Controller:
 
     def start(self, deployment: Deployment, *, user: str) -> str:
         """Record a new rollout at its first step and set that step's traffic; a line for the log."""
-        candidate, spec = deployment.rollout_version, _rollout_of(deployment)
+        record = self._begin(deployment, user)
+        spec, (low, high) = record.spec, bounds_s(record.spec)
+        steps = f"{len(spec.steps)} steps: {describe_steps(spec)}"
+        return (
+            f"rollout #{record.id}: {record.candidate} from {spec.baseline} ({spec.strategy}, {steps}); "
+            f"done in {low:g}s to {high:g}s unless a gate fails"
+        )
+
+    def _begin(self, deployment: Deployment, user: str, why: str = "") -> RolloutRecord:
+        """A new rollout at its first step, its window counted from now, and that step's traffic."""
+        candidate, spec = deployment.rollout_version, rollout_of(deployment)
         assert candidate is not None
         with self._lock:
             self.stop(deployment.project, deployment.model, user=user, reason="superseded by a new rollout")
@@ -153,17 +177,13 @@ class Controller:
                 "project": deployment.project, "model": deployment.model,
                 "candidate": candidate.version, "baseline": spec.baseline,
                 "fingerprint": fingerprint(deployment), "spec": spec,
-                "baseline_weight": _share(deployment), "state": s.RUNNING, "step": 0,
+                "baseline_weight": baseline_share(deployment), "state": s.RUNNING, "step": 0,
                 "step_started_at": now, "blind_since": None, "snapshot": snapshot,
             }  # fmt: skip
-            steps = ", ".join(describe_step(spec, i) for i in range(len(spec.steps)))
-            record = self.store.create(values, at=now, actor=user, reason=f"{spec.strategy}: {steps}")
+            reason = f"{why}{spec.strategy}: {describe_steps(spec)}"
+            record = self.store.create(values, at=now, actor=user, reason=reason)
             self._apply_traffic(record)
-        low, high = bounds_s(spec)
-        return (
-            f"rollout #{record.id}: {candidate.version} from {spec.baseline} ({spec.strategy}, "
-            f"{len(spec.steps)} steps: {steps}); done in {low:g}s to {high:g}s unless a gate fails"
-        )
+            return record
 
     def stop(self, project: str, model: str, *, user: str, reason: str) -> str | None:
         """Supersede the model's active rollout, if any (traffic left to the caller)."""
@@ -177,7 +197,7 @@ class Controller:
             )
         return f"rollout #{latest.id} of {latest.candidate} superseded at step {step}"
 
-    # -- by hand: deploy promote | abort | pause | resume ------------------------------------------
+    # -- by hand: deploy promote | abort | pause | resume | retry ----------------------------------
 
     def promote(self, project: str, model: str, *, user: str, reason: str = "") -> RolloutRecord:
         """Skip the remaining steps: 100 % to the candidate now (the hold, if any, still follows;
@@ -230,6 +250,37 @@ class Controller:
             )  # fmt: skip
             self._apply_traffic(record)
             return record
+
+    def retry(self, project: str, model: str, *, user: str, reason: str = "") -> RolloutRecord:
+        """Start the model's rolled-back or aborted rollout again, as the last applied deploy file
+        still asks for it: a new rollout, from the first step with a fresh evidence window.
+        :class:`Conflict` (naming the state) when there is nothing to retry or it is in progress."""
+        with self._lock:
+            latest = self.store.latest(project, model)
+            if latest is None:
+                raise NotFound(f"{project}/{model} has no rollout to retry", field="rollout")
+            refused = _not_retryable(latest)
+            if refused is not None:
+                raise Conflict(refused, field="rollout")
+            deployment = self._as_applied(latest)
+            unfit = self._unfit(deployment)
+            if unfit is not None:
+                raise Conflict(f"rollout #{latest.id} cannot be retried: {unfit}", field="rollout")
+            why = _by_hand(f"retry of rollout #{latest.id} ({latest.state})", reason)
+            return self._begin(deployment, user, f"{why}; ")
+
+    def _as_applied(self, record: RolloutRecord) -> Deployment:
+        """The last applied file's deployment of ``record``'s model, if it still rolls out the same
+        candidate with the same spec (:class:`Conflict` otherwise: a retry never invents a rollout)."""
+        found = self.applied(record.project, record.model) if self.applied is not None else None
+        if found is None or found.rollout_version is None or fingerprint(found) != record.fingerprint:
+            raise Conflict(
+                f"rollout #{record.id} cannot be retried: the last applied deploy file no longer rolls "
+                f"{record.candidate} of {record.project}/{record.model} out as it did; apply a file "
+                "with a rollout to start a new one",
+                field="rollout",
+            )
+        return found
 
     def _active(self, project: str, model: str) -> RolloutRecord:
         latest = self.store.latest(project, model)
@@ -451,7 +502,7 @@ class Controller:
         deltas: list[VersionStats] = []
         for side in ("candidate", "baseline"):
             now, then = stats_from(current[side]), stats_from(record.snapshot.get(side))
-            if now is None or then is None or _fell(now.since(then)):
+            if now is None or then is None or fell(now.since(then)):
                 return _Window(None, current)
             deltas.append(now.since(then))
         candidate, baseline = deltas
@@ -519,23 +570,6 @@ class Controller:
         return self._window(record).reading
 
 
-def _rollout_of(deployment: Deployment) -> Rollout:
-    candidate = deployment.rollout_version
-    assert candidate is not None
-    assert candidate.spec.rollout is not None
-    return candidate.spec.rollout
-
-
-def _share(deployment: Deployment) -> int:
-    """The baseline's weight, the whole that steps take percents of: 100 when the baseline is the
-    only weighted version and weighs less (so that 5 % is 5 of 100, not 0 of 1)."""
-    spec = _rollout_of(deployment)
-    steered = deployment.steered
-    baseline = next(v for v in deployment.versions if v.version == spec.baseline).spec.weight
-    others = any(v.spec.weight for v in deployment.versions if v.version not in steered)
-    return baseline if others else max(baseline, 100)
-
-
 def _weights(route: ModelRoute, record: RolloutRecord) -> tuple[int | None, int | None]:
     candidate, baseline = route.version(record.candidate), route.version(record.baseline)
     return (
@@ -549,19 +583,23 @@ def _mirror(route: ModelRoute, version: str) -> float | None:
     return found.mirror_fraction if found is not None and found.mirror else None
 
 
-def _fell(delta: VersionStats) -> bool:
-    """Whether any counter went backwards (the analysis restarted)."""
-    for field in dataclasses.fields(delta):
-        value = getattr(delta, field.name)
-        if any(item < 0 for item in value) if isinstance(value, tuple) else value < 0:
-            return True
-    return False
-
-
 def _where(record: RolloutRecord) -> str:
     if record.step >= len(record.spec.steps):
         return "the hold after promotion"
     return f"step {record.step + 1}/{len(record.spec.steps)} ({describe_step(record.spec, record.step)})"
+
+
+def _not_retryable(record: RolloutRecord) -> str | None:
+    """Why ``record`` (the model's newest rollout) cannot be retried, or None."""
+    where = f"rollout #{record.id} of {record.project}/{record.model}"
+    if record.state in s.RETRYABLE:
+        return None
+    if record.state == s.SUCCEEDED:
+        return f"{where} succeeded: {record.candidate} has the traffic already; nothing to retry"
+    if record.state == s.SUPERSEDED:
+        return f"{where} was superseded by a later apply; nothing to retry"
+    then = "resume or abort it" if record.state == s.HALTED else "abort it first to start over"
+    return f"{where} is {record.state}, not ended: {then}"
 
 
 def _by_hand(what: str, reason: str) -> str:

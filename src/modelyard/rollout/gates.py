@@ -25,7 +25,16 @@ from typing import Any, Literal
 from modelyard.deploy.spec import RolloutGates, RolloutStep
 from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
 
-__all__ = ["GateReading", "Outcome", "Reading", "read_hold", "read_step", "stats_from", "stats_to"]
+__all__ = [
+    "GateReading",
+    "Outcome",
+    "Reading",
+    "fell",
+    "read_hold",
+    "read_step",
+    "stats_from",
+    "stats_to",
+]
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 
@@ -167,6 +176,15 @@ def stats_to(stats: VersionStats) -> dict[str, Any]:
         field.name: list(value) if isinstance(value := getattr(stats, field.name), tuple) else value
         for field in dataclasses.fields(stats)
     }
+
+
+def fell(delta: VersionStats) -> bool:
+    """Whether any counter of a window went backwards (the analysis restarted empty)."""
+    for field in dataclasses.fields(delta):
+        value = getattr(delta, field.name)
+        if any(item < 0 for item in value) if isinstance(value, tuple) else value < 0:
+            return True
+    return False
 
 
 def stats_from(data: Any) -> VersionStats | None:

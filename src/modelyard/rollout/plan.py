@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from modelyard.deploy.spec import Rollout, RolloutStep
+from modelyard.deploy.spec import Deployment, Rollout, RolloutStep
 from modelyard.rollout import schema as s
 
-__all__ = ["INCONCLUSIVE_GRACE", "Traffic", "bounds_s", "describe_step", "split", "wanted"]
+__all__ = [
+    "INCONCLUSIVE_GRACE",
+    "Traffic",
+    "baseline_share",
+    "bounds_s",
+    "describe_step",
+    "describe_steps",
+    "rollout_of",
+    "split",
+    "wanted",
+]
 
 # An inconclusive step waits up to this many times its own duration more for evidence, then fails.
 INCONCLUSIVE_GRACE = 3.0
@@ -79,3 +89,26 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
+
+
+def describe_steps(spec: Rollout) -> str:
+    """Every step in words, comma-separated: ``mirror 100% for 5m, weight 5% for 10m``."""
+    return ", ".join(describe_step(spec, i) for i in range(len(spec.steps)))
+
+
+def rollout_of(deployment: Deployment) -> Rollout:
+    """The rollout block of the deployment's candidate (it has one)."""
+    candidate = deployment.rollout_version
+    assert candidate is not None
+    assert candidate.spec.rollout is not None
+    return candidate.spec.rollout
+
+
+def baseline_share(deployment: Deployment) -> int:
+    """The baseline's weight, the whole that steps take percents of: 100 when the baseline is the
+    only weighted version and weighs less (so that 5 % is 5 of 100, not 0 of 1)."""
+    spec = rollout_of(deployment)
+    steered = deployment.steered
+    baseline = next(v for v in deployment.versions if v.version == spec.baseline).spec.weight
+    others = any(v.spec.weight for v in deployment.versions if v.version not in steered)
+    return baseline if others else max(baseline, 100)

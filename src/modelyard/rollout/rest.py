@@ -6,6 +6,7 @@
     POST /api/v1/rollouts/{project}/{model}/abort       -> traffic back to the baseline now
     POST /api/v1/rollouts/{project}/{model}/pause       -> hold the step's traffic
     POST /api/v1/rollouts/{project}/{model}/resume      -> the step starts over
+    POST /api/v1/rollouts/{project}/{model}/retry       -> a rolled-back or aborted rollout anew
 
 Reads need a viewer, actions a deployer; an action is recorded under the caller's token name (with
 access control off, the ``x-modelyard-user`` header).
@@ -87,4 +88,4 @@ def rollout_routes(controller: Controller) -> list[Route]:
     return guarded_routes(table)
 
 
-ACTIONS = ("promote", "abort", "pause", "resume")
+ACTIONS = ("promote", "abort", "pause", "resume", "retry")

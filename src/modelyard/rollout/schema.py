@@ -24,6 +24,7 @@ __all__ = [
     "HALTED",
     "NAME_LENGTH",
     "PAUSED",
+    "RETRYABLE",
     "ROLLED_BACK",
     "RUNNING",
     "SUCCEEDED",
@@ -43,6 +44,7 @@ ABORTED = "aborted"
 SUPERSEDED = "superseded"  # a later apply changed or dropped it; traffic is the file's
 ACTIVE = (RUNNING, PAUSED, HALTED)
 ENDED = (SUCCEEDED, ROLLED_BACK, ABORTED, SUPERSEDED)
+RETRYABLE = (ROLLED_BACK, ABORTED)  # ended short of promotion, the file unchanged: ``deploy retry``
 NAME_LENGTH = 63  # as the routing table's names
 USER_LENGTH = 200  # as the deploy history's ``user``
 

@@ -2,12 +2,15 @@
 
 The gate's reading (:func:`judge`) and watch (:class:`ReplicaWatch`) on figures made by hand; the
 online analysis's per-replica figures from records; and the local target with real replicas and
-a stand-in for the evidence (the figures a replica gets are given, not measured).
+a stand-in for the evidence (the figures a replica gets are given, not measured), alone and under
+the deploy service, whose status and history show what the gate read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,14 +18,27 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import yaml
 
+from modelyard.cli.deploy import _gate_lines
+from modelyard.deploy.policy import DeployPolicy
+from modelyard.deploy.service import DeployService
 from modelyard.deploy.spec import ReplicaGate, VersionSpec
+from modelyard.deploy.state import DeployStore
 from modelyard.deploy.targets.local import LocalTarget
-from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, Reading, ReplicaWatch, judge
+from modelyard.deploy.targets.replica_gate import (
+    NO_EVIDENCE,
+    GateFigures,
+    GateReport,
+    Reading,
+    ReplicaWatch,
+    judge,
+)
 from modelyard.errors import ModelNotReady
 from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
 from modelyard.validation.logread import open_source
 from modelyard.validation.online import REPLICA_TTL_S, OnlineAnalysis
+from tests.deploy.support import RecordingTarget
 from tests.deploy.test_local import KEY, Setup, alive
 from tests.gateway.support import GatewayWorld
 from tests.support import linear_onnx
@@ -89,6 +105,8 @@ def test_a_watch_reads_the_steps_own_evidence_and_fails_early() -> None:
     reading = forever.run("new", ["old"], lambda: True, threading.Event())
     assert reading.outcome == "fail"  # at once, not after an hour
     assert "error rate 0.400" in reading.detail
+    assert reading.figures is not None
+    assert (reading.figures.requests, reading.figures.error_rate) == (100, 0.4)
     assert "failed its replica_gate" in reading.failure("2")
 
     quiet = ReplicaWatch(Figures({"new": [stats(0), stats(10)]}), KEY, gate(), tick_s=0.001)
@@ -97,6 +115,38 @@ def test_a_watch_reads_the_steps_own_evidence_and_fails_early() -> None:
     assert "cannot read" in blind.run("new", ["old"], lambda: True, threading.Event()).detail
     gone = ReplicaWatch(Figures(history), KEY, gate(), tick_s=0.001)
     assert "stopped being ready" in gone.run("new", ["old"], lambda: False, threading.Event()).detail
+
+
+def test_a_watch_reports_its_readings_while_it_runs_then_its_verdict() -> None:
+    history = {
+        "new": [stats(0), stats(40), stats(100, errors=1)],
+        "old": [stats(0), stats(100), stats(200, latency_ms=20)],
+    }
+    reports: list[GateReport] = []
+    ticks = itertools.count(0.0, 0.3)  # the watch's own clock: it ends at its 4th reading
+    watch = ReplicaWatch(
+        Figures(history), KEY, gate(max_p99_ratio=2), tick_s=0.001,
+        clock=lambda: next(ticks), wall=lambda: 1000.0, report=reports.append,
+    )  # fmt: skip
+    reading = watch.run("new", ["old"], lambda: True, threading.Event(), replica="2")
+    assert [r.state for r in reports] == ["watching"] * 4 + ["pass"]
+    first, so_far, verdict = reports[0], reports[1], reports[-1]
+    assert (first.replica, first.url, first.siblings, first.key) == ("2", "new", 1, KEY)
+    assert first.to_dict(now=1000.25)["time_left_s"] == 0.75  # the watch is for 1 s
+    assert so_far.detail == "the new replica answered 40 of 50 requests"
+    assert so_far.to_dict()["figures"]["requests"] == 40
+    assert verdict.detail == reading.detail
+    assert reading.outcome == "pass"
+    recorded = json.loads(json.dumps(verdict.to_dict(), allow_nan=False))  # as the history stores it
+    assert recorded["time_left_s"] is None
+    assert recorded["gate"] == {"for": 1.0, "min_requests": 50, "max_error_rate": 0.01, "max_p99_ratio": 2}
+    assert recorded["figures"] == {
+        "requests": 100, "errors": 1, "error_rate": 0.01, "siblings_requests": 200,
+        "siblings_error_rate": 0.0, "p99_ms": 10, "siblings_p99_ms": 20, "p99_ratio": 0.5,
+    }  # fmt: skip
+    assert recorded["started_at"] == "1970-01-01T00:16:40+00:00"
+    beyond = GateFigures(1, 0, 0.0, 1, 0.0, float("inf"), 10.0, float("inf"))
+    assert beyond.to_dict()["p99_ms"] is None  # JSON has no infinity
 
 
 # -- the online analysis --------------------------------------------------------------------------
@@ -219,6 +269,82 @@ def test_a_gate_without_evidence_is_refused_before_anything_starts(local: Setup)
         local.target.ensure(KEY, gated(local, 16), timeout_s=60)
     assert NO_EVIDENCE.startswith("its replica_gate")
     assert local.replicas() == before
+
+
+# -- under the deploy service: what the gate read, in status and in the history ----------------------
+
+
+class Watched(Given):
+    """``Given``, and the deploy status as it was on the watch's third reading (the figures of the
+    second one reported by then)."""
+
+    def __init__(
+        self, target: LocalTarget, old: set[str], error_share: float, service: DeployService
+    ) -> None:
+        super().__init__(target, old, error_share)
+        self.service = service
+        self.status: dict[str, object] = {}
+
+    def replica_stats(self, project: str, model: str, version: str) -> Mapping[str, VersionStats]:
+        if self.reads == 2:
+            self.status = self.service.status()
+        return super().replica_stats(project, model, version)
+
+
+def deploy_file(setup: Setup, max_batch_size: int, **spec: object) -> str:
+    version = {
+        "uri": str(setup.model),
+        "replicas": 2,
+        "weight": 1,
+        "batching": {"max_batch_size": max_batch_size},
+    }
+    return yaml.safe_dump({"deployments": [
+        {"project": "mail", "model": "spam", "versions": [{"version": "v1", "spec": {**version, **spec}}]}
+    ]})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_gates_figures_are_in_status_while_watched_and_in_the_history_pass_or_fail(local: Setup) -> None:
+    gated = {"replica_gate": {"for": "2s", "min_requests": 50, "max_error_rate": 0.05}}
+    with DeployStore.open(local.world.control) as store:
+        service = DeployService(
+            store, local.world.store, local.target, policy=DeployPolicy(allow_local_paths=True)
+        )
+        assert service.apply(deploy_file(local, 8)).result.ok
+        assert service.status()["replica_gates"] == []  # nothing was gated: v1 was new
+        old = {r.url for r in local.replicas() if r.url}
+        local.target.use_replica_evidence(good := Watched(local.target, old, 0.0, service))
+        passed = service.apply(deploy_file(local, 16, **gated))
+        assert passed.result.ok, passed.result.error
+        [watching] = good.status["replica_gates"]  # type: ignore[misc]
+        assert (watching["state"], watching["replica"], watching["siblings"]) == ("watching", "2", 2)
+        assert watching["figures"]["requests"] == 100
+        assert 0 <= watching["time_left_s"] <= 2
+        [verdict] = passed.record.plan["replica_gates"]
+        assert (verdict["state"], verdict["replica"], verdict["figures"]["error_rate"]) == ("pass", "2", 0.0)
+        assert verdict["figures"]["requests"] >= 50
+        assert verdict["time_left_s"] is None
+        assert service.status()["replica_gates"] == [verdict]
+
+        old = {r.url for r in local.replicas() if r.url}
+        local.target.use_replica_evidence(Given(local.target, old, error_share=0.2))
+        failed = service.apply(deploy_file(local, 32, **gated))
+        assert not failed.result.ok
+        assert service.history()[0].status == "failed"
+        [verdict] = service.history()[0].plan["replica_gates"]
+        assert (verdict["state"], verdict["replica"], verdict["figures"]["error_rate"]) == ("fail", "4", 0.2)
+        assert "error rate 0.200" in verdict["detail"]
+        assert service.status()["replica_gates"] == [verdict]
+        assert _gate_lines([verdict], "gates:") == [
+            "gates:",
+            f"  mail/spam v1: replica 4 against 2 old: fail at {verdict['read_at']}: {verdict['detail']}",
+        ]
+
+        # A control plane started again: its target read no gate, the history has the last verdict.
+        again = RecordingTarget()
+        again.running[KEY] = VersionSpec(uri="spam/1")
+        assert DeployService(store, local.world.store, again).status()["replica_gates"] == [verdict]
+        assert DeployService(store, local.world.store, RecordingTarget()).status()["replica_gates"] == []
 
 
 # -- end to end: a real gateway, its real inference log, the real analysis ---------------------------

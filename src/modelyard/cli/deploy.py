@@ -173,8 +173,9 @@ def rollback(apply_id: Annotated[int, typer.Argument(help="the apply to go back 
 
 @deploy_app.command()
 def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
-    """The last applied file, every replica (state, URL, restarts) and each model's latest rollout:
-    its step, the time left, each gate's value against its threshold."""
+    """The last applied file, every replica (state, URL, restarts), each version's replica gate (the
+    new replica watched, the time left, its figures; or the last verdict) and each model's latest
+    rollout: its step, the time left, each gate's value against its threshold."""
     url = require_control_url(control_url, "deploy status")
     with _control_plane(url) as client:
         found = client.status()
@@ -193,6 +194,8 @@ def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
         where = replica["url"] or "-"
         typer.echo(f"  {replica['project']}/{replica['model']} {replica['version']} #{replica['replica']}: "
                    f"{replica['state']} {where} (restarts {replica['restarts']})")  # fmt: skip
+    for line in _gate_lines(found.get("replica_gates") or [], "replica gates (one new replica first):"):
+        typer.echo(line)
     if found["rollouts"]:
         typer.echo("rollouts:")
     for rollout in found["rollouts"]:
@@ -204,6 +207,19 @@ def status(as_json: AsJson = False, control_url: ControlUrl = None) -> None:
         agreement = "-" if pair["agreement"] is None else f"{pair['agreement']:.3f}"
         typer.echo(f"  {pair['route']} {pair['candidate']} vs {pair['baseline']}: agreement {agreement} "
                    f"on {pair['compared']} compared, {pair['verdict']}")  # fmt: skip
+
+
+def _gate_lines(gates: list[dict[str, Any]], heading: str = "", indent: str = "  ") -> list[str]:
+    """Replica gates as status and history print them: a watch in progress, or its verdict."""
+    lines = [heading] if heading and gates else []
+    for gate in gates:
+        head = (f"{indent}{gate['project']}/{gate['model']} {gate['version']}: replica {gate['replica']}"
+                f" against {gate['siblings']} old")  # fmt: skip
+        if gate["state"] == "watching":
+            lines.append(f"{head}: watching, {gate['time_left_s'] or 0:.0f}s left: {gate['detail']}")
+        else:
+            lines.append(f"{head}: {gate['state']} at {gate['read_at']}: {gate['detail']}")
+    return lines
 
 
 def _all_rollouts(url: str) -> list[dict[str, Any]]:
@@ -302,8 +318,9 @@ def history(
     as_json: AsJson = False,
     control_url: ControlUrl = None,
 ) -> None:
-    """Every apply (who, when, from what, how it ended) and every rollout transition (who or the
-    controller, why), newest first. ``--json``: the applies only (``status --json`` has rollouts)."""
+    """Every apply (who, when, from what, how it ended, the replica gates it passed through with
+    their figures) and every rollout transition (who or the controller, why), newest first.
+    ``--json``: the applies only (``status --json`` has rollouts)."""
     url = require_control_url(control_url, "deploy history")
     with _control_plane(url) as client:
         found = client.history(limit)
@@ -315,7 +332,8 @@ def history(
         summary = record["plan"].get("summary") or ""
         text = (f"#{record['id']} {record['created_at']} {record['user'] or '?'} {record['status']:8} "
                 f"{record['source']} {summary} {record['message']}")  # fmt: skip
-        lines.append((record["created_at"], text.rstrip()))
+        gates = _gate_lines(record["plan"].get("replica_gates") or [], indent="    replica_gate ")
+        lines.append((record["created_at"], "\n".join([text.rstrip(), *gates])))
     lines += _rollout_events(url)
     for _, line in sorted(lines, key=lambda item: item[0], reverse=True)[:limit]:
         typer.echo(line)

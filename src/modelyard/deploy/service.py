@@ -6,8 +6,11 @@ what the target runs, with the last applied file for the rest: ``deploy/live.py`
 records a running apply, carries that plan out (``deploy/apply.py``) and records the outcome,
 ``rollback`` applies an earlier record's file again. Every file it is given passes its
 ``DeployPolicy`` first (``deploy/policy.py``: no local paths, no interpreter-control variables unless
-allowed), so a refused file is never planned, started or recorded. A version with a ``rollout`` is
-handed to ``rollouts`` (the control plane's rollout controller) instead of getting its weight at once.
+allowed), so a refused file is never planned, started or recorded; so does what the target cannot
+carry out (a ``LimitedTarget``'s refusals: the Kubernetes target has no ``replica_gate``). A
+version with a ``rollout`` is handed to ``rollouts`` (the control plane's rollout controller)
+instead of getting its weight at once. A target that gates updates replica by replica
+(``GateReporter``) has its readings in ``status`` and, with each apply's verdicts, in the history.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from modelyard.deploy.apply import ApplyResult, Rollouts, RoutingAPI, apply_file, runtime_spec
 from modelyard.deploy.backend import DeployTarget, VersionKey
@@ -26,12 +29,15 @@ from modelyard.deploy.live import live_plan, running_versions
 from modelyard.deploy.policy import DeployPolicy
 from modelyard.deploy.spec import DeployFile, VersionSpec
 from modelyard.deploy.state import ApplyRecord, ApplyStatus, DeployStore
+from modelyard.deploy.targets.replica_gate import GateReport, GateReporter
 from modelyard.errors import Conflict, ModelyardError
 
-__all__ = ["ApplyOutcome", "DeployService", "UsageRecorder"]
+__all__ = ["ApplyOutcome", "DeployService", "LimitedTarget", "UsageRecorder"]
 
 log = logging.getLogger("modelyard.deploy")
 Usages = dict[str, list[Any]]  # consumer ("deployment/p/m/v") -> [registry model name, version]
+Problems = list[tuple[tuple[str | int, ...], str]]  # (where in the file, why), as DeployPolicy's
+_GATE_HISTORY = 50  # applies read back for the last replica-gate verdicts after a restart
 
 
 class UsageRecorder(Protocol):
@@ -40,6 +46,32 @@ class UsageRecorder(Protocol):
     def record(self, desired: DeployFile, previous: Usages) -> Usages:
         """Mark the versions ``desired`` uses, unmark those of ``previous`` it no longer does;
         returns the new usages (kept with the apply, for the next one to compare)."""
+
+
+@runtime_checkable
+class LimitedTarget(Protocol):
+    """A target that cannot carry out everything a valid deploy file may ask (``KubernetesTarget``)."""
+
+    def refused_fields(self, desired: DeployFile) -> Problems:
+        """Every field of ``desired`` this target cannot carry out, with why and what to use instead."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class _TargetPolicy(DeployPolicy):
+    """The control plane's policy and its target's limits, checked together on every file: a
+    refusal names its line and field like the policy's (``deploy/file.py``), and nothing starts."""
+
+    target: LimitedTarget | None = None
+
+    @classmethod
+    def of(cls, policy: DeployPolicy, target: LimitedTarget) -> _TargetPolicy:
+        allowed = {field.name: getattr(policy, field.name) for field in dataclasses.fields(DeployPolicy)}
+        return cls(**allowed, target=target)
+
+    def problems(self, desired: DeployFile) -> Problems:
+        found = super().problems(desired)
+        return found if self.target is None else [*found, *self.target.refused_fields(desired)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +111,9 @@ class DeployService:
         self.target = target
         self.usage = usage
         self.policy = policy or DeployPolicy()
+        if isinstance(target, LimitedTarget):
+            self.policy = _TargetPolicy.of(self.policy, target)
+        self._verdicts: dict[VersionKey, dict[str, Any]] | None = None  # from the history, read once
         # The database refuses a second running apply across processes; this lock keeps two
         # requests of the same control plane from even trying at once.
         self._lock = threading.Lock()
@@ -110,6 +145,7 @@ class DeployService:
                 text, user=user, source=source, plan={"summary": plan.summary, "drift": drift}
             )
             log = [DRIFT_HEADING, *(f"  {item}" for item in drift)] if drift else []
+            gates = self._live_gates()
             try:
                 # The live plan says what runs; the empty file stands for "no other current".
                 result = apply_file(
@@ -120,19 +156,29 @@ class DeployService:
             except Exception as exc:  # a bug or a lost database: still close the record
                 self.store.finish(record.id, status="failed", message=f"{type(exc).__name__}: {exc}")
                 raise
-            return ApplyOutcome(self._finish(record, desired, plan, result), result, log)
+            read = [g for k, g in self._live_gates().items() if g is not gates.get(k) and not g.watching]
+            return ApplyOutcome(self._finish(record, desired, plan, result, read), result, log)
         finally:
             self._lock.release()
 
     def _finish(
-        self, record: ApplyRecord, desired: DeployFile, plan: Plan, result: ApplyResult
+        self,
+        record: ApplyRecord,
+        desired: DeployFile,
+        plan: Plan,
+        result: ApplyResult,
+        gates: list[GateReport],
     ) -> ApplyRecord:
-        """Close the record: the plan's summary, every step, and (applied) the registry usages."""
+        """Close the record: the plan's summary, every step, the verdicts of the replica gates the
+        apply passed through (pass or not), and (applied) the registry usages."""
         summary: dict[str, Any] = {
             "summary": plan.summary,
             "drift": [str(item) for item in plan.drift],
             **result.summary(),
         }
+        if gates:
+            summary["replica_gates"] = [gate.to_dict() for gate in gates]
+            self._recorded_gates().update((gate.key, gate.to_dict()) for gate in gates)
         if result.ok and self.usage is not None:
             previous = self.store.current()
             try:
@@ -188,14 +234,39 @@ class DeployService:
         return self.apply(earlier.file_text, user=user, source=f"rollback to #{earlier.id}")
 
     def status(self) -> dict[str, Any]:
-        """The last applied record and every replica the target runs."""
+        """The last applied record, every replica the target runs and, for the versions gated
+        replica by replica, the newest reading of each gate (``replica_gates``)."""
         current = self.store.current()
         running = self.store.running()
+        replicas = self.target.status()
         return {
             "current": current.to_dict(file_text=False) if current else None,
             "running": running.to_dict(file_text=False) if running else None,
-            "replicas": [dataclasses.asdict(replica) for replica in self.target.status()],
+            "replicas": [dataclasses.asdict(replica) for replica in replicas],
+            "replica_gates": self._gate_status({(r.project, r.model, r.version) for r in replicas}),
         }
+
+    def _gate_status(self, runs: set[VersionKey]) -> list[dict[str, Any]]:
+        """Each version's newest gate reading: the target's (a watch in progress: its figures so far
+        and time left; or a verdict), else, for a version that runs, the last verdict in the history
+        (the target's readings are gone with the process that ran them)."""
+        found = {key: gate for key, gate in self._recorded_gates().items() if key in runs}
+        found |= {key: gate.to_dict() for key, gate in self._live_gates().items()}
+        return [found[key] for key in sorted(found)]
+
+    def _live_gates(self) -> dict[VersionKey, GateReport]:
+        target = self.target
+        return {gate.key: gate for gate in target.replica_gates()} if isinstance(target, GateReporter) else {}
+
+    def _recorded_gates(self) -> dict[VersionKey, dict[str, Any]]:
+        """The last verdict of each version in the recent history, read once, then kept up to date."""
+        if self._verdicts is None:
+            verdicts: dict[VersionKey, dict[str, Any]] = {}
+            for record in reversed(self.store.history(limit=_GATE_HISTORY)):
+                for gate in record.plan.get("replica_gates") or []:
+                    verdicts[(gate["project"], gate["model"], gate["version"])] = gate
+            self._verdicts = verdicts
+        return self._verdicts
 
     def history(self, limit: int = 50, before: int | None = None) -> list[ApplyRecord]:
         return self.store.history(limit=limit, before=before)

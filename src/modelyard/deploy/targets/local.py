@@ -20,7 +20,8 @@ until all are ready, then stops the old replicas one by one. No pause is needed 
 gateway reads the whole routing table at once, so a poll that shows an old replica not-ready also
 shows the new ones ready, and a gateway whose polls lag is covered by the drain grace. With a
 ``replica_gate`` in the spec and evidence to read it (:meth:`LocalTarget.use_replica_evidence`), an
-update of a version running two replicas or more goes one gated replica first (``replica_gate.py``).
+update of a version running two replicas or more goes one gated replica first (``replica_gate.py``);
+:meth:`LocalTarget.replica_gates` has each version's newest reading of its gate.
 
 Stopping is a drain: SIGTERM makes the server report not-ready and keep serving for
 ``drain_grace_s`` (``modelyard serve --drain-grace``); the target also marks the replica not-ready
@@ -65,7 +66,7 @@ from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import VersionSpec
 from modelyard.deploy.targets.processes import Deadline, Process, Replica, Version
-from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, ReplicaEvidence, ReplicaWatch
+from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, GateReport, ReplicaEvidence, ReplicaWatch
 from modelyard.errors import ModelNotReady
 from modelyard.routing.announcer import EndpointsAPI, parse_target
 
@@ -130,6 +131,7 @@ class LocalTarget:
         self.drain_grace_s = drain_grace_s
         self.stop_timeout_s = stop_timeout_s  # beyond the grace: in-flight requests (server: 30 s)
         self._versions: dict[VersionKey, Version] = {}
+        self._gates: dict[VersionKey, GateReport] = {}  # each version's newest replica-gate reading
         self._lock = threading.RLock()  # guards _versions and every replica's fields
         self._operation = threading.Lock()  # one ensure/remove at a time
         self._closed = threading.Event()
@@ -171,6 +173,7 @@ class LocalTarget:
             self._stop(replicas)  # all at once: the version no longer gets traffic
             with self._lock:
                 self._versions.pop(key, None)
+                self._gates.pop(key, None)
 
     def status(self) -> list[ReplicaStatus]:
         """Every replica of every version, by version and replica id."""
@@ -248,6 +251,16 @@ class LocalTarget:
         """Read a spec's ``replica_gate`` from ``evidence`` (the control plane's online analysis)."""
         self._replica_evidence = evidence
 
+    def replica_gates(self) -> list[GateReport]:
+        """Each version's newest replica-gate reading (``GateReporter``): a watch in progress, with
+        its figures so far, or its verdict."""
+        with self._lock:
+            return [self._gates[key] for key in sorted(self._gates)]
+
+    def _gate_read(self, report: GateReport) -> None:
+        with self._lock:
+            self._gates[report.key] = report
+
     def _gated(self, version: Version, old: list[Replica], spec: VersionSpec) -> bool:
         """Whether this update goes one gated replica first: the spec asks for it and two old
         replicas or more serve (siblings to compare with). Refused without evidence to read."""
@@ -264,8 +277,10 @@ class LocalTarget:
         assert spec.replica_gate is not None and self._replica_evidence is not None  # noqa: PT018
         with self._lock:
             url, siblings = first.url or "", [r.url for r in old if r.url is not None]
-        watch = ReplicaWatch(self._replica_evidence, version.key, spec.replica_gate)
-        reading = watch.run(url, siblings, lambda: first.state == "ready" and first.url == url, self._closed)
+        watch = ReplicaWatch(self._replica_evidence, version.key, spec.replica_gate, report=self._gate_read)
+        reading = watch.run(
+            url, siblings, lambda: first.state == "ready" and first.url == url, self._closed, replica=first.id
+        )
         if reading.outcome != "pass":
             self._stop([first])  # the old replicas were never touched: they go on serving
             raise ModelNotReady("/".join(version.key), reading.failure(first.id))

@@ -15,15 +15,23 @@ starts and differences after it (``since``), so only answers given during the wa
 A failure is read as soon as the new replica has answered ``min_requests`` requests; a pass only
 at the end of the watch. The deploy plane does not import the analysis: the control plane hands
 the target a :class:`ReplicaEvidence` (``OnlineAnalysis`` is one) at start-up.
+
+Every reading is also reported as a :class:`GateReport` — while the watch runs (``watching``: the
+figures so far, the time left) and at its end (the verdict) — so the figures are where operators
+look, not only in a failed apply's message: a :class:`GateReporter` target keeps each version's
+newest report, which ``DeployService`` shows in ``deploy status`` and records in the apply's history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from modelyard.deploy.backend import VersionKey
@@ -31,6 +39,9 @@ from modelyard.deploy.spec import ReplicaGate
 
 __all__ = [
     "NO_EVIDENCE",
+    "GateFigures",
+    "GateReport",
+    "GateReporter",
     "GatedTarget",
     "Reading",
     "ReplicaEvidence",
@@ -82,11 +93,35 @@ class GatedTarget(Protocol):
     def use_replica_evidence(self, evidence: ReplicaEvidence | None) -> None: ...
 
 
-class Reading(NamedTuple):
-    """A reading of the gate: ``pass``, ``fail`` or ``inconclusive``, with the figures behind it."""
+class GateFigures(NamedTuple):
+    """What a reading compared: the new replica's answers against its siblings' (pooled errors, the
+    median of their p99s), over the same span. None: no data (or a p99 above the top bucket)."""
+
+    requests: int
+    errors: int
+    error_rate: float | None
+    siblings_requests: int
+    siblings_error_rate: float | None
+    p99_ms: float | None
+    siblings_p99_ms: float | None
+    p99_ratio: float | None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON data: a non-finite value (a p99 beyond the top bucket) is None."""
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in self._asdict().items()
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """A reading of the gate: ``pass``, ``fail`` or ``inconclusive``, with the figures behind it
+    (``figures``: None when none were read; not compared: two readings with one outcome and one
+    text are the same reading)."""
 
     outcome: str
     detail: str
+    figures: GateFigures | None = dataclasses.field(default=None, compare=False)
 
     def failure(self, replica: str) -> str:
         """Why the update stopped at new replica ``replica`` (a failed or inconclusive reading)."""
@@ -96,37 +131,105 @@ class Reading(NamedTuple):
         )
 
 
+def _figures(new: ReplicaFigures | None, siblings: list[ReplicaFigures]) -> GateFigures:
+    answered = new.requests if new is not None else 0
+    errors = new.errors if new is not None else 0
+    theirs = sum(s.requests for s in siblings)
+    p99s = [p for s in siblings if s.requests and (p := s.latency_quantile(0.99)) is not None]
+    mine = new.latency_quantile(0.99) if new is not None and answered else None
+    sibling_p99 = statistics.median(p99s) if p99s else None
+    return GateFigures(
+        requests=answered,
+        errors=errors,
+        error_rate=errors / answered if answered else None,
+        siblings_requests=theirs,
+        siblings_error_rate=sum(s.errors for s in siblings) / theirs if theirs else None,
+        p99_ms=mine,
+        siblings_p99_ms=sibling_p99,
+        p99_ratio=mine / sibling_p99 if mine is not None and sibling_p99 else None,
+    )
+
+
 def judge(gate: ReplicaGate, new: ReplicaFigures | None, siblings: list[ReplicaFigures]) -> Reading:
     """Read ``gate`` on the new replica's figures against its siblings' (all for the same span)."""
-    answered = new.requests if new is not None else 0
-    if new is None or answered < gate.min_requests:
-        return Reading("inconclusive", f"the new replica answered {answered} of {gate.min_requests} requests")
-    figures = [f"{answered} requests"]
+    f = _figures(new, siblings)
+    if f.requests < gate.min_requests:
+        return Reading(
+            "inconclusive", f"the new replica answered {f.requests} of {gate.min_requests} requests", f
+        )
+    figures = [f"{f.requests} requests"]
     failed: list[str] = []
-    sibling_requests = sum(s.requests for s in siblings)
     if gate.max_error_rate is not None:
-        rate = new.errors / new.requests
-        theirs = sum(s.errors for s in siblings) / sibling_requests if sibling_requests else 0.0
+        rate, theirs = f.error_rate or 0.0, f.siblings_error_rate or 0.0
         text = f"error rate {rate:.3f} (siblings {theirs:.3f}, at most +{gate.max_error_rate:g})"
         (failed if rate > theirs + gate.max_error_rate else figures).append(text)
     if gate.max_p99_ratio is not None:
-        p99s = [p for s in siblings if s.requests and (p := s.latency_quantile(0.99)) is not None]
-        mine = new.latency_quantile(0.99)
-        if not p99s or mine is None:
-            return Reading("inconclusive", "its siblings answered no requests to compare latency with")
-        theirs_p99 = statistics.median(p99s)
-        ratio = mine / theirs_p99
+        if f.p99_ms is None or f.siblings_p99_ms is None or f.p99_ratio is None:
+            return Reading("inconclusive", "its siblings answered no requests to compare latency with", f)
         text = (
-            f"p99 {mine:g} ms (siblings {theirs_p99:g} ms, ratio {ratio:.2f}, at most {gate.max_p99_ratio:g})"
+            f"p99 {f.p99_ms:g} ms (siblings {f.siblings_p99_ms:g} ms, ratio {f.p99_ratio:.2f}, "
+            f"at most {gate.max_p99_ratio:g})"
         )
-        (failed if ratio > gate.max_p99_ratio else figures).append(text)
+        (failed if f.p99_ratio > gate.max_p99_ratio else figures).append(text)
     if failed:
-        return Reading("fail", "; ".join(failed + figures))
-    return Reading("pass", "; ".join(figures))
+        return Reading("fail", "; ".join(failed + figures), f)
+    return Reading("pass", "; ".join(figures), f)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateReport:
+    """A replica gate as the deploy history and status show it: ``state`` is ``watching`` while the
+    new replica is watched (``detail`` and ``figures``: the reading so far), then the verdict
+    (``pass``, ``fail``, ``inconclusive``). Times are wall-clock seconds since the epoch."""
+
+    key: VersionKey
+    replica: str  # the new replica's id
+    url: str
+    siblings: int  # how many old replicas it is compared with
+    gate: ReplicaGate
+    state: str
+    detail: str
+    figures: GateFigures | None
+    started_at: float
+    ends_at: float  # when the watch ends at the latest
+    read_at: float
+
+    @property
+    def watching(self) -> bool:
+        return self.state == "watching"
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """JSON data, ISO 8601 times; ``time_left_s`` (at ``now``) while watching, else None."""
+        now = time.time() if now is None else now
+        project, model, version = self.key
+        return {
+            "project": project, "model": model, "version": version,
+            "replica": self.replica, "url": self.url, "siblings": self.siblings,
+            "gate": self.gate.model_dump(by_alias=True),
+            "state": self.state, "detail": self.detail,
+            "figures": self.figures.to_dict() if self.figures is not None else None,
+            "started_at": _iso(self.started_at), "read_at": _iso(self.read_at),
+            "time_left_s": max(0.0, self.ends_at - now) if self.watching else None,
+        }  # fmt: skip
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+@runtime_checkable
+class GateReporter(Protocol):
+    """A target that keeps each version's newest :class:`GateReport` (``LocalTarget``)."""
+
+    def replica_gates(self) -> list[GateReport]:
+        """The newest report of each version it runs: a watch in progress, or the last verdict."""
+        ...
 
 
 class ReplicaWatch:
-    """Watches a new replica for ``gate.duration`` against its siblings (see the module)."""
+    """Watches a new replica for ``gate.duration`` against its siblings (see the module).
+    ``report``: called with a :class:`GateReport` when the watch starts, after every reading and
+    with the verdict; ``clock`` times the watch, ``wall`` dates the reports."""
 
     def __init__(
         self,
@@ -136,36 +239,76 @@ class ReplicaWatch:
         *,
         tick_s: float = _TICK_S,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        report: Callable[[GateReport], None] | None = None,
     ) -> None:
         self.evidence = evidence
         self.key = key
         self.gate = gate
         self.tick_s = tick_s
         self.clock = clock
+        self.wall = wall
+        self.report = report
 
-    def run(self, new: str, siblings: list[str], alive: Callable[[], bool], stop: threading.Event) -> Reading:
-        """Watch replica ``new`` (a URL) beside ``siblings``: the reading at the end, or the first
-        failure. ``alive``: whether the new replica is still ready; ``stop``: ends the watch early."""
+    def run(
+        self,
+        new: str,
+        siblings: list[str],
+        alive: Callable[[], bool],
+        stop: threading.Event,
+        *,
+        replica: str = "",
+    ) -> Reading:
+        """Watch replica ``new`` (a URL; ``replica``: its id) beside ``siblings``: the reading at the
+        end, or the first failure. ``alive``: whether the new replica is still ready; ``stop``: ends
+        the watch early."""
         log.info("%s: watching new replica %s beside %d old ones", "/".join(self.key), new, len(siblings))
+        started = self.wall()
+
+        def report(state: str, reading: Reading) -> None:
+            if self.report is not None:
+                self.report(GateReport(
+                    self.key, replica, new, len(siblings), self.gate, state, reading.detail,
+                    reading.figures, started, started + self.gate.duration, self.wall(),
+                ))  # fmt: skip
+
+        report("watching", judge(self.gate, None, []))
+        reading = self._watch(new, siblings, alive, stop, lambda now: report("watching", now))
+        report(reading.outcome, reading)
+        return reading
+
+    def _watch(
+        self,
+        new: str,
+        siblings: list[str],
+        alive: Callable[[], bool],
+        stop: threading.Event,
+        progress: Callable[[Reading], None],
+    ) -> Reading:
         start = dict(self.evidence.replica_stats(*self.key))
         until = self.clock() + self.gate.duration
+        figures: GateFigures | None = None  # the last ones read, for a verdict that reads none
         while True:
             if stop.wait(self.tick_s):
-                return Reading("fail", "the target was closed while the new replica was watched")
+                return Reading("fail", "the target was closed while the new replica was watched", figures)
             if not alive():
-                return Reading("fail", "the new replica stopped being ready while it was watched")
+                return Reading("fail", "the new replica stopped being ready while it was watched", figures)
             now = self.evidence.replica_stats(*self.key)
             step = {url: self._since(now, start, url) for url in (new, *siblings)}
             reading = judge(self.gate, step[new], [s for url in siblings if (s := step[url]) is not None])
+            figures = reading.figures
             if reading.outcome == "fail":
                 return reading
             if self.clock() >= until:
                 if not self.evidence.healthy():
-                    return Reading("inconclusive", "the online analysis cannot read the inference log")
+                    return Reading(
+                        "inconclusive", "the online analysis cannot read the inference log", figures
+                    )
                 log.info(
                     "%s: new replica %s: %s (%s)", "/".join(self.key), new, reading.outcome, reading.detail
                 )
                 return reading
+            progress(reading)
 
     @staticmethod
     def _since(

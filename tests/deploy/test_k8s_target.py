@@ -40,7 +40,10 @@ from starlette.routing import Route
 from modelyard.control.settings import ControlSettings
 from modelyard.control.up import kubernetes_target
 from modelyard.deploy.apply import apply_file
+from modelyard.deploy.file import DeployFileError
+from modelyard.deploy.service import DeployService
 from modelyard.deploy.spec import DeployFile, VersionSpec
+from modelyard.deploy.state import DeployStore
 from modelyard.deploy.targets.kubernetes.manifests import object_name, render, render_version, service_url
 from modelyard.deploy.targets.kubernetes.target import (
     APPLY_PATCH,
@@ -487,6 +490,58 @@ def test_an_invalid_spec_is_refused_before_anything_is_applied(
         target.ensure(KEY, FIXED.model_copy(update={"image": None}), timeout_s=30)
     assert raised.value.field == "spec.image"
     assert fake.calls == []
+
+
+GATED_FILE = f"""deployments:
+- project: mail
+  model: spam
+  versions:
+  - version: v1
+    spec: {{uri: spam@production, replicas: 2, weight: 80, image: "{IMAGE}"}}
+  - version: v2
+    spec:
+      uri: spam/7
+      replicas: 2
+      weight: 20
+      image: "{IMAGE}"
+      replica_gate: {{for: 30s}}
+"""
+
+
+def test_a_replica_gate_is_refused_before_anything_is_applied(
+    fake: FakeCluster, target: KubernetesTarget
+) -> None:
+    # The gateway routes to the version's Service: no pod's own answers could be read.
+    spec = VersionSpec.model_validate(
+        {**FIXED.model_dump(exclude_defaults=True), "replica_gate": {"for": "30s"}}
+    )
+    with pytest.raises(InvalidInput) as raised:
+        target.ensure(KEY, spec, timeout_s=30)
+    assert raised.value.field == "versions.v1.spec.replica_gate"
+    assert "cannot gate an update replica by replica" in raised.value.message
+    assert "canary rollout" in raised.value.message
+    assert fake.calls == []
+
+
+def test_a_file_with_a_replica_gate_is_refused_by_diff_and_apply(
+    fake: FakeCluster, target: KubernetesTarget, tmp_path: Path
+) -> None:
+    settings = ControlSettings(home=tmp_path / "home")
+    with DeployStore.open(settings) as store, RouteStore.open(settings) as routes:
+        service = DeployService(store, routes, target)
+        diff = functools.partial(service.diff, GATED_FILE, "deploy.yaml")
+        for attempt in (diff, functools.partial(service.apply, GATED_FILE, source="deploy.yaml")):
+            with pytest.raises(DeployFileError) as raised:
+                attempt()
+            assert raised.value.field == "deployments[0].versions[1].spec.replica_gate"
+            [problem] = raised.value.errors
+            assert problem.line == 13  # replica_gate's own line
+            assert problem.message.startswith(
+                "versions.v2.spec.replica_gate of mail/spam: the Kubernetes target"
+            )
+        assert store.history() == []  # refused before it was recorded, planned or started
+        assert service.apply(GATED_FILE.replace("replica_gate: {for: 30s}", "")).result.ok
+    assert fake.calls != []  # the same file without the gate did reach the cluster
 
 
 def test_render_version_is_what_render_writes_for_the_version() -> None:

@@ -32,6 +32,13 @@
 - :meth:`~KubernetesTarget.status` lists the Deployments labelled as modelyard model servers in the
   namespace: one row per Deployment (not per pod, which would need the ``pods`` permission too).
 
+A spec's ``replica_gate`` is refused, not ignored: the gate compares one new replica's own answers
+with its siblings', and here the gateway routes to the version's Service, so the inference log
+names no pod. :meth:`~KubernetesTarget.refused_fields` lets ``DeployService`` refuse such a file
+before anything of it is planned or applied (``diff``, ``apply``), and ``ensure`` refuses the spec
+before it calls the API server. A new package goes out on evidence as a new version with a canary
+``rollout`` instead (docs/rollout.md).
+
 The model's routes ConfigMap that ``render`` writes for GitOps tools is **not** applied here: a target
 sees one version at a time with its traffic fields cleared (``apply.runtime_spec``), so it cannot
 write a model's whole route, and the routing table that ``apply`` writes is where the gateway reads
@@ -55,7 +62,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
-from modelyard.deploy.spec import VersionSpec
+from modelyard.deploy.spec import DeployFile, VersionSpec
 from modelyard.deploy.targets.kubernetes.manifests import (
     check_namespace,
     object_name,
@@ -67,7 +74,14 @@ from modelyard.errors import InvalidInput, ModelNotReady, ModelyardError, NotFou
 if TYPE_CHECKING:
     from modelyard.routing.table import ModelRoute
 
-__all__ = ["APPLY_PATCH", "KEY_ANNOTATION", "SPEC_ANNOTATION", "KubernetesTarget", "ReplicaRoutes"]
+__all__ = [
+    "APPLY_PATCH",
+    "KEY_ANNOTATION",
+    "SPEC_ANNOTATION",
+    "KubernetesTarget",
+    "ReplicaRoutes",
+    "no_replica_gate",
+]
 
 APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply's content type
 SPEC_ANNOTATION = "modelyard.io/spec"  # the runtime spec last applied, as JSON (for an undo)
@@ -85,6 +99,17 @@ _VERSION_KINDS = ("HorizontalPodAutoscaler", "Deployment", "Service", "NetworkPo
 
 
 log = logging.getLogger("modelyard.deploy")
+
+
+def no_replica_gate(key: VersionKey) -> str:
+    """Why ``versions.<v>.spec.replica_gate`` cannot run on this target, and what to use instead."""
+    project, model, version = key
+    return (
+        f"versions.{version}.spec.replica_gate of {project}/{model}: the Kubernetes target cannot gate"
+        " an update replica by replica (the gateway routes to the version's Service, not to its pods,"
+        " so no pod's own answers can be read); remove replica_gate, or ship the new package as a new"
+        f" version with a canary rollout from {version} (docs/rollout.md)"
+    )
 
 
 class ReplicaRoutes(Protocol):
@@ -256,6 +281,8 @@ class KubernetesTarget:
 
     def ensure(self, key: VersionKey, spec: VersionSpec, *, timeout_s: float = 300.0) -> None:
         """Server-side apply the version's objects and return once its rollout is complete."""
+        if spec.replica_gate is not None:  # refused before anything is applied (see the module)
+            raise InvalidInput(no_replica_gate(key), field=f"versions.{key[2]}.spec.replica_gate")
         objects = self.manifests(key, spec)  # an invalid spec raises before anything is applied
         name = object_name(*key)
         deadline = time.monotonic() + timeout_s
@@ -271,6 +298,18 @@ class KubernetesTarget:
             why = exc.state if isinstance(exc, ModelNotReady) else f"applying {name}: {_describe(exc)}"
             raise ModelNotReady("/".join(key), f"{why}; {self._undo(key, before)}") from None
         self._register(key)
+
+    def refused_fields(self, desired: DeployFile) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every ``replica_gate`` in ``desired``: what this target cannot carry out (``LimitedTarget``)."""
+        return [
+            (
+                ("deployments", d, "versions", v, "spec", "replica_gate"),
+                no_replica_gate((*deployment.key, version.version)),
+            )
+            for d, deployment in enumerate(desired.deployments)
+            for v, version in enumerate(deployment.versions)
+            if version.spec.replica_gate is not None
+        ]
 
     def remove(self, key: VersionKey) -> None:
         """Delete the version's autoscaler, Deployment and Service (those missing are skipped)."""

@@ -29,19 +29,41 @@ from typing import Any
 from modelyard.errors import DeadlineExceeded, ModelNotReady, Overloaded
 from modelyard.sdk import BatchSpec
 
-__all__ = ["BatchRunner", "Batcher"]
+__all__ = ["BatchRunner", "Batcher", "Pending", "checked", "settle"]
 
 # Runs one batch: items in, one result per item out (an exception instance marks a failed item).
 BatchRunner = Callable[[list[Any]], Awaitable[Sequence[Any]]]
 
 
 @dataclass(eq=False)
-class _Pending:
+class Pending:
+    """One queued item: what the caller awaits, and its deadline's timer."""
+
     item: Any
     rows: int
     future: asyncio.Future[Any]
     enqueued: float
     timer: asyncio.TimerHandle | None = field(default=None)
+
+
+def settle(pending: Pending, result: Any) -> None:
+    """Answer a caller (an exception instance fails it); on the event loop's thread only."""
+    if pending.timer is not None:
+        pending.timer.cancel()
+    if pending.future.done():  # expired or cancelled meanwhile
+        return
+    if isinstance(result, BaseException):
+        pending.future.set_exception(result)
+    else:
+        pending.future.set_result(result)
+
+
+def checked(results: Sequence[Any], items: int) -> Sequence[Any]:
+    """``results`` when there is one per item; else one error for every item, naming both lengths."""
+    if len(results) == items:
+        return results
+    error = RuntimeError(f"the predict hook got {items} items but returned {len(results)} results")
+    return [error] * items
 
 
 class Batcher:
@@ -72,7 +94,7 @@ class Batcher:
         self.max_queue = max_queue
         self._concurrency = concurrency
         self._on_batch = on_batch
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Pending] = deque()
         self._rows_queued = 0
         self._wakeup = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -96,7 +118,7 @@ class Batcher:
         self._closing = True
         while self._queue:
             pending = self._queue.popleft()
-            self._settle(pending, ModelNotReady(self.name, "unloading"))
+            settle(pending, ModelNotReady(self.name, "unloading"))
         self._rows_queued = 0
         self._wakeup.set()
         # Workers see _closing and exit once their running batch (if any) has settled its callers.
@@ -114,7 +136,7 @@ class Batcher:
         if len(self._queue) >= self.max_queue:
             raise Overloaded(self.name, len(self._queue), retry_after=self._retry_after())
         loop = asyncio.get_running_loop()
-        pending = _Pending(item, rows, loop.create_future(), time.monotonic())
+        pending = Pending(item, rows, loop.create_future(), time.monotonic())
         if timeout_s is not None:
             pending.timer = loop.call_later(timeout_s, self._expire, pending, timeout_s)
         self._queue.append(pending)
@@ -130,13 +152,13 @@ class Batcher:
         # A full queue drains in about (queue / batch size) batch times; 1 s is a fair floor.
         return 1.0
 
-    def _expire(self, pending: _Pending, timeout_s: float) -> None:
+    def _expire(self, pending: Pending, timeout_s: float) -> None:
         if pending.future.done():
             return
         pending.future.set_exception(DeadlineExceeded(self.name, timeout_s))
         self._forget(pending)
 
-    def _forget(self, pending: _Pending) -> None:
+    def _forget(self, pending: Pending) -> None:
         """Take an answered item out of the queue, so it counts toward neither depth nor max_queue.
 
         O(queue), but only for expired or cancelled items; one already taken into a batch is not
@@ -147,17 +169,6 @@ class Batcher:
         with contextlib.suppress(ValueError):
             self._queue.remove(pending)
             self._rows_queued -= pending.rows
-
-    @staticmethod
-    def _settle(pending: _Pending, result: Any) -> None:
-        if pending.timer is not None:
-            pending.timer.cancel()
-        if pending.future.done():
-            return
-        if isinstance(result, BaseException):
-            pending.future.set_exception(result)
-        else:
-            pending.future.set_result(result)
 
     async def _collect(self) -> None:
         while not self._closing:
@@ -180,8 +191,8 @@ class Batcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
-    def _take(self) -> list[_Pending]:
-        batch: list[_Pending] = []
+    def _take(self) -> list[Pending]:
+        batch: list[Pending] = []
         rows = 0
         limit = self.spec.max_batch_size
         while self._queue:
@@ -197,18 +208,18 @@ class Batcher:
             rows += head.rows
         return batch
 
-    async def _dispatch(self, batch: list[_Pending]) -> None:
+    async def _dispatch(self, batch: list[Pending]) -> None:
         started = time.monotonic()
         try:
             results = await self._run_isolating([p.item for p in batch])
         except asyncio.CancelledError:  # the loop is going away: never leave a caller hanging
             for pending in batch:
-                self._settle(pending, ModelNotReady(self.name, "unloading"))
+                settle(pending, ModelNotReady(self.name, "unloading"))
             raise
         if self._on_batch is not None:
             self._on_batch(sum(p.rows for p in batch), time.monotonic() - started)
         for pending, result in zip(batch, results, strict=True):
-            self._settle(pending, result)
+            settle(pending, result)
 
     async def _run_isolating(self, items: list[Any]) -> Sequence[Any]:
         """Run ``items``; if the batch as a whole raises, bisect so the failure stays with its cause."""
@@ -219,9 +230,4 @@ class Batcher:
                 return [exc]
             mid = len(items) // 2
             return [*await self._run_isolating(items[:mid]), *await self._run_isolating(items[mid:])]
-        if len(results) != len(items):
-            error = RuntimeError(
-                f"the predict hook got {len(items)} items but returned {len(results)} results"
-            )
-            return [error] * len(items)
-        return results
+        return checked(results, len(items))

@@ -15,7 +15,8 @@ import numpy as np
 
 from modelyard.errors import ModelError, ModelNotReady, ModelyardError
 from modelyard.sdk import BatchSpec, ModelMetadata, ModelSpec
-from modelyard.server.batcher import Batcher
+from modelyard.server.batch_thread import SyncRunner, ThreadBatcher
+from modelyard.server.batcher import Batcher, BatchRunner
 from modelyard.server.health import HealthVerdict
 from modelyard.server.stacking import count_rows, split_rows, stack_items
 
@@ -61,7 +62,7 @@ class ModelRuntime:
         self.state = ModelState.LOADING
         self.reason = ""
         self._instance: Any = None
-        self._batcher: Batcher | None = None
+        self._batcher: Batcher | ThreadBatcher | None = None
         self._pool = self._new_pool()
         self._on_batch = on_batch
         self._batch_spec: BatchSpec | None = spec.batch_spec
@@ -178,21 +179,36 @@ class ModelRuntime:
 
     def _start_batcher(self) -> None:
         spec = self._batch_spec
-        if spec is None:  # plain dispatch: one item per call, several calls at once
-            spec, run, concurrency = BatchSpec(1, 0.0), self._run_single, self.options.workers
-        elif spec.stack:
-            run, concurrency = self._run_stacked, 1
-        else:
-            run, concurrency = self._run_list, 1
-        self._batcher = Batcher(
-            self.name,
-            run,
-            spec,
-            max_queue=self.options.max_queue,
-            concurrency=concurrency,
-            on_batch=self._record_batch,
-        )
+        # Plain dispatch (no @batch, or batching turned off): one item per call, several at once.
+        concurrency = self.options.workers if spec is None else 1
+        limits = spec if spec is not None else BatchSpec(1, 0.0)
+        if self._predict_is_async:  # the hook runs on the event loop: collect there too
+            self._batcher = Batcher(
+                self.name, self._async_runner(), limits, max_queue=self.options.max_queue,
+                concurrency=concurrency, on_batch=self._record_batch,
+            )  # fmt: skip
+        else:  # the model's own thread(s) collect, so a batch never waits for the loop to start
+            self._batcher = ThreadBatcher(
+                self.name, self._sync_runner(), limits, max_queue=self.options.max_queue,
+                threads=concurrency, on_batch=self._record_batch,
+            )  # fmt: skip
         self._batcher.start()
+
+    def _async_runner(self) -> BatchRunner:
+        spec = self._batch_spec
+        if spec is None:
+            return self._run_single
+        return self._run_stacked if spec.stack else self._run_list
+
+    def _sync_runner(self) -> SyncRunner:
+        spec = self._batch_spec
+        if spec is None:
+            return lambda items: [self._predict_sync(items[0])]
+        if spec.stack:
+            return lambda items: split_rows(
+                self._predict_sync(stack_items(items)), [count_rows(item) for item in items]
+            )
+        return lambda items: _as_list(self._predict_sync(items))
 
     def _record_batch(self, rows: int, seconds: float) -> None:
         if self._on_batch is not None:
@@ -202,21 +218,11 @@ class ModelRuntime:
         return [await self._predict(items[0])]
 
     async def _run_list(self, items: list[Any]) -> Sequence[Any]:
-        results = await self._predict(items)
-        if not isinstance(results, Sequence | np.ndarray):
-            raise TypeError(f"a batched predict must return a list, got {type(results).__name__}")
-        return list(results)
+        return _as_list(await self._predict(items))
 
     async def _run_stacked(self, items: list[Any]) -> Sequence[Any]:
         rows = [count_rows(item) for item in items]
-
-        def merge_predict_split() -> list[Any]:
-            return split_rows(self._predict_sync(stack_items(items)), rows)
-
-        if self._predict_is_async:
-            return split_rows(await self._predict(stack_items(items)), rows)
-        results: list[Any] = await self._in_thread(merge_predict_split)
-        return results
+        return split_rows(await self._predict(stack_items(items)), rows)
 
     @property
     def _predict_is_async(self) -> bool:
@@ -258,3 +264,10 @@ class ModelRuntime:
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+
+def _as_list(results: Any) -> list[Any]:
+    """A batched (list) predict's results as a list; anything else is the model's error."""
+    if not isinstance(results, Sequence | np.ndarray):
+        raise TypeError(f"a batched predict must return a list, got {type(results).__name__}")
+    return list(results)

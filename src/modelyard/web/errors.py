@@ -1,4 +1,4 @@
-"""The one table from error kinds to HTTP statuses, and the one error-body schema.
+"""The one table from error kinds to HTTP statuses (and gRPC codes), and the one error-body schema.
 
 Every error any endpoint returns has the body ``{"error": str, "kind": str, "field"?: str}``:
 ``error`` is what OIP and TF-Serving clients read, ``kind`` is machine-readable, ``field`` names
@@ -24,26 +24,38 @@ from modelyard.errors import (
     Unauthenticated,
 )
 
-__all__ = ["STATUS_BY_KIND", "error_body", "error_from_body", "error_headers", "status_for"]
+__all__ = [
+    "CODES_BY_KIND",
+    "GRPC_CODE_BY_KIND",
+    "STATUS_BY_KIND",
+    "error_body",
+    "error_from_body",
+    "error_headers",
+    "status_for",
+]
 
-STATUS_BY_KIND: dict[ErrorKind, int] = {
-    ErrorKind.INVALID_INPUT: 400,
-    ErrorKind.TOO_LARGE: 413,
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.NOT_READY: 503,
-    ErrorKind.OVERLOADED: 503,
-    ErrorKind.DEADLINE_EXCEEDED: 504,
-    ErrorKind.MODEL_ERROR: 500,
-    ErrorKind.UNSUPPORTED: 501,
-    ErrorKind.METHOD_NOT_ALLOWED: 405,
-    ErrorKind.BAD_GATEWAY: 502,
-    ErrorKind.UNAUTHENTICATED: 401,
-    ErrorKind.FORBIDDEN: 403,
-    ErrorKind.UNSUPPORTED_MEDIA_TYPE: 415,
-    ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.INTERNAL: 500,
+# Each kind's answer on both wires: (HTTP status, gRPC status code name). The gRPC adapter turns
+# the name into grpc.StatusCode; this layer never imports grpc.
+CODES_BY_KIND: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.INVALID_INPUT: (400, "INVALID_ARGUMENT"),
+    ErrorKind.TOO_LARGE: (413, "RESOURCE_EXHAUSTED"),
+    ErrorKind.NOT_FOUND: (404, "NOT_FOUND"),
+    ErrorKind.CONFLICT: (409, "ABORTED"),
+    ErrorKind.NOT_READY: (503, "UNAVAILABLE"),
+    ErrorKind.OVERLOADED: (503, "RESOURCE_EXHAUSTED"),  # the queue is full: gRPC's word for it
+    ErrorKind.DEADLINE_EXCEEDED: (504, "DEADLINE_EXCEEDED"),
+    ErrorKind.MODEL_ERROR: (500, "INTERNAL"),
+    ErrorKind.UNSUPPORTED: (501, "UNIMPLEMENTED"),
+    ErrorKind.METHOD_NOT_ALLOWED: (405, "UNIMPLEMENTED"),
+    ErrorKind.BAD_GATEWAY: (502, "UNAVAILABLE"),
+    ErrorKind.UNAUTHENTICATED: (401, "UNAUTHENTICATED"),
+    ErrorKind.FORBIDDEN: (403, "PERMISSION_DENIED"),
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: (415, "INVALID_ARGUMENT"),
+    ErrorKind.RATE_LIMITED: (429, "RESOURCE_EXHAUSTED"),
+    ErrorKind.INTERNAL: (500, "INTERNAL"),
 }
+STATUS_BY_KIND: dict[ErrorKind, int] = {kind: http for kind, (http, _) in CODES_BY_KIND.items()}
+GRPC_CODE_BY_KIND: dict[ErrorKind, str] = {kind: grpc for kind, (_, grpc) in CODES_BY_KIND.items()}
 
 
 def status_for(error: ModelyardError) -> int:

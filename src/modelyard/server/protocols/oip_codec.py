@@ -2,6 +2,13 @@
 
 Request body: JSON, optionally followed by raw tensor bytes; ``Inference-Header-Content-Length``
 gives the JSON's byte length (after decompression). Binary chunks follow in ``inputs`` order.
+
+The checks and layouts that do not depend on JSON are public here, and the gRPC codec
+(:mod:`~modelyard.server.protocols.oip_grpc_codec`) uses them too: a tensor's name, datatype and
+shape (:func:`check_tensor`), raw little-endian bytes both ways (:func:`array_from_raw`,
+:func:`raw_bytes`, :func:`encode_bytes_tensor`; gRPC's ``raw_*_contents`` share the binary
+extension's layout), numbers as a datatype (:func:`numbers_as`), requested outputs and the
+``timeout`` parameter (:func:`requested_outputs`, :func:`timeout_of`).
 """
 
 from __future__ import annotations
@@ -20,10 +27,16 @@ from modelyard.server.types import InferenceRequest, InferenceResponse
 
 __all__ = [
     "HEADER_LENGTH",
+    "array_from_raw",
     "binary_output_choices",
+    "check_tensor",
     "decode_request",
     "encode_bytes_tensor",
     "encode_response",
+    "numbers_as",
+    "raw_bytes",
+    "requested_outputs",
+    "timeout_of",
 ]
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -70,8 +83,8 @@ def decode_request(
         datatypes=datatypes,
         id=request_id,
         parameters=parameters,
-        outputs=_requested_outputs(doc.get("outputs")),
-        timeout_s=_timeout(parameters),
+        outputs=requested_outputs(doc.get("outputs")),
+        timeout_s=timeout_of(parameters),
     )
     return request, binary_output_choices(doc.get("outputs"))
 
@@ -119,7 +132,7 @@ def _decode_input(entry: Any, where: str, binary: bytes, offset: int) -> tuple[s
             raise InvalidInput(f"{where}.parameters.binary_data_size must be an integer >= 0", field=where)
         if offset + size > len(binary):
             raise InvalidInput(f"{where}: binary_data_size {size} runs past the end of the body", field=where)
-        return name, datatype, _from_binary(binary[offset : offset + size], datatype, shape, where), size
+        return name, datatype, array_from_raw(binary[offset : offset + size], datatype, shape, where), size
     if "data" not in entry:
         raise InvalidInput(
             f"{where} has neither 'data' nor parameters.binary_data_size", field=f"{where}.data"
@@ -128,16 +141,23 @@ def _decode_input(entry: Any, where: str, binary: bytes, offset: int) -> tuple[s
 
 
 def _tensor_header(entry: dict[str, Any], where: str) -> tuple[str, str, tuple[int, ...]]:
-    name = entry.get("name")
+    name, datatype = entry.get("name"), entry.get("datatype")
+    shape = check_tensor(name, datatype, entry.get("shape"), where)
+    return str(name), str(datatype), shape
+
+
+def check_tensor(name: Any, datatype: Any, shape: Any, where: str) -> tuple[int, ...]:
+    """A tensor's declared name, datatype and shape checked, whatever carried them; its shape.
+
+    ``where`` names the tensor in errors (``inputs[0]``).
+    """
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{where}.name must be a non-empty string", field=f"{where}.name")
-    datatype = entry.get("datatype")
     if datatype not in DATATYPES:
         raise InvalidInput(
             f"{where}.datatype {datatype!r} is not one of {sorted(DATATYPES)}", field=f"{where}.datatype"
         )
-    shape = entry.get("shape")
-    if not isinstance(shape, list) or not all(
+    if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidInput(f"{where}.shape must be a list of integers >= 0", field=f"{where}.shape")
@@ -154,7 +174,7 @@ def _tensor_header(entry: dict[str, Any], where: str) -> tuple[str, str, tuple[i
             f" most {_MAX_ELEMENTS}",
             field=f"{where}.shape",
         )
-    return name, str(datatype), tuple(shape)
+    return tuple(shape)
 
 
 def _is_dim(value: Any) -> bool:
@@ -171,7 +191,7 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str) -> 
             field=f"{where}.data",
         )
     try:
-        array = _bytes_from_json(data) if datatype == "BYTES" else _numbers_from_json(data, datatype)
+        array = _bytes_from_json(data) if datatype == "BYTES" else numbers_as(data, datatype)
     except (ValueError, TypeError, OverflowError, FloatingPointError) as exc:
         raise InvalidInput(
             f"{where}.data does not hold {datatype} values: {exc}", field=f"{where}.data"
@@ -184,8 +204,9 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str) -> 
     return array.reshape(shape)
 
 
-def _numbers_from_json(data: Any, datatype: str) -> np.ndarray:
-    """JSON numbers (or booleans for BOOL) as ``datatype``; never coerces strings, nulls or objects."""
+def numbers_as(data: Any, datatype: str) -> np.ndarray:
+    """Numbers (or booleans for BOOL) as ``datatype``, range-checked; never coerces strings, nulls
+    or objects. Raises ``TypeError`` or ``OverflowError``; the caller names the field."""
     dtype = numpy_dtype(datatype)
     parsed = np.asarray(data)
     if parsed.size == 0:
@@ -222,16 +243,24 @@ def _bytes_from_json(data: Any) -> np.ndarray:
     return out
 
 
-def _from_binary(chunk: bytes, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+def array_from_raw(
+    chunk: bytes, datatype: str, shape: tuple[int, ...], where: str, size_field: str = ""
+) -> np.ndarray:
+    """One tensor's raw bytes (little-endian, row-major; BYTES length-prefixed) as an array.
+
+    ``size_field`` names what gave the size in errors (default: the binary extension's
+    ``{where}.parameters.binary_data_size``).
+    """
     count = math.prod(shape)
     width = itemsize(datatype)
     if width is None:
         return _parse_bytes_tensor(chunk, count, where).reshape(shape)
     if len(chunk) != count * width:
+        size_field = size_field or f"{where}.parameters.binary_data_size"
         raise InvalidInput(
-            f"{where}: binary_data_size {len(chunk)} != {count} elements x {width} bytes"
+            f"{where}: {size_field.rsplit('.', 1)[-1]} {len(chunk)} != {count} elements x {width} bytes"
             f" for shape {list(shape)}",
-            field=f"{where}.parameters.binary_data_size",
+            field=size_field,
         )
     if datatype == "BF16":  # bfloat16 is the high half of a float32
         words = np.frombuffer(chunk, dtype="<u2").astype(np.uint32) << 16
@@ -263,7 +292,8 @@ def _parse_bytes_tensor(chunk: bytes, count: int, where: str) -> np.ndarray:
     return out
 
 
-def _requested_outputs(value: Any) -> list[str] | None:
+def requested_outputs(value: Any) -> list[str] | None:
+    """The requested output names of an ``outputs`` list (``[{"name", "parameters"?}]``); None: all."""
     if value is None:
         return None
     if not isinstance(value, list):
@@ -281,7 +311,8 @@ def _requested_outputs(value: Any) -> list[str] | None:
     return names
 
 
-def _timeout(parameters: Mapping[str, Any]) -> float | None:
+def timeout_of(parameters: Mapping[str, Any]) -> float | None:
+    """The request's ``timeout`` parameter in seconds, or None."""
     value = parameters.get("timeout")  # Triton's reserved parameter, in microseconds
     if value is None:
         return None
@@ -305,7 +336,7 @@ def encode_response(
         datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary_outputs.get(name, binary_default):
-            raw = encode_bytes_tensor(array) if datatype == "BYTES" else _le_bytes(array)
+            raw = encode_bytes_tensor(array) if datatype == "BYTES" else raw_bytes(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -334,6 +365,7 @@ def binary_output_choices(doc_outputs: Any) -> dict[str, bool]:
 
 
 def encode_bytes_tensor(array: np.ndarray) -> bytes:
+    """A BYTES tensor on the wire: each element a 4-byte little-endian length, then its bytes."""
     parts: list[bytes] = []
     for value in array.ravel():
         raw = value if isinstance(value, bytes) else str(value).encode()
@@ -342,7 +374,8 @@ def encode_bytes_tensor(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _le_bytes(array: np.ndarray) -> bytes:
+def raw_bytes(array: np.ndarray) -> bytes:
+    """A fixed-size tensor on the wire: little-endian, row-major, no padding."""
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 

@@ -54,6 +54,7 @@ PACKAGE = SRC / "modelyard"
 HEAVY = ("torch", "sklearn", "onnxruntime", "joblib", "mlflow")
 WEB = ("starlette", "uvicorn", "httptools", "uvloop", "fastapi", "h11", "websockets")
 HTTP_CLIENTS = ("httpx", "httpcore", "requests", "urllib3", "aiohttp")
+GRPC = ("grpc", "google.protobuf")  # the optional `grpc` extra: loaded by the gRPC adapter alone
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _DYNAMIC = {"import_module", "__import__"}  # importlib.import_module("x") and __import__("x")
 
@@ -544,7 +545,7 @@ def test_importing_the_gateway_loads_no_serving_plane(entry: str) -> None:
     loaded = _loaded(f"import {entry}")
     assert entry in loaded  # the import happened: the check is not vacuous
     forbidden = (*_m("server", "sdk", "runtimes", "package", "registry", "deploy", "control.app"), "numpy")
-    assert _ours_within(loaded, forbidden) == []
+    assert _ours_within(loaded, (*forbidden, *GRPC)) == []
 
 
 @pytest.mark.parametrize(
@@ -553,7 +554,50 @@ def test_importing_the_gateway_loads_no_serving_plane(entry: str) -> None:
 def test_the_light_entry_points_load_no_web_framework_or_database(entry: str) -> None:
     loaded = _loaded(f"import {entry}")
     assert entry in loaded
-    assert _ours_within(loaded, (*WEB, "fastapi", "sqlalchemy", "alembic")) == []
+    assert _ours_within(loaded, (*WEB, *GRPC, "fastapi", "sqlalchemy", "alembic")) == []
+
+
+GRPC_ADAPTER = _m("server.protocols.oip_grpc*", "server.protocols.grpc_v2")
+
+
+def test_only_the_grpc_adapter_imports_grpc_and_nothing_imports_it_eagerly() -> None:
+    # grpcio is an optional extra: a server started without --grpc-port must run without it.
+    outside = [source for source in sources() if not any(within(source.module, a) for a in GRPC_ADAPTER)]
+    problems = [
+        f"{source.label}:{found.line}: `{found.statement}`"
+        for source in outside
+        for found in source.imports
+        if any(within(found.name, name) for name in GRPC)
+        or (found.eager and any(within(found.name, a) for a in GRPC_ADAPTER))
+    ]
+    assert not problems, "grpc only in the gRPC adapter, and the adapter only lazily:\n" + "\n".join(problems)
+    lazy = {(s.module, f.name) for s in sources() for f in s.imports if not f.eager}
+    assert ("modelyard.server.serve", "modelyard.server.protocols.oip_grpc") in lazy  # not vacuous
+
+
+_SERVE_AND_STOP = """\
+import os, signal, sys
+import modelyard.server.serve as serve
+from modelyard.server import Settings
+from tests import models
+def stop(*args):
+    os.kill(os.getpid(), signal.SIGTERM)
+grpc_port = None if sys.argv[1] == "none" else 0
+serve.announce = stop  # the gRPC line: stop once gRPC listens
+serve.run(Settings(port=0, grpc_port=grpc_port, log_level="warning"), [models.Doubler],
+          on_ready=stop if grpc_port is None else (lambda url: None))
+print("grpc loaded:", "grpc" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("grpc_port", "loaded"), [("none", False), ("0", True)])
+def test_a_server_without_a_grpc_port_never_loads_grpc(grpc_port: str, loaded: bool) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _SERVE_AND_STOP, grpc_port],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"grpc loaded: {loaded}"
 
 
 def test_the_lazy_reexports_still_resolve() -> None:

@@ -174,6 +174,13 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port to bind; 0 picks a free one (default 8080)")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="also serve OIP over gRPC on this port (0 picks one; needs the grpc extra)"),
+    ] = None,
+    grpc_max_message_mb: Annotated[
+        float | None, typer.Option(help="largest gRPC message, in MiB (default 64)")
+    ] = None,
     max_batch_size: Annotated[
         int | None, typer.Option(help="adaptive batching limit for file models")
     ] = None,
@@ -234,7 +241,8 @@ def serve(
         "health_interval_s": health_interval, "health_timeout_s": health_timeout,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,
         "max_inflated_bytes": max_inflated_bytes, "model_control": model_control,
-        "model_control_token": model_control_token,
+        "model_control_token": model_control_token, "grpc_port": grpc_port,
+        "grpc_max_message_bytes": None if grpc_max_message_mb is None else int(grpc_max_message_mb * 2**20),
     }  # fmt: skip
     settings = _settings(config, paths, name, model_version, overrides)
     control_url = resolve_control_url(control_url)  # registry refs and --announce both go there

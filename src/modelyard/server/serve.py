@@ -12,6 +12,7 @@ as ``modelyard grpc: serving on http://host:port``; on the way out it drains fir
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import socket
@@ -26,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelyard._process import announce, watch_parent_from_env
-from modelyard.errors import ErrorKind, ModelyardError
+from modelyard.errors import ErrorKind, ModelyardError, Unsupported
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
 from modelyard.server.app import build_app
@@ -49,15 +50,15 @@ class _DrainingServer(AnnouncingServer):
         self._grpc: GrpcListener | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
         port = self._plane.settings.grpc_port
-        if port is not None and not self.should_exit:
+        if port is not None:  # the port is taken first: a busy one fails before any model loads
             from modelyard.server.protocols.oip_grpc import GrpcListener  # grpc only when asked
 
-            listener = GrpcListener(self._plane, self._plane.settings.host, port)
-            url = await listener.start()
-            self._grpc = listener
-            announce(url, "grpc")
+            self._grpc = GrpcListener(self._plane, self._plane.settings.host, port)
+            self._grpc.bind()
+        await super().startup(sockets)
+        if self._grpc is not None and not self.should_exit:
+            announce(await self._grpc.start(), "grpc")
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._grpc is not None:  # before REST's drain, which ends in unloading the models
@@ -192,6 +193,8 @@ def run(
 ) -> None:
     """Build the app and serve it until a signal stops it."""
     watch_parent_from_env()  # a replica of the local deploy backend stops with its supervisor
+    if settings.grpc_port is not None and importlib.util.find_spec("grpc") is None:
+        raise Unsupported("serving gRPC needs grpcio: pip install 'modelyard[grpc]'", field="grpc_port")
     if settings.gil_switch_interval_ms is not None:
         # The event loop thread keeps the GIL busy under load; a model thread coming back from
         # native code (onnxruntime, torch) then waits a whole switch interval for it, several times

@@ -32,6 +32,14 @@ class Settings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Off unless asked: gRPC needs the optional `grpc` extra (grpcio), and a server that never
+    # serves it never imports it (docs/grpc.md).
+    grpc_port: int | None = Field(
+        default=None, ge=0, le=65535, description="OIP gRPC port beside REST; 0 picks one; None: no gRPC"
+    )
+    grpc_max_message_bytes: int = Field(
+        default=64 * MIB, ge=1024, description="largest gRPC message either way; RESOURCE_EXHAUSTED above"
+    )
     models: list[ModelConfig] = Field(default_factory=list)
 
     server_name: str = "modelyard"

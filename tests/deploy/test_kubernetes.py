@@ -352,6 +352,17 @@ def test_autoscaling_without_a_cpu_request_is_refused() -> None:
     assert caught.value.field == "deployments[0].versions[0].spec.resources.cpu"
 
 
+def test_a_replica_gate_is_refused_not_dropped_from_the_manifests() -> None:
+    text = AUTOSCALED.replace(
+        "spec: {uri: ranker/4, replicas: 1, mirror: 0.25}",
+        "spec: {uri: ranker/4, replicas: 3, replica_gate: {for: 30s}}",
+    )
+    with pytest.raises(InvalidInput) as caught:
+        rendered(text)
+    assert caught.value.field == "deployments[0].versions[1].spec.replica_gate"
+    assert "canary rollout" in caught.value.message
+
+
 @pytest.mark.parametrize("case", sorted(FILES))
 def test_each_service_selects_exactly_its_versions_pods(case: str) -> None:
     objects = rendered(FILES[case])

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from modelyard.deploy.backend import VersionKey
 from modelyard.deploy.spec import DeployFile, Deployment, Probe, Resources, VersionSpec
 from modelyard.errors import InvalidInput
 
@@ -43,6 +44,7 @@ __all__ = [
     "PORT",
     "SERVICE_PORT",
     "check_namespace",
+    "no_replica_gate",
     "object_name",
     "render",
     "render_version",
@@ -418,11 +420,25 @@ def _versions(
     for j, item in enumerate(deployment.versions):
         field = f"deployments[{index}].versions[{j}].spec"
         _check(item.spec, field)
+        if item.spec.replica_gate is not None:  # never silently dropped from what GitOps applies
+            key = (deployment.project, deployment.model, item.version)
+            raise InvalidInput(no_replica_gate(key), field=f"{field}.replica_gate")
         image = _image(item.spec, f"{field}.image", image_for)
         found.append(
             _Version(deployment.project, deployment.model, item.version, item.spec, namespace, image)
         )
     return found
+
+
+def no_replica_gate(key: VersionKey) -> str:
+    """Why ``versions.<v>.spec.replica_gate`` cannot run on this target, and what to use instead."""
+    project, model, version = key
+    return (
+        f"versions.{version}.spec.replica_gate of {project}/{model}: the Kubernetes target cannot gate"
+        " an update replica by replica (the gateway routes to the version's Service, not to its pods,"
+        " so no pod's own answers can be read); remove replica_gate, or ship the new package as a new"
+        f" version with a canary rollout from {version} (docs/rollout.md)"
+    )
 
 
 def check_namespace(namespace: str) -> None:

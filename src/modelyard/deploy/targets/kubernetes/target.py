@@ -65,6 +65,7 @@ from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import DeployFile, VersionSpec
 from modelyard.deploy.targets.kubernetes.manifests import (
     check_namespace,
+    no_replica_gate,
     object_name,
     render_version,
     service_url,
@@ -99,17 +100,6 @@ _VERSION_KINDS = ("HorizontalPodAutoscaler", "Deployment", "Service", "NetworkPo
 
 
 log = logging.getLogger("modelyard.deploy")
-
-
-def no_replica_gate(key: VersionKey) -> str:
-    """Why ``versions.<v>.spec.replica_gate`` cannot run on this target, and what to use instead."""
-    project, model, version = key
-    return (
-        f"versions.{version}.spec.replica_gate of {project}/{model}: the Kubernetes target cannot gate"
-        " an update replica by replica (the gateway routes to the version's Service, not to its pods,"
-        " so no pod's own answers can be read); remove replica_gate, or ship the new package as a new"
-        f" version with a canary rollout from {version} (docs/rollout.md)"
-    )
 
 
 class ReplicaRoutes(Protocol):

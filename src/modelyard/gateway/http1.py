@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import http
 import logging
 import signal
@@ -34,6 +33,7 @@ from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
 from modelyard.gateway.messages import GatewayRequest, GatewayResponse, error_response
 from modelyard.gateway.service import GatewayService
 from modelyard.gateway.upstream import HOP_BY_HOP
+from modelyard.web.listen import settle_gc
 
 __all__ = ["Http1Server", "serve_forever"]
 
@@ -330,19 +330,6 @@ class Http1Server:
             self._sweeper.cancel()
 
 
-def _settle_gc() -> None:
-    """Keep the cyclic garbage collector off the request path's back.
-
-    Everything alive once the worker is up (imported modules, the routing table, SQLAlchemy's and
-    pydantic's caches: hundreds of thousands of objects) is moved out of the collector's sight, so
-    a full collection scans only what was made since; and young collections run less often. A
-    request's own objects form no cycles, so they are freed by reference counting either way.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-
-
 def serve_forever(
     service: GatewayService,
     sock: socket.socket,
@@ -373,7 +360,7 @@ def serve_forever(
             servers.append((Http1Server(service, admin=True, tls=context), admin_sock))
         for server, listening in servers:
             await server.start(listening)
-        _settle_gc()
+        settle_gc()
         host, port = sock.getsockname()[:2]
         on_ready(f"{settings.scheme}://{host}:{port}")
         await stop.wait()

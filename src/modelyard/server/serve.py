@@ -32,7 +32,7 @@ from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
 from modelyard.server.app import build_app
 from modelyard.web.errors import error_body
-from modelyard.web.listen import AnnouncingServer, bind_socket
+from modelyard.web.listen import AnnouncingServer, bind_socket, settle_gc
 
 if TYPE_CHECKING:
     from modelyard.server.protocols.oip_grpc import GrpcListener
@@ -59,6 +59,7 @@ class _DrainingServer(AnnouncingServer):
         await super().startup(sockets)
         if self._grpc is not None and not self.should_exit:
             announce(await self._grpc.start(), "grpc")
+        settle_gc()  # the models are loaded: what lives now lives as long as the server
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._grpc is not None:  # before REST's drain, which ends in unloading the models

@@ -38,13 +38,18 @@ def record(
     protocol: str = "v2",
     project: str = "p",
     model: str = "m",
+    request: str | None = None,
 ) -> InferenceLog:
-    """One logged answer; ``payload`` as the route's log_payload would make it."""
+    """One logged answer; ``payload`` as the route's log_payload would make it. The request's body
+    is ``request`` (by default one of its own per request id), hashed into ``request_hash``."""
     text = body or ""
-    digest = xxhash.xxh3_128_hexdigest(text.encode()) if payload != "none" else None
+    digest = request_hash = None
+    if payload != "none":
+        digest = xxhash.xxh3_128_hexdigest(text.encode())
+        request_hash = xxhash.xxh3_128_hexdigest((request or f"request {request_id}").encode())
     return InferenceLog(
         time.time(), request_id, project, model, version, "http://127.0.0.1:1", role, protocol,
-        status, latency_ms, 10, len(text), digest, digest, None,
+        status, latency_ms, 10, len(text), request_hash, digest, None,
         text if payload == "full" else None, None,
     )  # fmt: skip
 

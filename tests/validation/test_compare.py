@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelyard.validation.compare import Comparison, Tolerance, output_kind
+from modelyard.validation.compare import Comparison, Latency, Tolerance, output_kind
+from modelyard.validation.evidence import VersionStats
 
 
 def test_output_kinds_are_guessed_from_the_first_answer() -> None:
@@ -86,13 +87,49 @@ def test_missing_outputs_and_shape_mismatches_disagree() -> None:
     assert summary["outputs"]["a"]["mismatched"] == 2
 
 
-def test_errors_count_as_rows_sent_but_not_compared() -> None:
+def test_a_row_only_the_candidate_failed_is_compared_and_disagrees() -> None:
     comparison = Comparison()
     comparison.update({"y": np.zeros(8)}, {"y": np.zeros(8)})
-    comparison.add_errors(2, candidate=True)
+    comparison.add_errors(2, candidate=True)  # a user would have seen a wrong answer
+    comparison.add_errors(3, baseline=True, candidate=True)  # nothing to compare with
+    comparison.add_errors(1, baseline=True)
     summary = comparison.summary()
-    assert (summary["rows"], summary["compared"], summary["agreement"]) == (10, 8, 1.0)
-    assert summary["error_rate"] == {"baseline": 0.0, "candidate": 0.2}
+    assert (summary["rows"], summary["compared"], summary["agreed"]) == (14, 10, 8)
+    assert summary["agreement"] == 0.8
+    assert summary["errors"] == {"baseline": 4, "candidate": 5}
+
+
+def test_rows_grouped_in_answers_count_answers() -> None:
+    comparison = Comparison()
+    base = np.array([[1.0], [2.0], [3.0], [4.0]])
+    agreed = comparison.update({"y": base}, {"y": base * [[1], [1], [1], [-1]]}, answers=[1, 2, 1])
+    assert agreed.tolist() == [True, True, False]  # the last answer's one row disagrees
+    comparison.add_unvalued(agreed=True)  # e.g. the same refusal from both
+    summary = comparison.summary()
+    assert (summary["rows"], summary["compared"], summary["agreed"]) == (4, 4, 3)
+    assert summary["outputs"]["y"]["rows"] == 4  # each output still counts rows
+    with pytest.raises(ValueError, match="answers"):
+        comparison.update({"y": base}, {"y": base}, answers=[1, 2])
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_text_against_numbers_disagrees_instead_of_raising(flipped: bool) -> None:
+    text, numbers = np.array(["cat", "dog"]), np.array([1.5, float("nan")])
+    base, cand = (numbers, text) if flipped else (text, numbers)
+    comparison = Comparison()
+    assert comparison.update({"y": base}, {"y": cand}).tolist() == [False, False]
+    assert comparison.summary()["agreement"] == 0.0
+
+
+def test_one_histogram_quantile_for_a_comparison_and_a_versions_stats() -> None:
+    latency = Latency()
+    for ms in (2.0, 2.0, 900_000.0):  # the last beyond every bucket: 15 minutes
+        latency.add(ms / 1000)
+    stats = VersionStats(latency_counts=tuple(latency.counts))
+    for q in (0.0, 0.5, 0.66):
+        assert latency.quantile(q) == stats.latency_quantile(q) == 2.0, q  # q=0: the fastest bucket
+    assert latency.quantile(0.99) == 900_000.0  # beyond the buckets: the slowest call, when known
+    assert stats.latency_quantile(0.99) == float("inf")  # else unbounded
 
 
 def test_no_rows_means_no_figures_not_zero() -> None:

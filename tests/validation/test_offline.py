@@ -145,8 +145,8 @@ def test_rows_a_version_fails_are_isolated_and_counted(tmp_path: Path) -> None:
     )
     summary = found["summary"]
     assert summary["errors"] == {"baseline": 0, "candidate": failing}
-    assert summary["compared"] == 200 - failing  # batch-mates of a bad row were still compared
-    assert summary["agreement"] == 1.0
+    assert summary["compared"] == 200  # batch-mates of a bad row were still compared
+    assert summary["agreed"] == 200 - failing  # a failed row is a wrong answer too
     assert found["errors"]["candidate"] == {
         "model 'sum_fragile' failed in predict: ValueError: first feature out of range": failing
     }

@@ -3,18 +3,21 @@ compared, the join window bounded whatever the streams do, and the refusal of a 
 
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 import pytest
 from prometheus_client import generate_latest
 
 from modelyard.errors import Conflict
 from modelyard.routing.table import ModelRoute, VersionRoute
+from modelyard.validation import online
 from modelyard.validation.evidence import VersionStats
 from modelyard.validation.online import OnlineAnalysis
 from modelyard.validation.online_join import JoinLimits
 from modelyard.validation.online_metrics import analysis_registry
 from modelyard.validation.policy import Policy
-from tests.validation.online_support import line, mirrored_pairs, oip_body
+from tests.validation.online_support import line, mirrored_pairs, oip_body, record
 
 
 class Clock:
@@ -134,7 +137,9 @@ def test_answers_of_several_rows_and_tfserving_bodies() -> None:
     ])  # fmt: skip
     pair = _pair(analysis, "v2")
     assert (pair["compared"], pair["agreed"]) == (4, 1)  # answers: only "a" agrees
-    assert pair["comparison"]["rows"] == 6  # type: ignore[index]  # rows of a, b, c ("d": 1 vs 2 rows)
+    comparison = pair["comparison"]
+    assert (comparison["rows"], comparison["compared"], comparison["agreement"]) == (4, 4, 0.25)  # type: ignore[index]
+    assert comparison["outputs"]["y"]["rows"] == 4  # type: ignore[index]  # an output's figures count rows
 
 
 def test_prometheus_series() -> None:
@@ -150,6 +155,8 @@ def test_prometheus_series() -> None:
     assert f"{bucket} 10.0" in text
     assert 'modelyard_shadow_unmatched_total{candidate="good",route="p/m"} 0.0' in text
     assert "modelyard_analysis_records_total 40.0" in text
+    assert "modelyard_analysis_oversized_total 0.0" in text
+    assert "modelyard_analysis_ambiguous_total 0.0" in text
 
 
 def test_unbalanced_streams_stay_bounded_and_unjoined_mirrors_count_as_unmatched() -> None:
@@ -225,3 +232,148 @@ def test_answers_of_different_shapes_names_or_types_disagree_without_stopping_th
     assert (pair["compared"], pair["agreed"]) == (4, 0)
     analysis.feed(mirrored_pairs(3, start=10))  # and it goes on
     assert analysis.stats("p", "m")["v2"].agreed == 3
+
+
+def test_a_malformed_record_costs_only_itself() -> None:
+    analysis = OnlineAnalysis()
+    lines = mirrored_pairs(50)
+    lines.insert(10, orjson.dumps({**orjson.loads(lines[10]), "status": "abc"}))
+    lines.insert(20, orjson.dumps({**orjson.loads(lines[20]), "latency_ms": "slow"}))
+    lines.insert(30, orjson.dumps({**orjson.loads(lines[30]), "version": 7}))
+    lines.insert(40, orjson.dumps({**orjson.loads(lines[40]), "status": 1e400}))
+    analysis.feed(lines)
+    assert (analysis.records, analysis.malformed) == (104, 4)
+    stats = analysis.stats("p", "m")
+    assert set(stats) == {"v1", "v2"}  # nothing counted under the malformed record's version
+    assert (stats["v1"].requests, stats["v2"].mirrored, stats["v2"].compared) == (50, 50, 50)
+
+
+def _text_body(long: int) -> str:
+    """One long string among 999 short ones: numpy's fixed-width text would make it 1000 x long."""
+    data = ["x" * long] + ["a"] * 999
+    return orjson.dumps(
+        {"outputs": [{"name": "o", "datatype": "BYTES", "shape": [1000], "data": data}]}
+    ).decode()
+
+
+def test_text_answers_never_decode_to_fixed_width_arrays_nor_stay_decoded() -> None:
+    analysis = OnlineAnalysis()
+    body = _text_body(4000)  # 10 KB of JSON; 16 MB as a fixed-width array
+    lines = [
+        x
+        for i in range(10)
+        for x in (line(f"r{i}", "v1", body=body), line(f"r{i}", "v2", "mirror", body=body))
+    ]
+    tracemalloc.start()
+    try:
+        analysis.feed(lines)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _pair(analysis, "v2")["agreed"] == 10
+    assert len(analysis.window.primaries) == 10  # still waiting for other mirrored versions
+    assert peak < 8_000_000
+    assert held < 2_000_000  # the bodies, not their arrays
+
+
+def test_decoded_answers_waiting_for_their_comparison_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(online, "MAX_QUEUED_BYTES", 1 << 20)
+    analysis = OnlineAnalysis()
+    body = oip_body([float(i % 97) for i in range(12_500)])  # 50 KB of FP32, about 75 KB of JSON
+    lines = [
+        x
+        for i in range(200)
+        for x in (line(f"r{i}", "v1", body=body), line(f"r{i}", "v2", "mirror", body=body))
+    ]
+    tracemalloc.start()
+    try:
+        analysis.feed(lines)  # one read's worth: compared as the queue fills, not all at the end
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _pair(analysis, "v2")["agreed"] == 200
+    # Beyond the bodies the window holds, a few answers decoded at a time; all 200 pairs at once
+    # (compared at the end of the read) would be 170 MB.
+    assert peak - held < 12_000_000
+
+
+def test_an_oversized_body_is_counted_never_kept_nor_compared() -> None:
+    analysis = OnlineAnalysis(limits=JoinLimits(max_body_bytes=1000))
+    huge, small = oip_body([1.0] * 500), oip_body([1.0])
+    analysis.feed([line("a", "v1", body=huge), line("b", "v1", body=huge)])
+    assert analysis.window.bytes == 0
+    analysis.feed([
+        line("a", "v2", "mirror", body=huge),
+        line("b", "v2", "mirror", body=small, status=500),  # a failure needs no body to count
+        line("c", "v1", body=small), line("c", "v2", "mirror", body=small),
+    ])  # fmt: skip
+    pair = _pair(analysis, "v2")
+    assert (pair["oversized"], pair["compared"], pair["agreed"]) == (1, 2, 1)
+    assert analysis.oversized == 3
+    assert analysis.stats("p", "m")["v1"].requests == 3
+
+
+def test_a_reused_request_id_pairs_only_answers_to_the_same_request() -> None:
+    # Two different requests under one client x-request-id; the mirrored answers come after both.
+    def rec(role: str, version: str, value: float, request: str) -> bytes:
+        body = oip_body([value])
+        return orjson.dumps(record("fixed", version, role, body, request=request))  # type: ignore[arg-type]
+
+    analysis = OnlineAnalysis()
+    analysis.feed([
+        rec("primary", "v1", 1.0, "first"), rec("primary", "v1", 2.0, "second"),
+        rec("mirror", "v2", 1.0, "first"), rec("mirror", "v2", 2.0, "second"),
+    ])  # fmt: skip
+    assert (_pair(analysis, "v2")["compared"], _pair(analysis, "v2")["agreed"]) == (2, 2)
+    # Without the request's hash the two cannot be told apart: not paired at all, and said so.
+    clock = Clock()
+    blind = OnlineAnalysis(limits=JoinLimits(max_age_s=1.0), clock=clock)
+    unhashed = [{**record("fixed", v, role, oip_body([x])).to_dict(), "request_hash": None}
+                for role, v, x in (("primary", "v1", 1.0), ("primary", "v1", 2.0),
+                                   ("mirror", "v2", 1.0), ("mirror", "v2", 2.0))]  # fmt: skip
+    blind.feed([orjson.dumps(r) for r in unhashed])
+    clock.now += 2
+    blind.feed([])
+    assert blind.pairs("p", "m") == []
+    assert blind.window.ambiguous == 2
+    assert blind.stats("p", "m")["v2"].unmatched == 2
+
+
+def test_one_agreement_figure_for_the_pair_its_verdict_its_series_and_the_rollout() -> None:
+    analysis = OnlineAnalysis()
+    body = oip_body([1.0])
+    lines = mirrored_pairs(6)
+    for i in range(2):  # the candidate failed twice where the baseline answered: wrong answers too
+        lines += [line(f"e{i}", "v1", body=body), line(f"e{i}", "v2", "mirror", body=body, status=500)]
+    lines += [
+        line("x", "v1", body=body, status=400),
+        line("x", "v2", "mirror", body=body),
+    ]  # v2 answered a refusal
+    analysis.feed(lines)
+    pair = _pair(analysis, "v2")
+    summary = pair["comparison"]
+    assert (pair["compared"], pair["agreed"], pair["agreement"]) == (9, 6, 6 / 9)
+    assert summary["agreement"] == 6 / 9  # type: ignore[index]  # what the min_agreement gate reads
+    gate = next(g for g in pair["gates"] if g["gate"] == "min_agreement")  # type: ignore[attr-defined]
+    assert gate["value"] == 6 / 9
+    assert summary["error_rate"]["candidate"] == 2 / 9  # type: ignore[index]  # errors also counted as such
+    stats = analysis.stats("p", "m")["v2"]
+    assert (stats.compared, stats.agreed) == (9, 6)
+    text = generate_latest(analysis_registry(analysis)).decode()
+    assert f'modelyard_shadow_agreement_ratio{{baseline="v1",candidate="v2",route="p/m"}} {6 / 9}' in text
+
+
+def test_a_candidate_is_read_against_one_baseline_or_all() -> None:
+    analysis = OnlineAnalysis()
+    analysis.feed(mirrored_pairs(4))  # v2 agrees with v1
+    one, two = oip_body([1.0]), oip_body([2.0])
+    analysis.feed(
+        [
+            x
+            for i in range(4)
+            for x in (line(f"o{i}", "v3", body=one), line(f"o{i}", "v2", "mirror", body=two))
+        ]
+    )
+    assert analysis.stats("p", "m", baseline="v1")["v2"].agreement == 1.0
+    assert analysis.stats("p", "m", baseline="v3")["v2"].agreement == 0.0
+    assert analysis.stats("p", "m")["v2"].agreement == 0.5

@@ -96,6 +96,22 @@ async def test_partial_blank_and_oversized_lines(tmp_path: Path) -> None:
     assert int(source.position) == path.stat().st_size
 
 
+async def test_a_read_is_bounded_in_bytes_not_only_in_lines(tmp_path: Path) -> None:
+    path = tmp_path / "inference.jsonl"
+    path.touch()
+    source = JsonLinesSource(path, start="start", max_batch_bytes=25_000, chunk_bytes=4096)
+    body = oip_body([1.5] * 2000)  # about 10 KB a record
+    append(path, *(line(f"r{i}", "v1", body=body) for i in range(20)))
+    append(path, line("huge", "v1", body=oip_body([1.5] * 8000)))  # over the batch, under the line cap
+    batches = []
+    while len(got := await source.read(512, 0.05)) > 0:
+        assert sum(map(len, got)) <= 25_000 or len(got) == 1
+        batches.append(ids(got))
+    assert [len(batch) for batch in batches] == [2] * 10 + [1]
+    assert [i for batch in batches for i in batch] == [f"r{i}" for i in range(20)] + ["huge"]
+    assert int(source.position) == path.stat().st_size
+
+
 async def test_rotation_reads_the_old_file_to_its_end_then_the_new_one(tmp_path: Path) -> None:
     path = tmp_path / "inference.jsonl"
     path.touch()

@@ -21,8 +21,11 @@ first answer):
 
 Every kind also counts exact matches, and every numeric output its absolute and relative
 differences and NaN/Inf values. A row *agrees* when every output agrees; ``agreement`` is agreed
-rows over compared rows (rows both versions answered), and None when none was compared: no data
-is never a pass, nor zero.
+rows over compared rows, and None when none was compared: no data is never a pass, nor zero. A row
+is *compared* when the baseline answered it: a row the candidate failed (or refused) while the
+baseline answered counts as compared and disagreeing — a user would have seen a wrong answer — and
+as a candidate error too. Online, rows come grouped in answers (``answers`` in
+:meth:`Comparison.update`) and these counters count answers, an answer agreeing when all its rows do.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from modelyard.validation.evidence import LATENCY_BUCKETS_MS
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, bucket_quantile
 
 __all__ = [
     "DIFF_EDGES",
@@ -117,15 +120,9 @@ class Latency:
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
 
     def quantile(self, q: float) -> float | None:
-        """The ``q`` quantile (ms) as the upper bound of its bucket; None without calls."""
-        if not self.calls:
-            return None
-        rank, seen = q * self.calls, 0
-        for index, count in enumerate(self.counts):
-            seen += count
-            if seen >= rank and count:
-                return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else self.max_ms
-        return self.max_ms
+        """The ``q`` quantile (ms) as the upper bound of its bucket (beyond the last bound: the
+        slowest call); None without calls."""
+        return bucket_quantile(self.counts, q, above=self.max_ms)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -286,7 +283,7 @@ class Comparison:
         self.kinds: dict[str, Kind] = dict(kinds or {})
         self.only = tuple(outputs) if outputs else None
         self.rows = 0  # rows sent to both versions
-        self.compared = 0  # rows both versions answered
+        self.compared = 0  # rows the baseline answered (those the candidate failed included)
         self.agreed = 0
         self.errors = {"baseline": 0, "candidate": 0}
         self.missing: dict[str, int] = {}  # output name -> rows where one version lacked it
@@ -300,12 +297,20 @@ class Comparison:
         baseline: Mapping[str, np.ndarray],
         candidate: Mapping[str, np.ndarray],
         keys: Sequence[Hashable] | None = None,
+        answers: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Compare the two versions' answers to one batch of rows (outputs by name, rows along
-        axis 0); ``keys`` name the rows (default: their running index). Returns which rows agreed."""
+        axis 0); ``keys`` name the rows (default: their running index). Returns which rows agreed.
+
+        ``answers``: how many consecutive rows each answer holds, when the batch is several answers
+        (online: requests of several rows). ``rows``, ``compared`` and ``agreed`` then count
+        answers, an answer agreeing when every row of it does, and the return value is per answer;
+        each output's own figures (differences, confusion, exact matches) still count rows."""
         rows = _batch_rows(baseline, candidate)
         if keys is not None and len(keys) != rows:
             raise ValueError(f"{len(keys)} keys for {rows} rows")
+        if answers is not None and (sum(answers) != rows or min(answers, default=1) < 1):
+            raise ValueError(f"answers of {list(answers)} rows for a batch of {rows} rows")
         row_keys: Sequence[Hashable] = keys if keys is not None else range(self.rows, self.rows + rows)
         agreed = np.ones(rows, dtype=bool)
         worst_diff = np.zeros(rows)
@@ -322,17 +327,30 @@ class Comparison:
             agreed &= ok
             worst_diff = np.maximum(worst_diff, diff)
             disagreeing.append((name, ~ok))
-        self.rows += rows
-        self.compared += rows
-        self.agreed += int(agreed.sum())
         self._keep_worst(row_keys, agreed, worst_diff, disagreeing)
-        return agreed
+        counted = agreed
+        if answers is not None and len(answers) != rows:
+            counted = np.logical_and.reduceat(agreed, np.cumsum([0, *answers[:-1]]))
+        self.rows += len(counted)
+        self.compared += len(counted)
+        self.agreed += int(counted.sum())
+        return counted
 
     def add_errors(self, rows: int = 1, *, baseline: bool = False, candidate: bool = False) -> None:
-        """Rows sent to both versions that ``baseline`` and/or ``candidate`` failed to answer."""
+        """Rows sent to both versions that ``baseline`` and/or ``candidate`` failed to answer. A row
+        only the candidate failed is compared too, and disagrees (see the module doc)."""
         self.rows += rows
         self.errors["baseline"] += rows if baseline else 0
         self.errors["candidate"] += rows if candidate else 0
+        if candidate and not baseline:
+            self.compared += rows
+
+    def add_unvalued(self, rows: int = 1, *, agreed: bool) -> None:
+        """Rows both versions answered, compared without values: two equal refusals (``agreed``),
+        or answers that cannot agree (an answer against a refusal, different numbers of rows)."""
+        self.rows += rows
+        self.compared += rows
+        self.agreed += rows if agreed else 0
 
     def add_latency(self, side: Side, seconds: float, rows: int = 1) -> None:
         """One call of ``side`` (a batch of ``rows``) took ``seconds``."""
@@ -446,10 +464,10 @@ def _is_number(array: np.ndarray) -> bool:
 
 
 def _rows_equal(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    if base.dtype.kind == "f" or cand.dtype.kind == "f":
+    if "f" in (base.dtype.kind, cand.dtype.kind) and _is_number(base) and _is_number(cand):
         with np.errstate(invalid="ignore"):
-            same = (base == cand) | (np.isnan(base) & np.isnan(cand)) if _is_number(cand) else base == cand
-    else:
+            same = (base == cand) | (np.isnan(base) & np.isnan(cand))
+    else:  # text against numbers compares unequal (numpy answers False), never raises
         same = np.asarray(base == cand)
     if same.ndim < 2:  # numpy compared incompatible types as one scalar
         return np.zeros(base.shape[0], dtype=bool)

@@ -11,10 +11,11 @@ rollout step takes a snapshot when it starts and another when it ends; the diffe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-__all__ = ["LATENCY_BUCKETS_MS", "Evidence", "ReplicaEvidence", "VersionStats"]
+__all__ = ["LATENCY_BUCKETS_MS", "Evidence", "ReplicaEvidence", "VersionStats", "bucket_quantile"]
 
 # Upper bounds (ms) of the latency histogram's buckets, 0.1 ms to 85 s; one more bucket holds
 # everything above. No bucket is more than 1.2x wider at its top than at its bottom, so a p99
@@ -23,6 +24,21 @@ _STEPS = (1, 1.15, 1.3, 1.5, 1.75, 2, 2.25, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 7.5, 8
 LATENCY_BUCKETS_MS: tuple[float, ...] = tuple(
     round(step * decade, 4) for decade in (0.1, 1, 10, 100, 1000, 10000) for step in _STEPS
 )
+
+
+def bucket_quantile(counts: Sequence[int], q: float, above: float = math.inf) -> float | None:
+    """The ``q`` quantile (ms) of a latency histogram over :data:`LATENCY_BUCKETS_MS`, as the upper
+    bound of the first non-empty bucket that reaches it; ``above`` when it lies in the last bucket
+    (beyond every bound: the largest latency seen, where it is known); None without any count."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank, seen = q * total, 0
+    for index, count in enumerate(counts):
+        seen += count
+        if count and seen >= rank:
+            return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else above
+    return above
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +86,7 @@ class VersionStats:
         """The ``q`` quantile of latency (ms), as the upper bound of its bucket; None without data.
         ``mirrored``: of the mirrored copies instead of the primary answers."""
         counts = self.mirror_latency_counts if mirrored else self.latency_counts
-        total = sum(counts)
-        if total == 0:
-            return None
-        rank, seen = q * total, 0
-        for index, count in enumerate(counts):
-            seen += count
-            if seen >= rank:
-                return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else float("inf")
-        return float("inf")
+        return bucket_quantile(counts, q)
 
 
 class Evidence(Protocol):

@@ -90,6 +90,9 @@ class JsonLinesSource:
     replaced (rotated: the path names another inode), the old one is read to its end first and the
     new one from its start; when it shrinks under the position (truncated), reading restarts at 0.
     A line longer than ``max_line_bytes`` is skipped (counted in ``skipped``), never buffered whole.
+    A read hands out at most ``max_batch_bytes`` of lines (always at least one line), and buffers
+    little more, so the reader holds at most about ``max_batch_bytes + max_line_bytes`` however long
+    the lines it reads: a count of lines alone would allow ``limit`` lines of the longest size.
     """
 
     name = "jsonl"
@@ -101,12 +104,14 @@ class JsonLinesSource:
         start: str = "end",
         chunk_bytes: int = 1 << 20,
         max_line_bytes: int = 64 << 20,
+        max_batch_bytes: int = 16 << 20,
         poll_s: float = 0.05,
     ) -> None:
         self.path = Path(path)
         self._start = _check_start(start)
         self.chunk_bytes = chunk_bytes
         self.max_line_bytes = max_line_bytes
+        self.max_batch_bytes = max_batch_bytes
         self.poll_s = poll_s
         self.skipped = 0  # over-long lines dropped
         self._file: BinaryIO | None = None
@@ -115,6 +120,7 @@ class JsonLinesSource:
         self._oversized = False  # dropping the rest of an over-long line
         self._skipped_bytes = 0  # blank or over-long lines read since the last line kept
         self._ready: deque[tuple[bytes, int]] = deque()  # (line, bytes it moves the position)
+        self._ready_bytes = 0  # of the lines in _ready
 
     @property
     def position(self) -> str:
@@ -138,11 +144,17 @@ class JsonLinesSource:
     def _read_now(self, limit: int) -> list[bytes]:
         if self._file is None:
             self._open(self._start)
-        while len(self._ready) < limit and self._fill():
+        while len(self._ready) < limit and self._ready_bytes < self.max_batch_bytes and self._fill():
             pass
-        lines = []
-        for _ in range(min(limit, len(self._ready))):
-            line, size = self._ready.popleft()
+        lines: list[bytes] = []
+        taken = 0
+        while self._ready and len(lines) < limit:
+            line, size = self._ready[0]
+            if lines and taken + len(line) > self.max_batch_bytes:
+                break
+            self._ready.popleft()
+            self._ready_bytes -= len(line)
+            taken += len(line)
             lines.append(line)
             self._offset += size
         if not self._ready:  # blank or skipped lines after the last one handed out
@@ -167,6 +179,7 @@ class JsonLinesSource:
     def _restart(self) -> None:
         self._partial, self._oversized, self._skipped_bytes = b"", False, 0
         self._ready.clear()
+        self._ready_bytes = 0
 
     def _fill(self) -> bool:
         """Read one chunk into ``_ready``; False at the end of the file (after checking rotation)."""
@@ -187,6 +200,7 @@ class JsonLinesSource:
                 self._skipped_bytes += size
             else:
                 self._ready.append((line, size + self._skipped_bytes))
+                self._ready_bytes += len(line)
                 self._skipped_bytes = 0
         if len(self._partial) > self.max_line_bytes:
             self.skipped += 0 if self._oversized else 1

@@ -7,11 +7,14 @@ replica URL the primary answers' requests, errors and latency (:meth:`OnlineAnal
 what an update in place gated replica by replica reads.
 
 It also *joins*: each primary answer with the mirrored answer of each candidate to the same
-request (the gateway logs a mirrored copy as a second record, ``role="mirror"``, same request id)
-and compares the two with :class:`~modelyard.validation.compare.Comparison` — the comparison
-``modelyard validate`` makes offline — one running comparison per (baseline, candidate) pair,
-judged by a :class:`~modelyard.validation.policy.Policy`. A weighted canary has no pairs (each
-request went to one version only): it is judged on its own error rate and latency.
+request (the gateway logs a mirrored copy as a second record, ``role="mirror"``, same request id
+and request hash: ``online_join.py``) and compares the two with
+:class:`~modelyard.validation.compare.Comparison` — the comparison ``modelyard validate`` makes
+offline — one running comparison per (baseline, candidate) pair, judged by a
+:class:`~modelyard.validation.policy.Policy`. That comparison's counters are the only agreement
+figures: the pair's (REST, Prometheus, its verdict) and, summed over a candidate's pairs, its
+:class:`VersionStats` (a rollout's). A weighted canary has no pairs (each request went to one
+version only): it is judged on its own error rate and latency.
 
 What can be compared depends on the route's ``log_payload``: ``full`` logs the bodies, decoded to
 arrays and compared with tolerances; ``hash`` logs only hashes, compared exactly; ``none`` logs
@@ -38,8 +41,8 @@ from modelyard.routing.table import ModelRoute
 from modelyard.validation.compare import Comparison
 from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
 from modelyard.validation.logread import LogSource
-from modelyard.validation.online_answers import HASH_OUTPUT, Answer, rows_of
-from modelyard.validation.online_join import JoinLimits, JoinWindow, Pending
+from modelyard.validation.online_answers import HASH_OUTPUT, Answer, answer_bytes, rows_of
+from modelyard.validation.online_join import JoinLimits, JoinWindow, Key, Pending
 from modelyard.validation.policy import Policy, evaluate, verdict
 
 __all__ = ["OnlineAnalysis", "PairFigures", "PairStats", "check_route"]
@@ -48,6 +51,11 @@ log = logging.getLogger("modelyard.validation")
 
 READ_BATCH = 512  # records per read: the lock is held for one batch, so readers wait at most that
 READ_WAIT_S = 0.25
+# Decoded answers waiting for their pair's batched comparison; beyond this they are compared at
+# once, so a batch of large answers never holds more than this (plus one answer) decoded.
+MAX_QUEUED_BYTES = 16 << 20
+# What a malformed record raises while it is read (before any counter changed).
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError)
 # Per-replica counters are kept for replicas seen in the last REPLICA_TTL_S, at most MAX_REPLICAS of
 # them (the least recently seen go first): replica URLs change on every restart.
 REPLICA_TTL_S = 600.0
@@ -67,22 +75,21 @@ def check_route(route: ModelRoute) -> None:
 
 
 class _Counts:
-    """A version's counters while they grow (frozen into a VersionStats on demand)."""
+    """A version's counters while they grow (frozen into a VersionStats on demand; its compared
+    and agreed answers are its pairs', summed when frozen)."""
 
-    __slots__ = ("agreed", "compared", "errors", "latency", "mirror_errors", "mirror_latency",
-                 "mirrored", "requests", "unmatched")  # fmt: skip
+    __slots__ = ("errors", "latency", "mirror_errors", "mirror_latency", "mirrored", "requests", "unmatched")
 
     def __init__(self) -> None:
-        self.requests = self.errors = self.mirrored = self.mirror_errors = 0
-        self.compared = self.agreed = self.unmatched = 0
+        self.requests = self.errors = self.mirrored = self.mirror_errors = self.unmatched = 0
         self.latency = [0] * (len(LATENCY_BUCKETS_MS) + 1)
         self.mirror_latency = [0] * (len(LATENCY_BUCKETS_MS) + 1)
 
-    def frozen(self) -> VersionStats:
+    def frozen(self, compared: int = 0, agreed: int = 0) -> VersionStats:
         return VersionStats(
             requests=self.requests, errors=self.errors, latency_counts=tuple(self.latency),
-            mirrored=self.mirrored, mirror_errors=self.mirror_errors, compared=self.compared,
-            agreed=self.agreed, unmatched=self.unmatched, mirror_latency_counts=tuple(self.mirror_latency),
+            mirrored=self.mirrored, mirror_errors=self.mirror_errors, compared=compared,
+            agreed=agreed, unmatched=self.unmatched, mirror_latency_counts=tuple(self.mirror_latency),
         )  # fmt: skip
 
 
@@ -101,20 +108,29 @@ class PairFigures:
 
 
 class PairStats:
-    """One (baseline, candidate) pair of a route: answers compared, and the running comparison."""
+    """One (baseline, candidate) pair of a route: the running comparison, whose ``compared`` and
+    ``agreed`` count answers (see :mod:`~modelyard.validation.compare`: an answer the candidate
+    failed while the baseline answered is compared and disagrees), and why others were not compared."""
 
     def __init__(self, baseline: str, candidate: str, policy: Policy) -> None:
         self.baseline = baseline
         self.candidate = candidate
         kinds = {**policy.outputs, HASH_OUTPUT: "exact"}
         self.comparison = Comparison(policy.tolerance, kinds=kinds)
-        self.compared = 0  # answers, whatever their number of rows
-        self.agreed = 0
         self.hashed = 0  # of the compared answers, those compared by hash only
         self.baseline_failed = 0  # pairs not compared: the baseline did not answer
         self.blind = 0  # pairs not compared: neither body nor hash was logged
+        self.oversized = 0  # pairs not compared: a body was over JoinLimits.max_body_bytes
         self.incomparable = 0  # compared answers whose types differ (counted as disagreeing)
         self.queue: list[tuple[str, Answer, Answer]] = []  # compared in one batch per read
+
+    @property
+    def compared(self) -> int:
+        return self.comparison.compared
+
+    @property
+    def agreed(self) -> int:
+        return self.comparison.agreed
 
     def figures(self, project: str, model: str) -> PairFigures:
         outputs = self.comparison.outputs.items()
@@ -131,10 +147,11 @@ class PairStats:
             "candidate": self.candidate,
             "compared": self.compared,
             "agreed": self.agreed,
-            "agreement": self.agreed / self.compared if self.compared else None,
+            "agreement": self.comparison.agreement,
             "hashed": self.hashed,
             "baseline_failed": self.baseline_failed,
             "blind": self.blind,
+            "oversized": self.oversized,
             "incomparable": self.incomparable,
             "verdict": verdict(gates).value,
             "gates": [gate.to_dict() for gate in gates],
@@ -168,6 +185,8 @@ class OnlineAnalysis:
         self.records = 0
         self.malformed = 0
         self.read_failures = 0
+        self.oversized = 0  # records whose body was over the join window's max_body_bytes
+        self._queued_bytes = 0  # decoded answers in the pairs' queues
         self.problem: str | None = "not started" if source is not None else "no log source"
         self._versions: dict[tuple[str, str, str], _Counts] = {}
         self._replicas: dict[tuple[str, str, str, str], _Counts] = {}  # oldest seen first
@@ -181,14 +200,26 @@ class OnlineAnalysis:
 
     # -- the Evidence protocol -------------------------------------------------------------------
 
-    def stats(self, project: str, model: str) -> Mapping[str, VersionStats]:
-        """Every version of the route seen so far, by name (cumulative since the start)."""
+    def stats(self, project: str, model: str, baseline: str | None = None) -> Mapping[str, VersionStats]:
+        """Every version of the route seen so far, by name (cumulative since the start). A
+        version's ``compared`` and ``agreed`` are its answers compared with those of ``baseline``,
+        or of every baseline when None (the sum of its pairs' figures)."""
         with self._lock:
+            compared = self._compared(baseline)
             return {
-                version: counts.frozen()
-                for (p, m, version), counts in self._versions.items()
-                if p == project and m == model
+                key[2]: counts.frozen(*compared.get(key, (0, 0)))
+                for key, counts in self._versions.items()
+                if key[:2] == (project, model)
             }
+
+    def _compared(self, baseline: str | None = None) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """Per candidate version, answers compared and agreed with ``baseline``'s (every one's)."""
+        sums: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for (project, model, base, candidate), pair in self._pairs.items():
+            if baseline is None or base == baseline:
+                compared, agreed = sums.get((project, model, candidate), (0, 0))
+                sums[(project, model, candidate)] = (compared + pair.compared, agreed + pair.agreed)
+        return sums
 
     def healthy(self) -> bool:
         """True while the last read of the log succeeded."""
@@ -230,28 +261,40 @@ class OnlineAnalysis:
     def snapshot(self) -> tuple[dict[tuple[str, str, str], VersionStats], list[PairFigures]]:
         """Every version's stats and every pair's figures at once (for the metrics collector)."""
         with self._lock:
-            versions = {key: counts.frozen() for key, counts in self._versions.items()}
+            compared = self._compared()
+            versions = {
+                key: counts.frozen(*compared.get(key, (0, 0))) for key, counts in self._versions.items()
+            }
             pairs = [pair.figures(p, m) for (p, m, _, _), pair in self._pairs.items()]
         return versions, pairs
 
     # -- records ---------------------------------------------------------------------------------
 
     def feed(self, lines: Iterable[bytes]) -> None:
-        """Take raw records (JSON objects as the gateway wrote them), then compare what joined."""
+        """Take raw records (JSON objects as the gateway wrote them), then compare what joined.
+        A malformed record is counted (``malformed``) and skipped; the others are taken."""
         with self._lock:
             now = self.clock()
             for line in lines:
                 self.records += 1
                 try:
-                    self._take(orjson.loads(line), now)
-                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    parsed = _parse(orjson.loads(line), now, self.window.limits.max_body_bytes)
+                except MALFORMED:
                     self.malformed += 1
+                    continue
+                self._take(*parsed, now)
+                if self._queued_bytes > MAX_QUEUED_BYTES:
+                    self._compare_queued()
             self._forget_replicas(now)
             for key, mirror in self.window.evict(now):
                 self._counts(key[0], key[1], mirror.version).unmatched += 1
-            for pair_key, pair in self._pairs.items():
-                if pair.queue:
-                    self._compare(pair_key, pair)
+            self._compare_queued()
+
+    def _compare_queued(self) -> None:
+        for pair_key, pair in self._pairs.items():
+            if pair.queue:
+                self._compare(pair_key, pair)
+        self._queued_bytes = 0
 
     def _counts(self, project: str, model: str, version: str) -> _Counts:
         counts = self._versions.get((project, model, version))
@@ -273,18 +316,13 @@ class OnlineAnalysis:
                 break
             del self._replicas[key], self._replica_seen[key]
 
-    def _take(self, record: dict[str, Any], now: float) -> None:
-        project, model, version = record["project"], record["model"], record["version"]
-        status, latency_ms = int(record["status"]), float(record["latency_ms"])
+    def _take(self, key: Key, entry: Pending, mirrored: bool, replica: str | None, now: float) -> None:
+        project, model, version = key[0], key[1], entry.version
         counts = self._counts(project, model, version)
-        failed = _failed(status)
-        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
-        entry = Pending(
-            version, status, latency_ms, record.get("protocol") or "v2",
-            record.get("response_hash"), record.get("response_body"), now,
-        )  # fmt: skip
-        key = (project, model, str(record["request_id"]))
-        if record["role"] == "mirror":
+        failed = _failed(entry.status)
+        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, entry.latency_ms)
+        self.oversized += entry.oversized
+        if mirrored:
             counts.mirrored += 1
             counts.mirror_errors += failed
             counts.mirror_latency[bucket] += 1
@@ -295,8 +333,8 @@ class OnlineAnalysis:
             counts.requests += 1
             counts.errors += failed
             counts.latency[bucket] += 1
-            if replica := record.get("replica"):
-                per_replica = self._replica((project, model, version, str(replica)), now)
+            if replica:
+                per_replica = self._replica((project, model, version, replica), now)
                 per_replica.requests += 1
                 per_replica.errors += failed
                 per_replica.latency[bucket] += 1
@@ -310,26 +348,30 @@ class OnlineAnalysis:
             self._pairs[(project, model, baseline, candidate)] = pair
         return pair
 
-    def _join(self, key: tuple[str, str, str], primary: Pending, mirror: Pending) -> None:
+    def _join(self, key: Key, primary: Pending, mirror: Pending) -> None:
         """A primary answer and a mirrored one to the same request: compare them (or say why not)."""
-        project, model, request_id = key
         if primary.version == mirror.version:
             return
-        pair = self._pair(project, model, primary.version, mirror.version)
+        pair = self._pair(key[0], key[1], primary.version, mirror.version)
         comparison = pair.comparison
         comparison.add_latency("baseline", primary.latency_ms / 1000)
         comparison.add_latency("candidate", mirror.latency_ms / 1000)
         if _failed(primary.status):  # nothing to compare the candidate with
             pair.baseline_failed += 1
             comparison.add_errors(baseline=True, candidate=_failed(mirror.status))
-            return
-        if primary.status != mirror.status or primary.status >= 300:
-            # A failed, refused or different answer; two equal refusals (both 400) agree.
-            agreed = primary.status == mirror.status
-            if not agreed and mirror.status >= 300:
-                comparison.add_errors(candidate=True)
-            self._counted(project, model, pair, agreed)
-            return
+        elif primary.status == mirror.status and primary.status >= 300:
+            comparison.add_unvalued(agreed=True)  # two equal refusals (both 400) agree
+        elif mirror.status >= 300:  # the candidate failed or refused what the baseline answered
+            comparison.add_errors(candidate=True)
+        elif primary.status >= 300:  # the candidate answered what the baseline refused
+            comparison.add_unvalued(agreed=False)
+        elif primary.oversized or mirror.oversized:
+            pair.oversized += 1
+        else:
+            self._queue(key[2], pair, primary, mirror)
+
+    def _queue(self, request_id: str, pair: PairStats, primary: Pending, mirror: Pending) -> None:
+        """Two answered requests: queue their values (or hashes) for the pair's batched comparison."""
         baseline, candidate = primary.answer(), mirror.answer()
         if baseline is None or candidate is None:
             baseline, candidate = primary.hashed(), mirror.hashed()
@@ -337,14 +379,9 @@ class OnlineAnalysis:
                 pair.blind += 1
                 return
             pair.hashed += 1
+        else:
+            self._queued_bytes += answer_bytes(baseline, primary.body) + answer_bytes(candidate, mirror.body)
         pair.queue.append((request_id, baseline, candidate))
-
-    def _counted(self, project: str, model: str, pair: PairStats, agreed: bool) -> None:
-        pair.compared += 1
-        pair.agreed += agreed
-        counts = self._counts(project, model, pair.candidate)
-        counts.compared += 1
-        counts.agreed += agreed
 
     def _compare(self, pair_key: tuple[str, str, str, str], pair: PairStats) -> None:
         """Compare a pair's queued answers, one :meth:`Comparison.update` per group of alike answers."""
@@ -354,15 +391,15 @@ class OnlineAnalysis:
             groups.setdefault(_signature(item[1], item[2]), []).append(item)
         pair.queue = []
         for signature, items in groups.items():
-            agreed: list[bool] = [False] * len(items)
-            if signature[0]:  # else the two answers have different numbers of rows: they disagree
-                try:
-                    agreed = _update(pair.comparison, items).tolist()
-                except (ValueError, TypeError) as exc:  # answers of types that cannot be compared
-                    pair.incomparable += len(items)
-                    log.debug("online analysis: %s/%s answers not comparable: %r", project, model, exc)
-            for ok in agreed:
-                self._counted(project, model, pair, bool(ok))
+            if not signature[0]:  # the two answers have different numbers of rows: they disagree
+                pair.comparison.add_unvalued(len(items), agreed=False)
+                continue
+            try:
+                _update(pair.comparison, items)
+            except (ValueError, TypeError) as exc:  # answers of types that cannot be compared
+                pair.incomparable += len(items)
+                pair.comparison.add_unvalued(len(items), agreed=False)
+                log.debug("online analysis: %s/%s answers not comparable: %r", project, model, exc)
 
     # -- the reading thread ----------------------------------------------------------------------
 
@@ -438,8 +475,8 @@ def _signature(baseline: Answer, candidate: Answer) -> tuple[Any, ...]:
 
 
 def _update(comparison: Comparison, items: list[tuple[str, Answer, Answer]]) -> np.ndarray:
-    """Feed a group of alike answers to ``comparison`` as one batch; returns each answer's agreement
-    (an answer of several rows agrees when all its rows do)."""
+    """Feed a group of alike answers to ``comparison`` as one batch, counted per answer (an answer
+    of several rows agrees when all its rows do); returns each answer's agreement."""
     rows = [rows_of(baseline) for _, baseline, _ in items]
     keys = [request_id for (request_id, _, _), n in zip(items, rows, strict=True) for _ in range(n)]
     if len(items) == 1:
@@ -447,8 +484,23 @@ def _update(comparison: Comparison, items: list[tuple[str, Answer, Answer]]) -> 
     else:
         baseline = {name: np.concatenate([item[1][name] for item in items]) for name in items[0][1]}
         candidate = {name: np.concatenate([item[2][name] for item in items]) for name in items[0][2]}
-    agreed_rows = comparison.update(baseline, candidate, keys=keys)
-    if all(n == 1 for n in rows):
-        return agreed_rows
-    starts = np.cumsum([0, *rows[:-1]])
-    return np.logical_and.reduceat(agreed_rows, starts)
+    return comparison.update(baseline, candidate, keys=keys, answers=rows)
+
+
+def _parse(record: Any, now: float, max_body: int) -> tuple[Key, Pending, bool, str | None]:
+    """A record's key, answer, role (mirrored or not) and replica; raises one of MALFORMED when it
+    is not an inference record, before anything was counted."""
+    project, model, version = record["project"], record["model"], record["version"]
+    if not (isinstance(project, str) and isinstance(model, str) and isinstance(version, str)):
+        raise TypeError("project, model and version must be strings")
+    entry = Pending(
+        version, int(record["status"]), float(record["latency_ms"]), str(record.get("protocol") or "v2"),
+        _text(record.get("response_hash")), _text(record.get("response_body")), now, max_body,
+    )  # fmt: skip
+    key = (project, model, str(record["request_id"]), _text(record.get("request_hash")))
+    replica = record.get("replica")
+    return key, entry, record["role"] == "mirror", str(replica) if replica else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

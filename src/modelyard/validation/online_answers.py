@@ -6,6 +6,11 @@ Only the numbers are kept: an Open Inference Protocol answer's ``outputs`` (its 
 ``rows``, so answers can be stacked into one batch per pair (``online.py``). What cannot be read as
 arrays — a binary-extension body (logged as ``b64:...``), an error body, JSON of another shape —
 decodes to None, and the pair is then compared on the body's hash: exact match only.
+
+Text stays Python strings in object arrays, never numpy's fixed-width strings: those are as wide as
+the longest string times the number of them, so one long string among many short ones would turn a
+40 KB body into 80 MB. An answer's arrays then take at most a small multiple of its body's size
+(:func:`answer_bytes` is what the analysis counts for it while it waits to be compared).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import orjson
 
 from modelyard.dtypes import numpy_dtype
 
-__all__ = ["HASH_OUTPUT", "Answer", "decode_answer", "hash_answer", "rows_of"]
+__all__ = ["HASH_OUTPUT", "Answer", "answer_bytes", "decode_answer", "hash_answer", "rows_of"]
 
 Answer = dict[str, np.ndarray]
 HASH_OUTPUT = "(response)"  # the output name an answer compared by its hash goes by
@@ -46,6 +51,12 @@ def rows_of(answer: Answer) -> int:
     return int(next(iter(answer.values())).shape[0])
 
 
+def answer_bytes(answer: Answer, body: str | None) -> int:
+    """About the memory an answer decoded from ``body`` holds: its arrays, plus the body's length
+    for the strings an object array points to (they are never longer than the body)."""
+    return sum(array.nbytes for array in answer.values()) + (len(body) if body else 0)
+
+
 def _oip(doc: Any) -> Answer | None:
     outputs = doc.get("outputs") if isinstance(doc, dict) else None
     if not isinstance(outputs, list):
@@ -55,7 +66,7 @@ def _oip(doc: Any) -> Answer | None:
         data = entry["data"]  # absent for binary outputs: KeyError, the answer is then hashed
         datatype = entry["datatype"]
         if datatype == "BYTES":
-            array = np.asarray(data, dtype=np.str_)
+            array = np.asarray(data, dtype=object)
         else:
             array = np.asarray(data, dtype=numpy_dtype(datatype))
         decoded[str(entry["name"])] = array.reshape([int(size) for size in entry["shape"]])
@@ -78,11 +89,18 @@ def _tfserving(doc: Any) -> Answer | None:
     return None
 
 
+_NUMBERS = {bool, int, float}
+
+
 def _array(value: Any) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == np.object_:  # ragged lists, or mixed types: not an array to compare by value
-        raise ValueError("not a rectangular array")
-    return array
+    # As objects first: pointers only, whatever the strings (see the module doc).
+    objects = np.asarray(value, dtype=object)
+    kinds = set(map(type, objects.flat))
+    if kinds <= _NUMBERS:
+        return np.asarray(value)  # numbers: numpy picks the dtype (bool, int64 or float64)
+    if kinds <= {str}:
+        return objects
+    raise ValueError("not a rectangular array")  # ragged lists, or numbers mixed with text
 
 
 def _rows_first(outputs: Answer) -> Answer:

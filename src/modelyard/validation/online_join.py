@@ -6,6 +6,16 @@ a primary that leaves the window unjoined is not a failure). A mirrored answer t
 waits for its primary; if it leaves the window unjoined, its primary never came: that is what
 ``unmatched`` counts. Whatever the two streams do, the window holds at most ``max_records``
 answers of each role and ``max_bytes`` of bodies, and none longer than ``max_age_s``.
+
+Answers wait as the body text the gateway logged, never decoded: a body is decoded when its pair
+meets, compared, and dropped, so the bodies' length is what the window holds. A body longer than
+``max_body_bytes`` is not kept at all (the answer waits without it, marked ``oversized``).
+
+A request is known by its id *and* the hash of its body (``request_hash``, logged with the
+payloads): a client may send the same ``x-request-id`` with different requests, and only answers to
+the same request may pair. A record without a request hash is known by its id alone; should a
+second primary arrive with the same id while the first waits, the two cannot be told apart: both
+are dropped and counted ``ambiguous``, and their mirrored copies end unmatched.
 """
 
 from __future__ import annotations
@@ -17,23 +27,23 @@ from modelyard.validation.online_answers import Answer, decode_answer, hash_answ
 
 __all__ = ["JoinLimits", "JoinWindow", "Key", "Pending"]
 
-Key = tuple[str, str, str]  # (project, model, request id)
-_UNDECODED: Answer = {}
+Key = tuple[str, str, str, str | None]  # (project, model, request id, request hash)
 
 
 @dataclasses.dataclass(frozen=True)
 class JoinLimits:
-    """How much the join window may hold (per role) and for how long."""
+    """How much the join window may hold (per role), for how long, and the largest body it keeps."""
 
     max_records: int = 50_000
     max_bytes: int = 32 << 20
     max_age_s: float = 60.0
+    max_body_bytes: int = 4 << 20
 
 
 class Pending:
-    """One logged answer, as much of it as a comparison needs."""
+    """One logged answer, as much of it as a comparison needs (its body still as text)."""
 
-    __slots__ = ("_answer", "arrived", "body", "digest", "latency_ms", "protocol", "status", "version")
+    __slots__ = ("arrived", "body", "digest", "latency_ms", "oversized", "protocol", "status", "version")
 
     def __init__(
         self,
@@ -44,25 +54,24 @@ class Pending:
         digest: str | None,
         body: str | None,
         arrived: float,
+        max_body: int = JoinLimits.max_body_bytes,
     ) -> None:
         self.version = version
         self.status = status
         self.latency_ms = latency_ms
         self.protocol = protocol
         self.digest = digest
-        self.body = body
+        self.oversized = body is not None and len(body) > max_body
+        self.body = None if self.oversized else body
         self.arrived = arrived
-        self._answer: Answer | None = _UNDECODED
 
     @property
     def size(self) -> int:
         return len(self.body) if self.body else 0
 
     def answer(self) -> Answer | None:
-        """The body as arrays (decoded once: a primary may meet several mirrored versions)."""
-        if self._answer is _UNDECODED:
-            self._answer = decode_answer(self.body, self.protocol)
-        return self._answer
+        """The body as arrays, decoded afresh (nothing decoded is kept: see the module doc)."""
+        return decode_answer(self.body, self.protocol)
 
     def hashed(self) -> Answer | None:
         return hash_answer(self.digest) if self.digest else None
@@ -79,15 +88,20 @@ class JoinWindow:
         self._primary_bytes = 0
         self._mirror_bytes = 0
         self.evicted_primaries = 0
+        self.ambiguous = 0  # primaries dropped: a request id repeated with no request hash
 
     def __len__(self) -> int:
         return len(self.primaries) + self._mirror_count
 
     def add_primary(self, key: Key, entry: Pending) -> list[Pending]:
         """Keep ``entry`` for mirrored answers still to come; returns those that came first."""
-        old = self.primaries.pop(key, None)  # a reused request id: the newer answer wins
+        old = self.primaries.pop(key, None)
         if old is not None:
             self._primary_bytes -= old.size
+            if key[3] is None:  # which request would a later mirrored answer be of? Neither.
+                self.ambiguous += 2
+                return []
+            # The same id and the same request bytes: either answer is one to the same input.
         self.primaries[key] = entry
         self._primary_bytes += entry.size
         waiting = self.mirrors.pop(key, None)

@@ -102,6 +102,15 @@ class AnalysisCollector(Collector):
         yield CounterMetricFamily(
             "modelyard_analysis_read_failures", "Failed reads of the log", value=analysis.read_failures
         )
+        yield CounterMetricFamily(
+            "modelyard_analysis_oversized", "Logged answers whose body was too large to keep and compare",
+            value=analysis.oversized,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "modelyard_analysis_ambiguous",
+            "Primary answers not paired: their request id repeated and no request hash told them apart",
+            value=analysis.window.ambiguous,
+        )
         waiting = GaugeMetricFamily("modelyard_analysis_join_window", "Answers waiting for their pair")
         waiting.add_metric([], float(len(analysis.window)))
         yield waiting

@@ -56,7 +56,7 @@ def figure_rows(report: Report) -> list[tuple[str, str]]:
     errors, nonfinite = s["errors"], s["nonfinite"]
     rows = [
         ("rows sent to both", _number(s["rows"])),
-        ("rows compared (both answered)", _number(s["compared"])),
+        ("rows compared (the baseline answered)", _number(s["compared"])),
         ("agreement", _percent(s["agreement"])),
         ("errors (baseline / candidate)", f"{errors['baseline']:,} / {errors['candidate']:,}"),
         ("NaN/Inf values (baseline / candidate)", f"{nonfinite['baseline']:,} / {nonfinite['candidate']:,}"),

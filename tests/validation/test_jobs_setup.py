@@ -3,6 +3,8 @@ the CLI sets, shows, runs and lists, on the local database that a control plane 
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.control.app import build_control_app
 from modelyard.control.settings import ControlSettings
+from modelyard.errors import InvalidInput
 from modelyard.registry import Registry
 from modelyard.validation.job_store import JobStore
+from modelyard.validation.setup import check_dataset_host
 from tests.validation.jobs_support import models, runner
 
 URL = "/api/v1/models/spam/validation"
@@ -36,7 +40,15 @@ def http(tmp_path: Path) -> Iterator[TestClient]:
     [
         ({"dataset": "rows.npz"}, "dataset", "relative path"),
         ({"dataset": "/data/rows.txt"}, "dataset", "suffix"),
-        ({"dataset": "nosuch://bucket/rows.npz"}, "dataset", "unknown URL scheme"),
+        ({"dataset": "nosuch://bucket/rows.npz"}, "dataset", "scheme 'nosuch' is not allowed"),
+        ({"dataset": "http://data.example.com/rows.csv"}, "dataset", "never plain http"),
+        ({"dataset": "file:///d/rows.npz"}, "dataset", "scheme 'file' is not allowed"),
+        # The fragment is never sent: the suffix is read on the path, which has none here.
+        ({"dataset": "https://data.example.com/latest#.csv"}, "dataset", "suffix"),
+        ({"dataset": "https://data.example.com/latest?as=.csv"}, "dataset", "suffix"),
+        ({"dataset": "https://169.254.169.254/creds.csv"}, "dataset", "metadata"),
+        ({"dataset": "https://metadata.google.internal/x.csv"}, "dataset", "metadata"),
+        ({"dataset": "https://[::ffff:a9fe:a9fe]/x.csv"}, "dataset", "metadata"),
         ({"dataset": "/d/rows.npz", "triggers": ["on-friday"]}, "triggers", "invalid trigger"),
         ({"dataset": "/d/rows.npz", "triggers": ["alias:production"]}, "triggers", "must differ"),
         ({"dataset": "/d/rows.npz", "baseline": "Prod!"}, "baseline", "invalid alias"),
@@ -112,3 +124,37 @@ def test_the_cli_on_the_local_database(cli_env: dict[str, str], tmp_path: Path) 
     code, out = _cli(cli_env, "registry", "validation", "set", "spam", "--data", "x.npz", "--on", "later")
     assert code == 2
     assert "invalid trigger 'later'" in out
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("https://127.0.0.1/rows.csv", "is a loopback address (127.0.0.1)"),
+        ("https://0x7f000001/rows.csv", "is a loopback address (127.0.0.1)"),  # any spelling resolves
+        ("https://localhost:8443/rows.csv", "is a loopback address"),
+        ("https://[::1]/rows.csv", "is a loopback address (::1)"),
+        ("https://10.1.2.3/rows.csv", "is a private address (10.1.2.3)"),
+        ("https://100.64.0.1/rows.csv", "is a private address (100.64.0.1)"),
+        ("https://0.0.0.0/rows.csv", "is a loopback address (0.0.0.0)"),
+    ],
+)
+def test_a_dataset_on_the_control_planes_own_networks_is_not_fetched(uri: str, says: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(says)) as refused:
+        check_dataset_host(uri)
+    assert "allow_private_datasets" in refused.value.message
+    check_dataset_host(uri, allow_private=True)  # a control plane that allows it
+
+
+def test_a_name_resolving_to_link_local_is_refused_even_when_private_hosts_are_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    check_dataset_host("https://8.8.8.8/rows.csv")  # a global address: fetched
+
+    def resolve(host: str, *args: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        assert host == "data.example.com"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with pytest.raises(InvalidInput, match="link-local or cloud metadata address") as refused:
+        check_dataset_host("https://data.example.com/rows.csv", allow_private=True)
+    assert "allow_private_datasets" not in refused.value.message

@@ -23,8 +23,9 @@ import base64
 import binascii
 import csv
 import dataclasses
-import hashlib
 import json
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 
 from modelyard.dtypes import numpy_dtype
 from modelyard.errors import InvalidInput
+from modelyard.registry.files import file_sha256
 from modelyard.sdk import ModelMetadata, TensorSpec
 
 __all__ = ["FORMATS", "Dataset", "load_dataset"]
@@ -100,7 +102,7 @@ def load_dataset(path: str | Path, labels: str | None = None) -> Dataset:
         )
     if not source.is_file():
         raise InvalidInput(f"{source}: no such data file", field="data")
-    digest = _sha256(source)
+    digest = file_sha256(source)
     if kind == "jsonl":
         return _jsonl(source, labels, digest)
     columns = {"npz": _npz, "csv": _csv, "parquet": _parquet}[kind](source)
@@ -108,7 +110,7 @@ def load_dataset(path: str | Path, labels: str | None = None) -> Dataset:
     if labels is not None:
         if labels not in columns:
             raise InvalidInput(
-                f"{source}: no label column '{labels}' (it has {_names(columns)})", field="labels"
+                f"{source}: no label column '{labels}' (it has {_count(columns)})", field="labels"
             )
         found = columns.pop(labels)
     rows = _rows(columns, source)
@@ -129,8 +131,10 @@ def assemble(columns: dict[str, np.ndarray], specs: Sequence[TensorSpec], rows: 
         if all(array.ndim == 1 for array in arrays):  # a table's columns: the features, in order
             return {spec.name: _fit(np.column_stack(arrays), spec)}
     wanted = [spec.name for spec in specs]
+    missing = [name for name in wanted if name not in columns]
     raise InvalidInput(
-        f"the data has {_names(columns)}, the model takes inputs {wanted}: name each input's column",
+        f"the model takes inputs {wanted}; the data ({_count(columns)}) has no column "
+        f"{', '.join(repr(name) for name in missing)}: name each input's column",
         field="data",
     )
 
@@ -138,9 +142,10 @@ def assemble(columns: dict[str, np.ndarray], specs: Sequence[TensorSpec], rows: 
 def _fit(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     try:
         fitted = array.astype(numpy_dtype(spec.datatype), copy=False)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError):  # numpy's message quotes the value: data is never echoed
         raise InvalidInput(
-            f"input '{spec.name}': the data is not {spec.datatype} ({exc})", field=spec.name
+            f"input '{spec.name}': the data is not {spec.datatype} (a value cannot be converted)",
+            field=spec.name,
         ) from None
     if fitted.ndim == len(spec.shape) - 1 and spec.shape and spec.shape[-1] in (-1, 1):
         fitted = fitted.reshape(*fitted.shape, 1)  # one value per row for a [-1, 1] input
@@ -158,22 +163,17 @@ def _rows(columns: dict[str, np.ndarray], source: Path) -> int:
     if not counts:
         raise InvalidInput(f"{source}: no input columns", field="data")
     if len(set(counts.values())) != 1:
-        raise InvalidInput(f"{source}: the columns have different numbers of rows: {counts}", field="data")
+        low, high = min(counts.values()), max(counts.values())
+        raise InvalidInput(
+            f"{source}: the columns have different numbers of rows ({low} to {high})", field="data"
+        )
     return next(iter(counts.values()))
 
 
-def _names(columns: dict[str, Any]) -> str:
-    names = sorted(columns)
-    shown = ", ".join(repr(name) for name in names[:8])
-    return f"columns {shown}{', ...' if len(names) > 8 else ''}" if names else "no columns"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _count(columns: dict[str, Any]) -> str:
+    """How many columns, never their names: a validation job's error is read by viewers, and a
+    setup's dataset may be a file whose header is not theirs to read."""
+    return f"{len(columns)} column{'' if len(columns) == 1 else 's'}"
 
 
 # -- tables -----------------------------------------------------------------------------------------
@@ -183,27 +183,40 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: np.asarray(archive[name]) for name in archive.files}
-    except (OSError, ValueError) as exc:
+    # A truncated or damaged archive: zipfile's and zlib's own errors, not OSError.
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise InvalidInput(f"{path}: not a readable .npz file ({exc})", field="data") from None
 
 
 def _csv(path: Path) -> dict[str, np.ndarray]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise InvalidInput(f"{path}: empty CSV file (a header line names the columns)", field="data")
-        values: list[list[str]] = [[] for _ in header]
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise InvalidInput(
-                    f"{path}:{line}: {len(row)} fields, the header has {len(header)}", field="data"
-                )
-            for column, value in zip(values, row, strict=True):
-                column.append(value)
+        try:
+            header, values = _csv_columns(reader, path)
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"{path}: not UTF-8 text (byte {exc.start} of a block cannot be decoded)", field="data"
+            ) from None
+        except csv.Error as exc:
+            raise InvalidInput(f"{path}:{reader.line_num}: not valid CSV ({exc})", field="data") from None
     return {name: _typed(column) for name, column in zip(header, values, strict=True)}
+
+
+def _csv_columns(reader: Any, path: Path) -> tuple[list[str], list[list[str]]]:
+    header = next(reader, None)
+    if not header:
+        raise InvalidInput(f"{path}: empty CSV file (a header line names the columns)", field="data")
+    values: list[list[str]] = [[] for _ in header]
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise InvalidInput(
+                f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)}", field="data"
+            )
+        for column, value in zip(values, row, strict=True):
+            column.append(value)
+    return header, values
 
 
 def _typed(values: list[str]) -> np.ndarray:
@@ -225,8 +238,14 @@ def _parquet(path: Path) -> dict[str, np.ndarray]:
         raise InvalidInput(
             "reading .parquet needs pyarrow: pip install 'modelyard[parquet]'", field="data"
         ) from None
-    table = pq.read_table(path)
-    return {name: np.asarray(table.column(name).to_numpy()) for name in table.column_names}
+    import pyarrow as pa  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    try:
+        table = pq.read_table(path)
+        return {name: np.asarray(table.column(name).to_numpy()) for name in table.column_names}
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InvalidInput(f"{path}: not a readable Parquet file ({reason})", field="data") from None
 
 
 # -- requests ---------------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ for a job to end."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
+from modelyard.package import build_package
 from modelyard.registry import Registry
 from modelyard.validation.job_store import JobStore
 from modelyard.validation.jobs import JobRunner
@@ -24,6 +26,36 @@ def models(folder: Path) -> dict[str, Path]:
         "flip": linear(folder / "flip.onnx", sign=-1.0),
         "rows": folder / "rows.npz",
     }
+
+
+_PYTHON_MODEL = """
+import os
+import signal
+import time
+from pathlib import Path
+
+import modelyard
+from modelyard import TensorSpec
+
+
+@modelyard.model(
+    name="spam", inputs=[TensorSpec("x", "FP32", [-1, 3])], outputs=[TensorSpec("y", "FP32", [-1, 2])]
+)
+class Misbehaving:
+    def predict(self, inputs):
+        Path({marker!r}).write_text(str(os.getpid()))
+{body}
+"""
+
+
+def python_version(folder: Path, body: str) -> tuple[Path, Path]:
+    """A package of a Python model whose predict writes its process id to a marker file, then runs
+    ``body`` (``time.sleep(3600)``, ``os._exit(3)``...); the package and the marker."""
+    source, marker = folder / "misbehaving", folder / "predict.pid"
+    source.mkdir()
+    code = _PYTHON_MODEL.format(marker=str(marker), body=textwrap.indent(body, " " * 8))
+    (source / "model.py").write_text(code)
+    return build_package(source, folder / "dist"), marker
 
 
 def with_production(registry: Registry, files: dict[str, Path], **setup: object) -> JobStore:

@@ -152,3 +152,32 @@ def test_over_rest(registry: Registry, files: dict[str, Path]) -> None:
         assert [j.id for j in api.list_jobs("spam")] == [queued.id]
         assert "verdict pass" in (api.get_job(queued.id).log or "")
         api.clear_setup("spam")
+
+
+def test_a_dataset_url_on_the_control_planes_own_machine_is_not_fetched(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    store = with_production(registry, files, dataset="https://127.0.0.1:9/rows.npz")  # accepted when set
+    registry.push(files["good"], name="spam")
+    job = runner(registry, store).run_once()
+    assert job is not None
+    assert job.status == "error"
+    assert job.reason.startswith("dataset: the host '127.0.0.1' is a loopback address (127.0.0.1)")
+
+
+@pytest.mark.parametrize(("labels", "says"), [(None, "the data is not FP32"), ("label", "it has 2 columns")])
+def test_a_jobs_error_never_shows_the_datas_columns_or_values(
+    registry: Registry, files: dict[str, Path], tmp_path: Path, labels: str | None, says: str
+) -> None:
+    """The dataset may be a file the deployer may not read (the control plane reads it): viewers
+    read the job's reason and log, so neither names its columns nor quotes its cells."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("AKIAEXAMPLEKEY,s3cr3tname\nwJalrXUtnFEMI,hunter2\n")
+    store = with_production(registry, files, dataset=str(secret), labels=labels)
+    registry.push(files["good"], name="spam")
+    job = runner(registry, store).run_once()
+    assert job is not None
+    assert job.status == "error"
+    assert says in job.reason
+    for leaked in ("AKIA", "s3cr3t", "wJalr", "hunter2"):
+        assert leaked not in (job.log or "")

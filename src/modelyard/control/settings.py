@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = ["ControlSettings", "default_home"]
 
 GIB = 1024**3
+_ENV_FIELDS = (
+    ("MODELYARD_VALIDATION_TIMEOUT_S", "validation_job_timeout_s"),
+    ("MODELYARD_ALLOW_PRIVATE_DATASETS", "allow_private_datasets"),
+)
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -67,6 +71,13 @@ class ControlSettings(BaseModel):
         description="the gateway's inference log the online analysis reads (a log_sink URL; "
         "'' = the JSON-lines file under home; 'none' = no analysis)",
     )
+    validation_job_timeout_s: float = Field(
+        default=1800.0, gt=0, description="a validation job running longer is killed and ends in error"
+    )
+    allow_private_datasets: bool = Field(
+        default=False,
+        description="validation setups may read https:// datasets on loopback or private addresses",
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ControlSettings:
@@ -80,8 +91,8 @@ class ControlSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ControlSettings:
-        """Settings from ``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB``, ``MODELYARD_ARTIFACTS`` and
-        ``MODELYARD_ANALYSIS_LOG`` (else ``MODELYARD_GATEWAY_LOG_SINK``)."""
+        """Settings from ``MODELYARD_HOME``, ``MODELYARD_REGISTRY_DB``, ``MODELYARD_ARTIFACTS``,
+        ``MODELYARD_ANALYSIS_LOG`` (else ``MODELYARD_GATEWAY_LOG_SINK``) and :data:`_ENV_FIELDS`."""
         env = os.environ if environ is None else environ
         data: dict[str, object] = {"home": default_home(env)}
         if env.get("MODELYARD_REGISTRY_DB"):
@@ -92,6 +103,9 @@ class ControlSettings(BaseModel):
         analysis_log = env.get("MODELYARD_ANALYSIS_LOG") or env.get("MODELYARD_GATEWAY_LOG_SINK")
         if analysis_log:
             data["analysis_log"] = analysis_log
+        for name, field in _ENV_FIELDS:
+            if env.get(name):
+                data[field] = env[name]  # pydantic reads "600" and "true" as the field's type
         data.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(data)
 

@@ -3,21 +3,24 @@
 Each turn of its loop queues a job for every push and alias move a setup asks for
 (:mod:`modelyard.validation.triggers`), then claims the oldest queued job (a compare-and-set: two
 control planes never run the same one) and runs it: the candidate is the job's version, the
-baseline the setup's alias, both fetched from the registry and run in-process on the setup's
-dataset by :func:`~modelyard.validation.offline.run_validation`, exactly as ``modelyard validate``
-runs them. The verdict is recorded on the version; on a pass, with ``promote_to``, that alias
+baseline the setup's alias, both fetched from the registry, then run on the setup's dataset by
+:func:`~modelyard.validation.offline.run_validation`, exactly as ``modelyard validate`` runs them,
+but in a child process (:mod:`modelyard.validation.job_child`): a model that crashes, exhausts the
+memory or hangs takes down only that process, and one still running at the job's deadline
+(``validation_job_timeout_s``) is killed and its job ends ``error``. The verdict it hands back is
+recorded on the version here; on a pass, with ``promote_to``, that alias
 moves to the version (``require_validation``, and a compare-and-set against the alias as it was
 when the job started: a hand that moved it meanwhile wins).
 
 While it runs, a job is leased: a heartbeat renews the lease and saves the log. A control plane
-that stops puts its job back in the queue; one that dies leaves a lease that lapses, and the next
-runner to look queues the job again (at once, if it is the same control plane restarted: same
+that stops kills the child and puts its job back in the queue; one that dies leaves a lease that
+lapses (its child follows it: the lifeline of :mod:`modelyard._process`), and the next runner to
+look queues the job again (at once, if it is the same control plane restarted: same
 runner name).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -25,18 +28,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from modelyard.errors import Conflict, ModelyardError, NotFound
-from modelyard.package.loading import spec_from_path
+from modelyard.errors import Conflict, NotFound
 from modelyard.registry.core import Registry
 from modelyard.registry.types import ModelVersion, NewValidation, ValidationGate
 from modelyard.validation import job_schema as s
-from modelyard.validation.data import load_dataset
+from modelyard.validation.job_child import ChildRequest, ChildSide, NoVerdict, Stopped, one_line, run_child
 from modelyard.validation.job_store import JobStore, now
-from modelyard.validation.offline import Report, Subject, run_validation
 from modelyard.validation.setup import JobView, ValidationSetup, dataset_file
 from modelyard.validation.triggers import poll_triggers
-from modelyard.validation.verdicts import verdict_of
 
 __all__ = ["VALIDATOR", "JobRunner", "runner_name"]
 
@@ -54,10 +55,6 @@ def runner_name(address: str = "", port: int = 0) -> str:
     return f"{host}:{address[:20]}:{port}" if port else f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class _Stopping(Exception):
-    """Raised inside a job when the runner is asked to stop: the job goes back to the queue."""
-
-
 @dataclass
 class _Ending:
     status: str
@@ -67,11 +64,11 @@ class _Ending:
 
 
 class _Log:
-    """A job's log, in memory: lines with the time, and the progress of the rows every few seconds."""
+    """A job's log, in memory: lines with the time, and the progress of the rows every few seconds
+    (the child's :class:`~modelyard.validation.job_child.Listener`)."""
 
-    def __init__(self, previous: str, stopping: threading.Event) -> None:
+    def __init__(self, previous: str) -> None:
         self.text = previous
-        self.stopping = stopping
         self.rows = 0
         self.total = 0
         self._said = time.monotonic()
@@ -79,10 +76,11 @@ class _Log:
     def line(self, message: str) -> None:
         self.text += f"{now():%H:%M:%S} {message}\n"
 
+    def expect(self, total: int) -> None:
+        self.total = total
+
     def progress(self, rows: int) -> None:
-        """Count ``rows`` more; a stop asked meanwhile ends the job here (0 rows: just a checkpoint)."""
-        if self.stopping.is_set():
-            raise _Stopping
+        """Count ``rows`` more, said in the log every five seconds or so."""
         self.rows += rows
         if time.monotonic() - self._said >= 5:
             self._said = time.monotonic()
@@ -98,6 +96,8 @@ class JobRunner:
         max_attempts: tries before a job whose control plane keeps dying is given up (``error``).
         name: this runner's name on its jobs (:func:`runner_name`).
         max_data_bytes: the largest dataset copied from a URL.
+        deadline_s: how long a job's validation may run before it is killed and ends ``error``
+            (default: the settings' ``validation_job_timeout_s``).
     """
 
     def __init__(
@@ -110,11 +110,14 @@ class JobRunner:
         max_attempts: int = 3,
         name: str | None = None,
         max_data_bytes: int | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         self.store, self.registry = store, registry
         self.poll_s, self.lease_s, self.max_attempts = poll_s, lease_s, max_attempts
         self.name = (name or runner_name())[:64]
         self.max_data_bytes = max_data_bytes or registry.settings.max_upload_bytes
+        self.deadline_s = deadline_s or registry.settings.validation_job_timeout_s
+        self.allow_private = registry.settings.allow_private_datasets
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,7 +132,7 @@ class JobRunner:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the current job: it goes back to the queue at its next batch of rows."""
+        """Stop now: the current job's child process is killed and the job goes back to the queue."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -176,7 +179,7 @@ class JobRunner:
 
     def run_job(self, job: JobView) -> None:
         """Run a job this runner has claimed, its lease renewed meanwhile, and record how it ended."""
-        record = _Log(job.log or "", self._stop)
+        record = _Log(job.log or "")
         record.line(
             f"job {job.id} (attempt {job.attempts}) on {self.name}: {job.name}/{job.version}, {job.trigger}"
         )
@@ -186,11 +189,14 @@ class JobRunner:
         ending: _Ending | None = None
         try:
             ending = self._execute(job, record)
-        except _Stopping:
+        except Stopped:
             record.line("the control plane is stopping: back to the queue")
+        except NoVerdict as exc:  # the child's error, crash or deadline: the control plane is fine
+            log.warning("validation job %s: %s", job.id, exc.reason)
+            ending = _Ending(s.ERROR, exc.reason)
         except Exception as exc:
             log.exception("validation job %s failed", job.id)
-            ending = _Ending(s.ERROR, _one_line(exc))
+            ending = _Ending(s.ERROR, one_line(exc))
         finally:
             done.set()
             beat.join()
@@ -228,15 +234,16 @@ class JobRunner:
             )
         revision = self._revision(job.name, setup.promote_to)
         record.line(f"candidate {candidate.ref} against {given} ({baseline.ref}) on {setup.dataset}")
-        report = self._validate(setup, candidate, baseline, given, record)
-        verdict = verdict_of(report, user=VALIDATOR, dataset=setup.dataset)
+        done = self._validate(setup, candidate, baseline, given, record)
+        verdict = NewValidation.model_validate(done["verdict"])
         recorded = self.registry.record_validation(job.name, job.version, verdict)
-        for gate in report.gates:
-            record.line(f"  {gate.outcome.value:<12} {gate.gate}: {gate.reason}")
-        record.line(f"verdict {report.outcome.value}, recorded on {candidate.ref} (validation {recorded.id})")
-        unmet = "; ".join(f"{g.gate}: {g.reason}" for g in report.gates if g.outcome.value != "pass")
-        ending = _Ending(_STATUS[report.outcome.value], unmet[:500], recorded.id)
-        if report.outcome.value == "pass" and setup.promote_to:
+        gates: list[dict[str, str]] = done["gates"]
+        for gate in gates:
+            record.line(f"  {gate['outcome']:<12} {gate['gate']}: {gate['reason']}")
+        record.line(f"verdict {verdict.outcome}, recorded on {candidate.ref} (validation {recorded.id})")
+        unmet = "; ".join(f"{g['gate']}: {g['reason']}" for g in gates if g["outcome"] != "pass")
+        ending = _Ending(_STATUS[verdict.outcome], unmet[:500], recorded.id)
+        if verdict.outcome == "pass" and setup.promote_to:
             ending.promotion = self._promote(job, setup.promote_to, revision)
             record.line(ending.promotion)
         return ending
@@ -248,27 +255,31 @@ class JobRunner:
         baseline: ModelVersion,
         given: str,
         record: _Log,
-    ) -> Report:
-        with dataset_file(setup.dataset, self.max_data_bytes) as path:
-            dataset = load_dataset(path, setup.labels)
-        record.total = dataset.rows
-        record.line(f"{dataset.rows} rows ({dataset.format}, sha256 {dataset.sha256[:12]})")
-        record.progress(0)  # a stop asked while the dataset was copied ends the job before the fetches
-        cand = self._subject(f"{candidate.ref}", candidate)
-        record.progress(0)
-        base = self._subject(given, baseline)
-        record.progress(0)
-        run = run_validation(
-            cand, base, dataset, setup.gates(), labels_output=setup.output, progress=record.progress
-        )
-        report = asyncio.run(run)
-        record.line(f"{report.summary['rows']} rows in {report.seconds:.2f} s")
-        return report
+    ) -> dict[str, Any]:
+        """Copy the dataset and fetch both versions (a stop asked meanwhile fetches no more), then
+        validate in a child process; what it hands back (:func:`~.job_child.run_child`). The copy is
+        made here: a ``memory://`` dataset lives in this process, and the registry's fetch is ours."""
+        with dataset_file(setup.dataset, self.max_data_bytes, self.allow_private) as data:
+            cand = self._side(candidate.ref, candidate)
+            base = self._side(given, baseline)
+            self._checkpoint()
+            request = ChildRequest(
+                data=str(data.resolve()), dataset=setup.dataset, labels=setup.labels, output=setup.output,
+                policy=setup.policy, candidate=cand, baseline=base, user=VALIDATOR,
+            )  # fmt: skip
+            return run_child(request, record, stopping=self._stop, deadline_s=self.deadline_s)
 
-    def _subject(self, given: str, version: ModelVersion) -> Subject:
+    def _checkpoint(self) -> None:
+        if self._stop.is_set():
+            raise Stopped
+
+    def _side(self, given: str, version: ModelVersion) -> ChildSide:
+        self._checkpoint()
         path = self.registry.fetch(version.ref)
-        spec = spec_from_path(str(path), name=version.name, version=str(version.version))
-        return Subject(given, version.ref, spec, version.sha256, (version.name, version.version))
+        return ChildSide(
+            given=given, ref=version.ref, path=str(path.resolve()), name=version.name,
+            version=version.version, sha256=version.sha256,
+        )  # fmt: skip
 
     def _no_baseline(self, job: JobView, setup: ValidationSetup, record: _Log) -> _Ending:
         """No version holds the baseline alias yet (a first push): nothing to compare with, said so
@@ -310,8 +321,3 @@ class JobRunner:
         except (Conflict, NotFound) as exc:
             return f"not promoted: {exc.message}"
         return f"promoted: {job.name}@{alias} -> {job.version}"
-
-
-def _one_line(exc: BaseException) -> str:
-    message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
-    return (message.strip().splitlines() or [type(exc).__name__])[0][:500]

@@ -11,9 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from modelyard.cli.main import app
+from modelyard.control.settings import ControlSettings
+from modelyard.registry import Registry
+from modelyard.validation import offline
 from tests.validation.conftest import features, linear
 
 MODELS = Path(__file__).with_name("models.py")
@@ -175,10 +179,18 @@ def test_too_few_rows_is_inconclusive_exit_3(tmp_path: Path, rows: Path) -> None
         (["--data", "rows.npz", "--labels", "nope"], "no label column 'nope'"),
         (["--data", "rows.npz", "--baseline", "missing.onnx"], "no such model file"),
         (["--data", "rows.npz", "--batch-size", "0"], "batch-size"),
+        (["--data", "text.parquet"], "text.parquet: not a readable Parquet file"),
+        (["--data", "latin1.csv"], "latin1.csv: not UTF-8 text"),
+        (["--data", "cut.npz"], "cut.npz: not a readable .npz file"),
+        (["--data", "rows.npz", "--html", "missing/report.html"], "--html missing/report.html: cannot write"),
+        (["--data", "rows.npz", "--html", "."], "--html .: cannot write"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     np.savez(tmp_path / "rows.npz", x=features(10))
+    (tmp_path / "text.parquet").write_text("x\n1\n")
+    (tmp_path / "latin1.csv").write_bytes("x,café\n1,2\n".encode("latin-1"))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "rows.npz").read_bytes()[:-40])
     (tmp_path / "rows.txt").write_text("x\n1\n")
     (tmp_path / "policy.yaml").write_text("min_agreement: 2\n")
     linear(tmp_path / "base.onnx")
@@ -227,3 +239,37 @@ def test_the_html_report_is_self_contained(tmp_path: Path) -> None:
         "baseline answered",
     ):
         assert part in text
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2_not_a_fail(
+    tmp_path: Path, rows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("inputs")
+
+    monkeypatch.setattr(offline, "run_validation", broken)
+    base, cand = linear(tmp_path / "base.onnx"), linear(tmp_path / "cand.onnx", note="c")
+    code, output = validate(cand, "--baseline", base, "--data", rows)
+    assert code == 2, output
+    assert output.splitlines()[-1] == "modelyard: cannot validate: KeyError: 'inputs'"
+    assert "Traceback" not in output
+
+
+def test_a_registry_that_fails_to_record_loses_no_report(
+    tmp_path: Path, rows: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Registry(ControlSettings(home=Path(cli_env["MODELYARD_HOME"]))) as registry:
+        registry.push(linear(tmp_path / "base.onnx"), name="spam", aliases=["production"])
+        registry.push(linear(tmp_path / "good.onnx", note="retrained"), name="spam", aliases=["staging"])
+
+    def gone(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO validations", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(Registry, "record_validation", gone)
+    page = tmp_path / "report.html"
+    args = ["validate", "spam@staging", "--baseline", "spam@production", "--data", rows, "--html", page]
+    result = CliRunner().invoke(app, list(map(str, args)), env=cli_env)
+    assert result.exit_code == 2, result.output
+    assert "verdict: PASS" in result.output  # the report, shown before the verdict was recorded
+    assert "control-plane database error" in result.output
+    assert "verdict: pass" in page.read_text()

@@ -16,89 +16,131 @@ where ``registry show`` lists it and ``registry alias ... --require-validation``
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 
-from modelyard.cli.control_url import ControlUrl, one_line_errors, resolve_control_url
+from modelyard.cli.control_url import ControlUrl, fail, one_line_errors, resolve_control_url
 from modelyard.cli.registry import _os_user as os_user
 from modelyard.errors import ModelyardError
 
 if TYPE_CHECKING:
     from modelyard.registry.api import RegistryAPI
+    from modelyard.validation.data import Dataset
     from modelyard.validation.offline import Report, Subject
+    from modelyard.validation.policy import Policy
 
 __all__ = ["EXIT_CODES", "validate"]
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
+# How the command itself ends (an exit code, a usage error): never an unexpected error.
+_ENDINGS = (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException)
+
+_Candidate = Annotated[str, typer.Argument(help="the version to judge: name@alias, name/3, or a model file")]
+_Baseline = Annotated[str, typer.Option("--baseline", help="what it must answer like (same forms)")]
+_Data = Annotated[
+    Path, typer.Option("--data", help="rows: .npz, .csv, .parquet, .jsonl of requests or an inference log")
+]
+_Labels = Annotated[
+    str | None, typer.Option("--labels", metavar="COL", help="the label column: score both versions")
+]
+_Output = Annotated[
+    str | None, typer.Option("--output", help="the output scored against the labels (default: guessed)")
+]
+_PolicyFile = Annotated[Path | None, typer.Option("--policy", help="the gates, a YAML file")]
+_Json = Annotated[bool, typer.Option("--json", help="print the report as JSON")]
+_Html = Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML report")]
+_BatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=1 << 20, help="rows per call")]
+_Record = Annotated[
+    bool, typer.Option("--record/--no-record", help="record the verdict on a registry candidate")
+]
+_AllowSame = Annotated[
+    bool, typer.Option("--allow-same", help="compare even when both are the same artifact")
+]
 
 
 def validate(
-    candidate: Annotated[
-        str, typer.Argument(help="the version to judge: name@alias, name/3, or a model file")
-    ],
-    baseline: Annotated[str, typer.Option("--baseline", help="what it must answer like (same forms)")],
-    data: Annotated[
-        Path,
-        typer.Option("--data", help="rows: .npz, .csv, .parquet, .jsonl of requests or an inference log"),
-    ],
-    labels: Annotated[
-        str | None, typer.Option("--labels", metavar="COL", help="the label column: score both versions")
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", help="the output scored against the labels (default: guessed)")
-    ] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="the gates, a YAML file")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-    html: Annotated[
-        Path | None, typer.Option("--html", help="also write a self-contained HTML report")
-    ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1 << 20, help="rows per call")] = 1024,
-    record: Annotated[
-        bool, typer.Option("--record/--no-record", help="record the verdict on a registry candidate")
-    ] = True,
-    allow_same: Annotated[
-        bool, typer.Option("--allow-same", help="compare even when both are the same artifact")
-    ] = False,
+    candidate: _Candidate,
+    baseline: _Baseline,
+    data: _Data,
+    labels: _Labels = None,
+    output: _Output = None,
+    policy: _PolicyFile = None,
+    as_json: _Json = False,
+    html: _Html = None,
+    batch_size: _BatchSize = 1024,
+    record: _Record = True,
+    allow_same: _AllowSame = False,
     control_url: ControlUrl = None,
 ) -> None:
     """Run CANDIDATE and --baseline on the same --data, compare their answers, and gate them.
 
     Exit code: 0 pass, 1 fail, 3 inconclusive, 2 no verdict (bad usage or input)."""
-    import asyncio
+    url = resolve_control_url(control_url)
+    with _no_traceback(url), contextlib.ExitStack() as held:
+        _check_writable(html)  # before the run: a report that cannot be written is lost
+        gates, dataset = _inputs(policy, data, labels)
+        api = held.enter_context(_registry(url)) if any(_is_ref(r) for r in (candidate, baseline)) else None
+        cand, base = _subject(candidate, api), _subject(baseline, api)
+        _refuse_same(cand, base, allow_same)
+        report = _run(cand, base, dataset, gates, batch_size=batch_size, output=output, quiet=as_json)
+        _show(report, as_json, html)  # then the verdict: a registry that fails loses no report
+        if api is not None and record and cand.registry is not None:
+            _record(api, report, cand.registry)
+    raise typer.Exit(EXIT_CODES[report.outcome.value])
 
+
+@contextlib.contextmanager
+def _no_traceback(url: str | None) -> Iterator[None]:
+    """Every error as one line on stderr and exit code 2 (no verdict): the domain's, HTTP's and the
+    database's (:func:`one_line_errors`), and any other (a reader's or a runtime's own), which
+    would otherwise print a traceback and exit 1, the code of a failed validation."""
+    try:
+        with one_line_errors(url):
+            yield
+    except _ENDINGS:
+        raise
+    except Exception as exc:
+        fail(ModelyardError(f"cannot validate: {type(exc).__name__}: {exc}"), url)
+
+
+def _check_writable(html: Path | None) -> None:
+    """Refuse an ``--html`` path no file can be written to, leaving nothing behind."""
+    if html is None:
+        return
+    existed = html.exists()
+    try:
+        with html.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ModelyardError(f"--html {html}: cannot write the report there ({exc.strerror})") from None
+    if not existed:
+        html.unlink()
+
+
+def _inputs(policy: Path | None, data: Path, labels: str | None) -> tuple[Policy, Dataset]:
     from modelyard.validation.data import load_dataset
-    from modelyard.validation.offline import run_validation
     from modelyard.validation.policy import Policy, load_policy
 
-    url = resolve_control_url(control_url)
-    with one_line_errors(url):
-        gates = load_policy(policy) if policy is not None else Policy()
-        dataset = load_dataset(data, labels)
-        api = _open_registry(url) if any(_is_ref(ref) for ref in (candidate, baseline)) else None
-        try:
-            cand, base = _subject(candidate, api), _subject(baseline, api)
-            _refuse_same(cand, base, allow_same)
-            with _progress(dataset.rows, quiet=as_json) as advance:
-                report = _run(
-                    lambda: asyncio.run(
-                        run_validation(
-                            cand, base, dataset, gates, batch_size=batch_size, labels_output=output,
-                            progress=advance,
-                        )
-                    )
-                )  # fmt: skip
-            if api is not None and record and cand.registry is not None:
-                _record(api, report, cand.registry)
-        finally:
-            if api is not None:
-                api.close()
-        _show(report, as_json, html)
-    raise typer.Exit(EXIT_CODES[report.outcome.value])
+    return (load_policy(policy) if policy is not None else Policy()), load_dataset(data, labels)
+
+
+@contextlib.contextmanager
+def _registry(url: str | None) -> Iterator[RegistryAPI]:
+    from modelyard.control.settings import ControlSettings
+    from modelyard.registry.fetch import open_registry
+
+    api = open_registry(ControlSettings.from_env(), url)
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 def _is_ref(text: str) -> bool:
@@ -115,17 +157,11 @@ def _is_ref(text: str) -> bool:
     return True
 
 
-def _open_registry(url: str | None) -> RegistryAPI:
-    from modelyard.control.settings import ControlSettings
-    from modelyard.registry.fetch import open_registry
-
-    return open_registry(ControlSettings.from_env(), url)
-
-
 def _subject(text: str, api: RegistryAPI | None) -> Subject:
     """The model ``text`` names, ready to load: a registry version fetched and verified, or a file."""
     from modelyard.control.settings import ControlSettings
     from modelyard.package.loading import spec_from_path
+    from modelyard.registry.files import file_sha256
     from modelyard.validation.offline import Subject
 
     if api is not None and _is_ref(text):
@@ -138,7 +174,7 @@ def _subject(text: str, api: RegistryAPI | None) -> Subject:
     if not file.exists():
         raise ModelyardError(f"{text}: no such model file (nor a registry reference like name@alias)")
     # A class in a source file is no one artifact (its file imports others): no digest to compare.
-    digest = None if ".py:" in text else _digest(file)
+    digest = None if ".py:" in text or not file.is_file() else file_sha256(file)
     return Subject(text, str(file), _load_spec(spec_from_path, text), digest)
 
 
@@ -151,16 +187,6 @@ def _load_spec(loader: Any, text: str) -> Any:
         raise ModelyardError(f"cannot load {text}: {exc}") from None
 
 
-def _digest(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _refuse_same(candidate: Subject, baseline: Subject, allow_same: bool) -> None:
     """A candidate compared with itself passes every gate and proves nothing: refuse unless asked."""
     if not allow_same and candidate.sha256 is not None and candidate.sha256 == baseline.sha256:
@@ -170,14 +196,25 @@ def _refuse_same(candidate: Subject, baseline: Subject, allow_same: bool) -> Non
         )
 
 
-def _run(call: Any) -> Report:
-    try:
-        report: Report = call()
-    except (ModelyardError, OSError):
-        raise
-    except Exception as exc:  # a runtime's own error while loading (onnxruntime, pickle...)
-        raise ModelyardError(f"cannot validate: {type(exc).__name__}: {exc}") from None
-    return report
+def _run(
+    cand: Subject,
+    base: Subject,
+    dataset: Dataset,
+    gates: Policy,
+    *,
+    batch_size: int,
+    output: str | None,
+    quiet: bool,
+) -> Report:
+    import asyncio
+
+    from modelyard.validation.offline import run_validation
+
+    with _progress(dataset.rows, quiet=quiet) as advance:
+        run = run_validation(
+            cand, base, dataset, gates, batch_size=batch_size, labels_output=output, progress=advance
+        )
+        return asyncio.run(run)
 
 
 class _progress:

@@ -148,42 +148,67 @@ async def run_validation(
     """Load both versions, run every row of ``dataset`` through each, compare, gate; then unload.
 
     ``progress`` is called with the rows of each batch once compared, and with 0 after each
-    version has loaded: an exception it raises (a job asked to stop) ends the run there."""
+    version has loaded: an exception it raises ends the run there."""
     comparison = Comparison(policy.tolerance, kinds=policy.outputs)
     base, cand = _Version("baseline", baseline, comparison), _Version("candidate", candidate, comparison)
     try:
-        await base.runtime.load()
-        if progress is not None:
-            progress(0)
-        await cand.runtime.load()
-        if progress is not None:
-            progress(0)
+        for version in (base, cand):
+            await version.runtime.load()
+            if progress is not None:
+                progress(0)
         started = time.perf_counter()  # rows/s counts the runs, not the loads
         base_inputs = dataset.inputs_for(base.runtime.metadata)
         cand_inputs = dataset.inputs_for(cand.runtime.metadata)
-        scores: LabelScores | None = None
-        for start in range(0, dataset.rows, batch_size):
-            end = min(start + batch_size, dataset.rows)
-            b = await base.answer(base_inputs, start, end)
-            c = await cand.answer(cand_inputs, start, end)
-            scores = _compare(comparison, dataset, b, c, scores, labels_output)
-            if progress is not None:
-                progress(end - start)
+        scores = await _run_rows(
+            dataset, (base, base_inputs), (cand, cand_inputs), batch_size, labels_output, progress
+        )
         seconds = time.perf_counter() - started
         examples = await _examples(comparison, base, cand, base_inputs, cand_inputs)
     finally:
         await cand.runtime.unload()
         await base.runtime.unload()
+    summary = _summary(comparison, dataset, policy, scores, labels_output)
+    gates = evaluate(policy, summary)
+    errors: dict[str, dict[str, int]] = {v.side: dict(v.errors.most_common(5)) for v in (base, cand)}
+    return Report(
+        candidate, baseline, dataset, policy, summary, gates, verdict(gates), seconds, errors, examples
+    )
+
+
+async def _run_rows(
+    dataset: Dataset,
+    base: tuple[_Version, dict[str, np.ndarray]],
+    cand: tuple[_Version, dict[str, np.ndarray]],
+    batch_size: int,
+    labels_output: str | None,
+    progress: Callable[[int], None] | None,
+) -> LabelScores | None:
+    """Every row through each version (with its inputs), batch by batch, compared as it comes."""
+    scores: LabelScores | None = None
+    for start in range(0, dataset.rows, batch_size):
+        end = min(start + batch_size, dataset.rows)
+        b = await base[0].answer(base[1], start, end)
+        c = await cand[0].answer(cand[1], start, end)
+        scores = _compare(base[0].comparison, dataset, b, c, scores, labels_output)
+        if progress is not None:
+            progress(end - start)
+    return scores
+
+
+def _summary(
+    comparison: Comparison,
+    dataset: Dataset,
+    policy: Policy,
+    scores: LabelScores | None,
+    labels_output: str | None,
+) -> dict[str, Any]:
+    """The comparison's figures, and with labels each version's score and the difference's interval."""
     summary = comparison.summary()
     if dataset.labels is not None:
         summary["labels"] = (scores or LabelScores(labels_output or "")).summary(
             policy.confidence, policy.resamples, policy.seed
         )
-    gates = evaluate(policy, summary)
-    errors = {"baseline": dict(base.errors.most_common(5)), "candidate": dict(cand.errors.most_common(5))}
-    return Report(
-        candidate, baseline, dataset, policy, summary, gates, verdict(gates), seconds, errors, examples
-    )
+    return summary
 
 
 def _compare(

@@ -237,25 +237,7 @@ def _examples(report: Report) -> str:
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page."""
     outcome = report.outcome.value
-    gates = _table(
-        ("gate", "outcome", "value", "threshold", "why"),
-        [
-            [_e(g), f"<span class='{o}'>{o}</span>", _e(v), _e(t), _e(r)]
-            for g, o, v, t, r in gate_rows(report)
-        ],
-    )
-    figures = _table(("figure", "value"), [[_e(k), _e(v)] for k, v in figure_rows(report)])
-    outputs = _table(OUTPUT_COLUMNS, [[_e(cell) for cell in row] for row in output_rows(report)])
-    histograms = "".join(
-        f"<h3>{html.escape(name)}</h3>{_histogram(name, o['histogram']['counts'])}"
-        for name, o in report.summary["outputs"].items()
-        if "histogram" in o
-    )
-    confusions = "".join(
-        _confusion(name, o["confusion"])
-        for name, o in report.summary["outputs"].items()
-        if o.get("confusion")
-    )
+    tables, plots = _html_tables(report), _html_plots(report)
     errors = "".join(
         f"<li>{html.escape(side)}: {count} row(s): {html.escape(message)}</li>"
         for side, found in report.errors.items()
@@ -270,12 +252,40 @@ def render_html(report: Report) -> str:
         f"<p class='mono'>candidate sha256 {_e(report.candidate.sha256)}<br>baseline sha256 "
         f"{_e(report.baseline.sha256)}<br>data sha256 {_e(report.dataset.sha256)}</p>"
         f"{f'<ul>{warnings}</ul>' if warnings else ''}"
-        f"<h2>Gates</h2>{gates}<p class='verdict {outcome}'>verdict: {outcome}</p>"
-        f"<h2>Figures</h2>{figures}<h2>Per output</h2>{outputs}"
+        f"<h2>Gates</h2>{tables['gates']}<p class='verdict {outcome}'>verdict: {outcome}</p>"
+        f"<h2>Figures</h2>{tables['figures']}<h2>Per output</h2>{tables['outputs']}"
         f"{f'<h2>Errors</h2><ul>{errors}</ul>' if errors else ''}"
         f"<h2>Differences</h2><p>rows by their largest absolute difference between the versions</p>"
-        f"{histograms or '<p>no numeric output</p>'}"
-        f"<h2>Confusion between versions</h2>{confusions or '<p>no class output</p>'}"
+        f"{plots['histograms'] or '<p>no numeric output</p>'}"
+        f"<h2>Confusion between versions</h2>{plots['confusions'] or '<p>no class output</p>'}"
         f"<h2>Worst rows</h2>{_examples(report)}"
         "</body></html>\n"
     )
+
+
+def _html_tables(report: Report) -> dict[str, str]:
+    """The gates, the figures and the per-output table, as HTML tables."""
+    gates = _table(
+        ("gate", "outcome", "value", "threshold", "why"),
+        [
+            [_e(g), f"<span class='{o}'>{o}</span>", _e(v), _e(t), _e(r)]
+            for g, o, v, t, r in gate_rows(report)
+        ],
+    )
+    figures = _table(("figure", "value"), [[_e(k), _e(v)] for k, v in figure_rows(report)])
+    outputs = _table(OUTPUT_COLUMNS, [[_e(cell) for cell in row] for row in output_rows(report)])
+    return {"gates": gates, "figures": figures, "outputs": outputs}
+
+
+def _html_plots(report: Report) -> dict[str, str]:
+    """Each numeric output's difference histogram and each class output's confusion table."""
+    outputs = report.summary["outputs"]
+    histograms = "".join(
+        f"<h3>{html.escape(name)}</h3>{_histogram(name, o['histogram']['counts'])}"
+        for name, o in outputs.items()
+        if "histogram" in o
+    )
+    confusions = "".join(
+        _confusion(name, o["confusion"]) for name, o in outputs.items() if o.get("confusion")
+    )
+    return {"histograms": histograms, "confusions": confusions}

@@ -120,8 +120,8 @@ def run_child(
         messages = _Messages(listener)
         assert proc.stdin is not None
         assert proc.stdout is not None
+        listener.line(f"validating in process {proc.pid}")  # before the drain thread writes too
         reader = drain(proc.stdout, messages.read)
-        listener.line(f"validating in process {proc.pid}")
         with contextlib.suppress(BrokenPipeError):  # it died at once: its exit says why
             proc.stdin.write(request.model_dump_json())
             proc.stdin.close()

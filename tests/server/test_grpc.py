@@ -30,7 +30,8 @@ grpc_aio_client = pytest.importorskip("tritonclient.grpc.aio")
 grpc = pytest.importorskip("grpc")
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
 
-pytestmark = pytest.mark.slow
+# One worker for the module: its servers start once, not once per xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grpc")]
 
 MODELS = ROOT / "tests" / "models.py"
 SLEEPER = f"{ROOT / 'tests' / 'server' / 'grpc_models.py'}:Sleeper"

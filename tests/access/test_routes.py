@@ -82,6 +82,8 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", f"{API}/deploy/history/{{id}}"): V,
     ("POST", f"{API}/deploy/rollback/{{id}}"): D,
     ("GET", f"{API}/rollouts"): V,
+    ("GET", f"{API}/rollouts/latest"): V,
+    ("GET", f"{API}/rollouts/events"): V,
     ("GET", f"{API}/rollouts/{{project}}/{{model}}"): V,
     ("POST", f"{API}/rollouts/{{project}}/{{model}}/promote"): D,
     ("POST", f"{API}/rollouts/{{project}}/{{model}}/abort"): D,

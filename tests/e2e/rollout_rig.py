@@ -54,11 +54,12 @@ CANDIDATE = """  - version: v2
 def rolling_out(
     up: Up, v1: str | Path, v2: str | Path, *, steps: str, gates: str, clients: int = 1
 ) -> Iterator[Traffic]:
-    """v1 serves everyone and ``clients`` threads send traffic; then a deploy file rolls v2 out
-    from v1."""
+    """v1 serves everyone, its answers logged in full (agreement compares their values), and
+    ``clients`` threads send traffic; then a deploy file rolls v2 out from v1."""
     baseline = up.home.parent / "baseline.yaml"
     baseline.write_text(BASELINE.format(v1=v1))
     up.cli("deploy", "apply", str(baseline))
+    up.cli("route", "options", "mail/spam", "--log-payload", "full")
     time.sleep(ROUTING_CONVERGES_S)  # a first route: the gateway would answer 404 until it has it
     with Traffic(up.gateway, clients) as traffic:
         traffic.wait_for(20)

@@ -1,6 +1,6 @@
 """Rollout test helpers: a fake clock, a stand-in :class:`Evidence` the test feeds, and a world
-(a migrated database, its routing table, a controller, the last applied file) to run the state
-machine in."""
+(a migrated database, its routing table with mail/spam logged in full, a controller, the last
+applied file) to run the state machine in."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from modelyard.control.db import open_migrated
 from modelyard.deploy.file import load_deploy_file
 from modelyard.deploy.spec import Deployment
+from modelyard.rollout import schema as s
 from modelyard.rollout.controller import Controller
 from modelyard.rollout.store import RolloutRecord, RolloutStore
 from modelyard.routing.store import RouteStore
@@ -107,6 +108,22 @@ def deployment(text: str) -> Deployment:
     return load_deploy_file(text, "deploy.yaml").deployments[0]
 
 
+def rollout_values(model: str = M, at: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> dict[str, object]:
+    """The columns of a new running rollout of ``mail/<model>`` (for ``RolloutStore.create``)."""
+    rollout = deployment(deploy_file(CANARY)).versions[1].spec.rollout
+    return {
+        "project": P, "model": model, "candidate": "v2", "baseline": "v1", "fingerprint": "f" * 64,
+        "spec": rollout, "baseline_weight": 100, "state": s.RUNNING, "step": 0,
+        "step_started_at": at, "snapshot": None, "blind_since": None,
+    }  # fmt: skip
+
+
+def log_in_full(routes: RouteStore) -> None:
+    """Route mail/spam to v1 with answers logged in full, as a rollout gating on agreement needs."""
+    routes.set_weights(P, M, {"v1": 100})
+    routes.set_options(P, M, log_payload="full")
+
+
 @dataclasses.dataclass
 class World:
     """A controller on a migrated SQLite database, with a fake clock and evidence; ``applied`` is
@@ -126,7 +143,9 @@ class World:
     @classmethod
     def make(cls, folder: Path) -> World:
         engine = open_migrated(f"sqlite:///{folder / 'control.db'}")
-        return cls(engine, RouteStore(engine), RolloutStore(engine), FakeEvidence(), FakeClock())
+        routes = RouteStore(engine)
+        log_in_full(routes)
+        return cls(engine, routes, RolloutStore(engine), FakeEvidence(), FakeClock())
 
     def another_controller(self, evidence: Evidence | None = None) -> Controller:
         """A second control plane on the same database (after a restart)."""

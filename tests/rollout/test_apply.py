@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modelyard.deploy.service import DeployService
 from modelyard.deploy.state import DeployStore
+from modelyard.errors import Conflict
 from modelyard.rollout import schema as s
 from modelyard.rollout.controller import Controller
 from tests.deploy.support import RecordingTarget
@@ -97,3 +100,43 @@ def test_a_route_that_logs_no_answers_is_refused(world: World) -> None:
     outcome = _service(world, world.controller).apply(FILE, user="alice")
     assert not outcome.result.ok
     assert "log_payload 'none'" in (outcome.result.error or "")
+
+
+def test_agreement_needs_the_answers_logged_in_full(world: World) -> None:
+    # With hashes, two versions' answers never match (an OIP answer names its model_version).
+    world.routes.set_options(P, M, log_payload="hash")
+    target = RecordingTarget()
+    outcome = DeployService(DeployStore(world.engine), world.routes, target, rollouts=world.controller).apply(
+        FILE, user="alice"
+    )
+    assert not outcome.result.ok
+    error = outcome.result.error or ""
+    assert "the route mail/spam has log_payload 'hash', but min_agreement compares" in error
+    assert "`modelyard route options mail/spam --log-payload full`" in error
+    assert target.calls == []  # refused before any replica starts
+    assert world.store.latest(P, M) is None
+
+
+def test_a_rollout_on_a_route_not_there_yet_is_told_how_to_log_in_full(world: World) -> None:
+    world.routes.delete(P, M)  # the apply would create it, logging hashes
+    outcome = _service(world, world.controller).apply(FILE, user="alice")
+    assert not outcome.result.ok
+    error = outcome.result.error or ""
+    assert "mail/spam has no route yet, and a new route gets log_payload 'hash'" in error
+    assert "apply the file without the rollout first, then `modelyard route options" in error
+
+
+def test_a_rollout_without_min_agreement_runs_on_hashes(world: World) -> None:
+    world.routes.set_options(P, M, log_payload="hash")
+    errors_only = CANARY.replace(", min_agreement: 0.98", "")
+    outcome = _service(world, world.controller).apply(deploy_file(errors_only), user="alice")
+    assert outcome.result.ok, outcome.result.error
+    assert world.latest().state == s.RUNNING
+
+
+def test_a_retry_is_refused_once_the_route_logs_hashes(world: World) -> None:
+    world.start()
+    world.controller.abort(P, M, user="bob")
+    world.routes.set_options(P, M, log_payload="hash")
+    with pytest.raises(Conflict, match="cannot be retried: the route mail/spam has log_payload 'hash'"):
+        world.controller.retry(P, M, user="bob")

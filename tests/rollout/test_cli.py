@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,11 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.control.app import build_control_app
 from modelyard.registry import ControlSettings, Registry
+from modelyard.rollout import schema as s
+from modelyard.rollout.store import RolloutRecord, RolloutStore
+from modelyard.routing.store import RouteStore
 from tests.deploy.support import RecordingTarget
-from tests.rollout.support import CANARY, FakeEvidence, deploy_file
+from tests.rollout.support import CANARY, FakeEvidence, deploy_file, log_in_full, rollout_values
 from tests.support import serve_in_thread
 
 
@@ -24,6 +28,7 @@ def env(tmp_path: Path) -> Iterator[tuple[dict[str, str], FakeEvidence]]:
         app_ = build_control_app(settings, registry, target=RecordingTarget())
         evidence = FakeEvidence()
         app_.state.rollouts.evidence = evidence
+        log_in_full(RouteStore(registry.engine))
         with serve_in_thread(app_) as at:
             yield {"MODELYARD_CONTROL_URL": f"http://{at}", "MODELYARD_TOKEN": "", "COLUMNS": "200"}, evidence
 
@@ -37,11 +42,16 @@ def test_status_history_and_the_actions(env: tuple[dict[str, str], FakeEvidence]
     assert applied.exit_code == 0, applied.output
     assert "rollout #1: v2 from v1 (canary, 4 steps" in applied.output
     evidence.add("v2", mirrored=40, compared=40, agreed=39)
+    evidence.add("v1", requests=200)
     status = runner.invoke(app, ["deploy", "status"], env=variables)
     assert status.exit_code == 0, status.output
     assert "#1 mail/spam: v2 from v1 (canary), running, step 1/4: mirror 100% for 10s, " in status.output
     assert "evidence: 40 requests, 100 needed (inconclusive)" in status.output
     assert "agreement      0.975 >= 0.98     fail" in status.output
+    assert (
+        "p99_ratio          1 <= 1.5      inconclusive (a p99 needs 100 latencies each side: 40 and 200"
+        in (status.output)
+    )
     paused = runner.invoke(app, ["deploy", "pause", "mail/spam", "--reason", "a look"], env=variables)
     assert paused.exit_code == 0, paused.output
     assert "(canary), paused, step 1/4: mirror 100% for 10s, paused" in paused.output
@@ -89,3 +99,42 @@ def test_retry_starts_an_aborted_rollout_again(
     nothing = runner.invoke(app, ["deploy", "retry", "mail/other"], env=variables)
     assert nothing.exit_code == 2
     assert "mail/other has no rollout to retry" in nothing.output
+
+
+def test_status_and_history_miss_no_rollout_and_no_transition(
+    env: tuple[dict[str, str], FakeEvidence], tmp_path: Path
+) -> None:
+    variables, _ = env
+    runner = CliRunner()
+    path = tmp_path / "deploy.yaml"
+    path.write_text(deploy_file(CANARY))
+    assert runner.invoke(app, ["deploy", "apply", str(path)], env=variables).exit_code == 0
+    with RolloutStore.open(ControlSettings(home=tmp_path / "home")) as store:
+
+        def move(record: RolloutRecord, event: str, state: str) -> RolloutRecord:
+            return store.change(
+                record, at=datetime.now(UTC), actor="bob", event=event, reason=event, state=state
+            )
+
+        def new(model: str) -> RolloutRecord:
+            return store.create(rollout_values(model), at=datetime.now(UTC), actor="bob", reason="go")
+
+        long = new("ham")  # #2
+        for _ in range(150):  # 300 transitions: more than a listing shows of one rollout
+            long = move(move(long, "paused", s.PAUSED), "resumed", s.RUNNING)
+        move(long, "aborted", s.ABORTED)
+        for i in range(60):  # more newer rollouts than a listing's page
+            move(new(f"m{i}"), "aborted", s.ABORTED)
+    status = runner.invoke(app, ["deploy", "status"], env=variables)
+    assert "#1 mail/spam: v2 from v1 (canary), running, step 1/4" in status.output  # the oldest
+    assert "#62 mail/m59: v2 from v1 (canary), aborted: aborted" in status.output
+    history = runner.invoke(app, ["deploy", "history", "--limit", "500"], env=variables).output
+    assert "  rollout #2 mail/ham v2 started by bob" in history  # 302 transitions back
+    assert "  rollout #1 mail/spam v2 started by " in history  # 63 rollouts back
+    assert len(history.splitlines()) == 1 + 1 + 302 + 60 * 2  # the apply and every transition
+    newest = runner.invoke(app, ["deploy", "history", "--limit", "3"], env=variables).output.splitlines()
+    assert [line.split()[1:5] for line in newest] == [
+        ["#62", "mail/m59", "v2", "aborted"],
+        ["#62", "mail/m59", "v2", "started"],
+        ["#61", "mail/m58", "v2", "aborted"],
+    ]

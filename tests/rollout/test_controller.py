@@ -93,6 +93,50 @@ def test_a_candidate_1_9x_slower_fails_the_p99_gate(world: World) -> None:
     assert "p99_ratio" in world.latest().reason
 
 
+def test_one_slow_request_does_not_roll_back_a_good_candidate(world: World) -> None:
+    world.start(deploy_file(CANARY.replace("min_requests: 100", "min_requests: 20")))
+    world.pass_step(mirror=True)
+    world.evidence.add("v2", requests=30, latency_ms=5)
+    world.evidence.add("v2", requests=1, latency_ms=200)  # of 31 latencies, the p99 is this one
+    world.evidence.add("v1", requests=300, latency_ms=5)
+    for seconds in (2, 8):  # mid-step, then at the step's end: 31 latencies are no p99
+        world.clock.advance(seconds)
+        world.controller.tick()
+        assert world.latest().state == s.RUNNING
+    world.pass_step(mirror=False, seconds=1)  # 231 latencies: the slow one is no longer the p99
+    assert world.traffic() == (75, 25, None)
+
+
+def test_a_slow_candidate_is_rolled_back_at_the_steps_end_not_before(world: World) -> None:
+    world.start()
+    world.pass_step(mirror=True)
+    world.evidence.add("v2", requests=120, latency_ms=30)  # 3x the baseline's 10 ms
+    world.evidence.add("v1", requests=800, latency_ms=10)
+    world.clock.advance(5)
+    world.controller.tick()
+    assert world.latest().state == s.RUNNING  # a p99 is judged on the whole step
+    world.clock.advance(5)
+    world.controller.tick()
+    assert world.latest().state == s.ROLLED_BACK
+    assert "step 2/4 (weight 5% for 10s) failed: p99_ratio 3" in world.latest().reason
+
+
+def test_a_p99_short_of_latencies_at_the_steps_end_is_read_once_they_come(world: World) -> None:
+    world.start(deploy_file(CANARY.replace("min_requests: 100", "min_requests: 20")))
+    world.pass_step(mirror=True)
+    world.evidence.add("v2", requests=60, latency_ms=30)
+    world.evidence.add("v1", requests=800, latency_ms=10)
+    world.clock.advance(10)
+    world.controller.tick()
+    assert world.latest().state == s.RUNNING  # 60 latencies are no p99: it waits in the grace
+    assert world.traffic() == (95, 5, None)
+    world.evidence.add("v2", requests=60, latency_ms=30)
+    world.clock.advance(1)
+    world.controller.tick()
+    assert world.latest().state == s.ROLLED_BACK
+    assert "p99_ratio 3" in world.latest().reason
+
+
 def test_wrong_answers_are_rolled_back_while_mirrored_before_any_user_sees_one(world: World) -> None:
     world.start()
     seen: list[tuple[int, int, float | None]] = [world.traffic()]

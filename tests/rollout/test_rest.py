@@ -18,7 +18,7 @@ from modelyard.rollout.client import RolloutClient
 from modelyard.routing.store import RouteStore
 from modelyard.web.access import Role
 from tests.deploy.support import RecordingTarget
-from tests.rollout.support import CANARY, FakeEvidence, M, P, deploy_file
+from tests.rollout.support import CANARY, FakeEvidence, M, P, deploy_file, log_in_full
 from tests.support import serve_in_thread
 
 Live = tuple[str, dict[Role, str], FakeEvidence, RouteStore]
@@ -33,8 +33,10 @@ def live(tmp_path: Path) -> Iterator[Live]:
         app = build_control_app(settings, registry, target=RecordingTarget())
         evidence = FakeEvidence()
         app.state.rollouts.evidence = evidence  # the stand-in the test feeds
+        routes = RouteStore(registry.engine)
+        log_in_full(routes)
         with serve_in_thread(app) as at:
-            yield f"http://{at}", made, evidence, RouteStore(registry.engine)
+            yield f"http://{at}", made, evidence, routes
 
 
 def _wait_for(predicate: object, timeout_s: float = 5.0) -> None:
@@ -139,3 +141,30 @@ def test_a_control_plane_without_an_analysis_refuses_rollouts(tmp_path: Path) ->
             outcome = deploy.apply(deploy_file(CANARY))
     assert not outcome["ok"]
     assert "no online analysis" in outcome["error"]
+
+
+def test_pages_go_back_through_every_rollout_and_every_transition(live: Live) -> None:
+    url, tokens, _, _ = live
+    with DeployClient(url, token=tokens[Role.DEPLOYER]) as deploy:
+        deploy.apply(deploy_file(CANARY))
+    with RolloutClient(url, token=tokens[Role.DEPLOYER]) as deployer:
+        for action in ("pause", "resume", "abort", "retry"):
+            deployer.act(P, M, action)
+        assert [r["id"] for r in deployer.list(limit=1)] == [2]
+        assert [r["id"] for r in deployer.list(limit=1, before=2)] == [1]
+        assert [(r["id"], r["state"]) for r in deployer.latest()] == [(2, "running")]
+        pages, before = [], None
+        while True:
+            page = deployer.events(limit=2, before=before)
+            pages.append([(e["rollout_id"], e["event"], e["model"], e["candidate"]) for e in page["events"]])
+            if (before := page["next"]) is None:
+                break
+    assert pages == [
+        [(2, "started", M, "v2"), (1, "aborted", M, "v2")],
+        [(1, "resumed", M, "v2"), (1, "paused", M, "v2")],
+        [(1, "started", M, "v2")],
+    ]
+    headers = {"authorization": f"Bearer {tokens[Role.VIEWER]}"}
+    for query in ("limit=0", "limit=501", "before=0", "before=x"):
+        answer = httpx.get(f"{url}/api/v1/rollouts/events?{query}", headers=headers, trust_env=False)
+        assert answer.status_code == 400, (query, answer.text)

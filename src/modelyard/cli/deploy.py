@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from modelyard.rollout.client import RolloutClient
 
 __all__ = ["deploy_app"]
+
+T = TypeVar("T")
 
 deploy_app = typer.Typer(
     help="Declarative deployments: validate, diff, apply, status, history, rollback, render; "
@@ -222,11 +224,11 @@ def _gate_lines(gates: list[dict[str, Any]], heading: str = "", indent: str = " 
     return lines
 
 
-def _all_rollouts(url: str) -> list[dict[str, Any]]:
-    """The control plane's rollouts, newest first ([] from one that runs none: no deploy target)."""
+def _unless_no_rollouts(url: str, read: Callable[[RolloutClient], list[T]]) -> list[T]:
+    """``read`` of the control plane's rollouts ([] from one that runs none: no deploy target)."""
     with _rollouts(url) as client:
         try:
-            return client.list()
+            return read(client)
         except ModelyardError as exc:
             if exc.kind is not ErrorKind.NOT_FOUND:
                 raise
@@ -247,11 +249,8 @@ def _shadow_pairs(url: str, routes: set[tuple[str, str]]) -> list[dict[str, Any]
 
 
 def _latest_rollouts(url: str) -> list[dict[str, Any]]:
-    """Each model's newest rollout."""
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for rollout in _all_rollouts(url):
-        seen.setdefault((rollout["project"], rollout["model"]), rollout)
-    return list(seen.values())
+    """Each model's newest rollout (every active one among them, however many rollouts ran since)."""
+    return _unless_no_rollouts(url, lambda client: client.latest())
 
 
 def _rollout_lines(rollout: dict[str, Any]) -> list[str]:
@@ -274,7 +273,8 @@ def _rollout_lines(rollout: dict[str, Any]) -> list[str]:
     for gate in reading["gates"]:
         value = "no data" if gate["value"] is None else f"{gate['value']:.4g}"
         sign = "<=" if gate["bound"] == "max" else ">="
-        lines.append(f"    {gate['name']:<11} {value:>8} {sign} {gate['threshold']:<8g} {gate['outcome']}")
+        outcome = f"{gate['outcome']} ({gate['note']})" if gate.get("note") else gate["outcome"]
+        lines.append(f"    {gate['name']:<11} {value:>8} {sign} {gate['threshold']:<8g} {outcome}")
     return lines
 
 
@@ -287,18 +287,30 @@ def _time_left(rollout: dict[str, Any]) -> str:
     return f"waiting for evidence, {grace:.0f}s more at most" if grace > 0 else "deciding"
 
 
-def _rollout_events(url: str) -> list[tuple[str, str]]:
-    """Every rollout transition as ``(time, line)`` for the history."""
-    found: list[tuple[str, str]] = []
-    for rollout in _all_rollouts(url):
-        name = f"{rollout['project']}/{rollout['model']} {rollout['candidate']}"
-        for event in rollout.get("events", []):
-            if event["event"] == "window":
-                continue
-            line = (f"  rollout #{rollout['id']} {name} {event['event']} by {event['actor']} at "
-                    f"{event['at']}: {event['reason']}{_event_figures(event['figures'])}")  # fmt: skip
-            found.append((event["at"], line))
-    return found
+def _rollout_events(url: str, limit: int) -> list[tuple[str, str]]:
+    """The newest ``limit`` rollout transitions, of every rollout, as ``(time, line)`` for the
+    history (read page after page: a long rollout or many of them hide none)."""
+    found = _unless_no_rollouts(url, lambda client: _transitions(client, limit))
+    return [(event["at"], _event_line(event)) for event in found]
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    return (f"  rollout #{event['rollout_id']} {event['project']}/{event['model']} {event['candidate']} "
+            f"{event['event']} by {event['actor']} at {event['at']}: {event['reason']}"
+            f"{_event_figures(event['figures'])}")  # fmt: skip
+
+
+def _transitions(client: RolloutClient, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` transitions (a ``window`` event is bookkeeping, not one)."""
+    found: list[dict[str, Any]] = []
+    before: int | None = None
+    while len(found) < limit:
+        page = client.events(limit=500, before=before)
+        found += [event for event in page["events"] if event["event"] != "window"]
+        before = page["next"]
+        if before is None:
+            break
+    return found[:limit]
 
 
 def _event_figures(figures: dict[str, Any]) -> str:
@@ -334,7 +346,7 @@ def history(
                 f"{record['source']} {summary} {record['message']}")  # fmt: skip
         gates = _gate_lines(record["plan"].get("replica_gates") or [], indent="    replica_gate ")
         lines.append((record["created_at"], "\n".join([text.rstrip(), *gates])))
-    lines += _rollout_events(url)
+    lines += _rollout_events(url, limit)
     for _, line in sorted(lines, key=lambda item: item[0], reverse=True)[:limit]:
         typer.echo(line)
 

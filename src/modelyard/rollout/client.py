@@ -3,6 +3,7 @@ and ``deploy promote | abort | pause | resume | retry`` use)."""
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from modelyard.web.api_client import ApiClient
@@ -18,8 +19,20 @@ class RolloutClient(ApiClient):
         headers = {"x-modelyard-user": user} if user else {}
         super().__init__(url, prefix="/api/v1", timeout=timeout, headers=headers, token=token)
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        return list(self._send("GET", "/rollouts", params={"limit": limit}).json()["rollouts"])
+    def list(self, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+        """A page of rollouts, newest first; ``before``: the id the page goes on from."""
+        params = {"limit": limit} | ({"before": before} if before is not None else {})
+        return list(self._send("GET", "/rollouts", params=params).json()["rollouts"])
+
+    def latest(self) -> builtins.list[dict[str, Any]]:
+        """Each model's newest rollout: every active rollout is among them."""
+        return builtins.list(self._send("GET", "/rollouts/latest").json()["rollouts"])
+
+    def events(self, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+        """A page of every rollout's transitions, newest first: ``{"events": [...], "next"}``,
+        ``next`` the ``before`` of the next page (None after the last)."""
+        params = {"limit": limit} | ({"before": before} if before is not None else {})
+        return dict(self._send("GET", "/rollouts/events", params=params).json())
 
     def show(self, project: str, model: str) -> dict[str, Any]:
         return dict(self._send("GET", f"/rollouts/{project}/{model}").json())

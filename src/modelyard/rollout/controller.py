@@ -10,9 +10,10 @@ every running, paused or halted rollout:
    against the snapshot the step's window started from. Unreadable evidence makes the gates
    inconclusive; unreadable for longer than ``evidence_timeout`` is a failure. Counters below the
    snapshot (the analysis restarted empty) restart the step's window;
-3. decides: a gate failing on enough evidence fails the step at once; at the step's end a pass goes
-   on (after the last step: 100 % to the candidate, the baseline at weight 0, kept ready for the
-   hold); inconclusive waits up to ``INCONCLUSIVE_GRACE`` times the step more, then fails.
+3. decides: an error-rate or agreement gate failing on enough evidence fails the step at once, a
+   p99 gate only at the step's end (``gates.AT_END``); at the step's end a pass goes on (after the
+   last step: 100 % to the candidate, the baseline at weight 0, kept ready for the hold);
+   inconclusive waits up to ``INCONCLUSIVE_GRACE`` times the step more, then fails.
    Failure sends traffic back to the baseline (``on_failure: rollback``) or holds it there and
    waits for a person (``pause``); the candidate keeps its replicas, at weight 0, for inspection.
 
@@ -46,6 +47,7 @@ from modelyard.rollout.plan import (
     rollout_of,
     wanted,
 )
+from modelyard.rollout.preflight import refusal
 from modelyard.rollout.store import RolloutRecord, RolloutStore
 from modelyard.routing.table import ModelRoute
 from modelyard.validation.evidence import Evidence, VersionStats
@@ -134,17 +136,7 @@ class Controller:
     def _unfit(self, deployment: Deployment) -> str | None:
         if self.evidence is None:
             return "this control plane has no online analysis of the gateway's log to read gates from"
-        spec = rollout_of(deployment)
-        if any(step.weight for step in spec.steps) and baseline_share(deployment) < 2:
-            return f"baseline {spec.baseline}'s weight is too small to split; give it 100"
-        compares = spec.gates.min_agreement is not None or any(step.mirror for step in spec.steps)
-        route = self._route(deployment.project, deployment.model)
-        if compares and route is not None and route.log_payload == "none":
-            return (
-                f"{deployment.project}/{deployment.model} logs no answers (log_payload 'none'): set it "
-                "to 'full' or 'hash' (`modelyard route options PROJECT/MODEL --log-payload full`)"
-            )
-        return None
+        return refusal(deployment, self._route(deployment.project, deployment.model))
 
     def steering(self, deployment: Deployment) -> bool:
         """Whether the model's newest rollout is this very one (any state but superseded)."""
@@ -378,8 +370,9 @@ class Controller:
         duration = spec.hold_s if holding else spec.steps[record.step].duration
         elapsed = (now - record.step_started_at).total_seconds()
         figures = _figures(record, reading, elapsed)
-        if reading.outcome == "fail":
-            self._fail(record, now, f"{_where(record)} failed: {reading.failures()}", figures)
+        failures = reading.failures(ended=elapsed >= duration)  # a p99 is judged at the end only
+        if failures:
+            self._fail(record, now, f"{_where(record)} failed: {failures}", figures)
         elif record.state == s.PAUSED or elapsed < duration:
             return
         elif holding:

@@ -15,6 +15,12 @@ inconclusive, never a pass (no data is not zero errors). The p99 gate reads a hi
 only when the candidate's p99 bucket starts above ``max_p99_ratio`` times the baseline's p99 bucket
 bound: with buckets at most 1.2x wide, a candidate up to the ratio slower always passes and one over
 1.44x the ratio slower always fails (docs/rollout.md).
+
+A p99 means something only over enough latencies: of fewer than 100 the empirical p99 is the
+largest, so one slow request would decide it. Below :data:`P99_SAMPLES` timed answers on either
+side the p99 gate is inconclusive, and its failure is acted on only at the step's end
+(:meth:`Reading.failures`), on the whole step's latencies. Errors and wrong answers hurt users now,
+so those gates may fail a step early; a slow answer is still a right one.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from modelyard.deploy.spec import RolloutGates, RolloutStep
 from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
 
 __all__ = [
+    "AT_END",
+    "P99_SAMPLES",
     "GateReading",
     "Outcome",
     "Reading",
@@ -38,6 +46,12 @@ __all__ = [
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 
+# Latencies each side needs before a p99 is read: from 100 on, the empirical p99 is no longer the
+# largest latency seen (the quantile's rank is 0.99 n), so a single slow request cannot decide it.
+P99_SAMPLES = 100
+# Gates whose failure is read only at the step's end: a quantile read early swings both ways.
+AT_END = frozenset({"p99_ratio"})
+
 
 @dataclasses.dataclass(frozen=True)
 class GateReading:
@@ -48,6 +62,7 @@ class GateReading:
     threshold: float
     outcome: Outcome
     bound: Literal["max", "min"]
+    note: str = ""  # why an outcome is not what the value alone says, e.g. too few latencies
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -55,7 +70,8 @@ class GateReading:
     def __str__(self) -> str:
         value = "no data" if self.value is None else f"{self.value:.4g}"
         sign = "<=" if self.bound == "max" else ">="
-        return f"{self.name} {value} (needs {sign} {self.threshold:g}): {self.outcome}"
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.name} {value} (needs {sign} {self.threshold:g}): {self.outcome}{note}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +98,14 @@ class Reading:
             return "fail"
         return "inconclusive" if "inconclusive" in outcomes else "pass"
 
-    def failures(self) -> str:
-        """The failing gates, one phrase (for a reason)."""
-        return "; ".join(str(gate) for gate in self.gates if gate.outcome == "fail")
+    def failures(self, *, ended: bool = True) -> str:
+        """The failing gates that fail the step now, one phrase (for a reason; "" when none): none
+        below ``min_requests``; before the step's end (``ended`` False) only those that may fail
+        early, not those of :data:`AT_END`."""
+        if not self.enough:
+            return ""
+        failing = (g for g in self.gates if g.outcome == "fail" and (ended or g.name not in AT_END))
+        return "; ".join(str(gate) for gate in failing)
 
     def missing(self) -> str:
         """Why the reading is inconclusive, one phrase."""
@@ -141,11 +162,17 @@ def _p99_ratio(
     candidate: VersionStats, baseline: VersionStats, threshold: float, *, mirrored: bool
 ) -> GateReading:
     """Candidate p99 over baseline p99 (bucket upper bounds); fails only when the candidate's bucket
-    starts above ``threshold`` times the baseline's bound: certainly slower than allowed."""
+    starts above ``threshold`` times the baseline's bound: certainly slower than allowed.
+    Inconclusive until each side has :data:`P99_SAMPLES` latencies."""
     high = candidate.latency_quantile(0.99, mirrored=mirrored)
     base = baseline.latency_quantile(0.99)
     if high is None or base is None:
         return GateReading("p99_ratio", None, threshold, "inconclusive", "max")
+    timed = sum(candidate.mirror_latency_counts if mirrored else candidate.latency_counts)
+    baseline_timed = sum(baseline.latency_counts)
+    if min(timed, baseline_timed) < P99_SAMPLES:
+        note = f"a p99 needs {P99_SAMPLES} latencies each side: {timed} and {baseline_timed} so far"
+        return GateReading("p99_ratio", high / base, threshold, "inconclusive", "max", note)
     low = _bucket_start(high)
     outcome: Outcome = "fail" if low > threshold * base else "pass"
     return GateReading("p99_ratio", high / base, threshold, outcome, "max")

@@ -1,6 +1,9 @@
 """The rollouts API under ``/api/v1/rollouts``: a thin Starlette adapter over the controller.
 
-    GET  /api/v1/rollouts                               ?limit=  -> {"rollouts": [...]}, newest first
+    GET  /api/v1/rollouts                 ?limit=&before=  -> {"rollouts": [...], "next"}, newest first
+    GET  /api/v1/rollouts/latest                        -> {"rollouts": [...]}: each model's newest
+    GET  /api/v1/rollouts/events          ?limit=&before=  -> {"events": [...], "next"}: every
+                                                           rollout's transitions, newest first
     GET  /api/v1/rollouts/{project}/{model}             -> the model's newest rollout, gates now, events
     POST /api/v1/rollouts/{project}/{model}/promote     body {"reason"?} -> 100 % to the candidate now
     POST /api/v1/rollouts/{project}/{model}/abort       -> traffic back to the baseline now
@@ -9,7 +12,9 @@
     POST /api/v1/rollouts/{project}/{model}/retry       -> a rolled-back or aborted rollout anew
 
 Reads need a viewer, actions a deployer; an action is recorded under the caller's token name (with
-access control off, the ``x-modelyard-user`` header).
+access control off, the ``x-modelyard-user`` header). A page's ``next`` is the ``before`` that
+reads the page after it (null after the last), so a reader can go back through every rollout and
+every transition.
 """
 
 from __future__ import annotations
@@ -48,11 +53,15 @@ class _Endpoints:
         self.controller = controller
 
     async def listing(self, request: Request) -> Response:
-        text = request.query_params.get("limit", "50")
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
-            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}", field="limit")
-        found = await in_thread(status.listing, self.controller, int(text))
-        return json_response({"rollouts": found})
+        limit, before = _page(request)
+        return json_response(await in_thread(status.listing, self.controller, limit, before))
+
+    async def latest(self, request: Request) -> Response:
+        return json_response({"rollouts": await in_thread(status.latest, self.controller)})
+
+    async def events(self, request: Request) -> Response:
+        limit, before = _page(request)
+        return json_response(await in_thread(status.transitions, self.controller, limit, before))
 
     async def show(self, request: Request) -> Response:
         project, model = _route(request)
@@ -71,6 +80,16 @@ class _Endpoints:
         return act
 
 
+def _page(request: Request) -> tuple[int, int | None]:
+    """``limit`` (default 50) and ``before`` (an id; none: from the newest) of a listing."""
+    limit, before = request.query_params.get("limit", "50"), request.query_params.get("before")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}", field="limit")
+    if before is not None and (not before.isdigit() or int(before) < 1):
+        raise InvalidInput("before must be a positive integer (an id)", field="before")
+    return int(limit), None if before is None else int(before)
+
+
 def _route(request: Request) -> tuple[str, str]:
     project = check_name(request.path_params["project"], "project")
     return project, check_name(request.path_params["model"], "model")
@@ -82,6 +101,8 @@ def rollout_routes(controller: Controller) -> list[Route]:
     one = f"{PREFIX}/{{project}}/{{model}}"
     table: list[tuple[str, str, Role, Handler]] = [
         ("GET", PREFIX, Role.VIEWER, e.listing),
+        ("GET", f"{PREFIX}/latest", Role.VIEWER, e.latest),
+        ("GET", f"{PREFIX}/events", Role.VIEWER, e.events),
         ("GET", one, Role.VIEWER, e.show),
         *(("POST", f"{one}/{name}", Role.DEPLOYER, e.action(name)) for name in ACTIONS),
     ]

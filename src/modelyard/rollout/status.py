@@ -3,15 +3,16 @@ left, each gate's value now against its threshold, and every transition with its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from modelyard.errors import NotFound
 from modelyard.rollout import schema as s
 from modelyard.rollout.controller import Controller
 from modelyard.rollout.plan import INCONCLUSIVE_GRACE, bounds_s, describe_step
-from modelyard.rollout.store import RolloutRecord
+from modelyard.rollout.store import RolloutEvent, RolloutRecord
 
-__all__ = ["describe", "listing", "show"]
+__all__ = ["describe", "latest", "listing", "show", "transitions"]
 
 
 def describe(controller: Controller, record: RolloutRecord, *, events: bool = True) -> dict[str, Any]:
@@ -61,6 +62,34 @@ def show(controller: Controller, project: str, model: str) -> dict[str, Any]:
     return describe(controller, latest)
 
 
-def listing(controller: Controller, limit: int = 50) -> list[dict[str, Any]]:
-    """Rollouts, newest first, described with their events."""
-    return [describe(controller, record) for record in controller.store.list(limit)]
+def listing(controller: Controller, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+    """A page of rollouts, newest first, described with their events; ``next``: the ``before`` of
+    the next page (None after the last)."""
+    found = controller.store.list(limit, before)
+    return {
+        "rollouts": [describe(controller, record) for record in found],
+        "next": _next(found, limit),
+    }
+
+
+def latest(controller: Controller) -> list[dict[str, Any]]:
+    """Each model's newest rollout, described (every active rollout among them)."""
+    return [describe(controller, record) for record in controller.store.latest_each()]
+
+
+def transitions(controller: Controller, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+    """A page of every rollout's events, newest first, each with its rollout's ``project``,
+    ``model`` and ``candidate``; ``next``: the ``before`` of the next page (None after the last)."""
+    found = controller.store.recent_events(limit, before)
+    records = controller.store.get_many(event.rollout_id for event in found)
+    events = []
+    for event in found:
+        record = records[event.rollout_id]
+        names = {"project": record.project, "model": record.model, "candidate": record.candidate}
+        events.append(event.to_dict() | names)
+    return {"events": events, "next": _next(found, limit)}
+
+
+def _next(page: Sequence[RolloutRecord | RolloutEvent], limit: int) -> int | None:
+    """The cursor of the page after ``page`` (newest first): its last id, unless it was the last."""
+    return page[-1].id if len(page) == limit else None

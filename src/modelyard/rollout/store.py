@@ -3,7 +3,8 @@ database (``rollout/schema.py``).
 
 Every change of a rollout is a compare-and-set on its ``revision`` and writes its event in the same
 transaction, so the history never misses a transition and two writers (the controller's tick and a
-``deploy abort``) cannot both win: the loser gets :class:`Conflict` and reads again.
+``deploy abort``) cannot both win: the loser gets :class:`Conflict` and reads again. The lease is
+taken the same way, by one conditional UPDATE, so two control planes never both hold it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import math
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, insert, select, update
+from sqlalchemy import Row, Select, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +27,7 @@ from modelyard.rollout import schema as s
 
 __all__ = ["MAX_LIST", "RolloutEvent", "RolloutRecord", "RolloutStore"]
 
-MAX_LIST = 500  # rollouts per listing
+MAX_LIST = 500  # rollouts, or events, per page
 MAX_EVENTS = 200  # events per rollout in a listing (the newest)
 
 
@@ -112,11 +113,24 @@ class RolloutStore(EngineStore):
         with self._engine.connect() as conn:
             return [_record(row) for row in conn.execute(query)]
 
-    def list(self, limit: int = 50) -> builtins.list[RolloutRecord]:
-        """Rollouts, newest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
-            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}", field="limit")
-        query = select(s.rollouts).order_by(s.rollouts.c.id.desc()).limit(limit)
+    def list(self, limit: int = 50, before: int | None = None) -> builtins.list[RolloutRecord]:
+        """Rollouts, newest first; ``before``: only those with a smaller id (the next page after a
+        page whose last rollout had that id)."""
+        query = select(s.rollouts).order_by(s.rollouts.c.id.desc()).limit(_checked(limit, before))
+        if before is not None:
+            query = query.where(s.rollouts.c.id < before)
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def latest_each(self) -> builtins.list[RolloutRecord]:
+        """Each model's newest rollout, by model: every active rollout is among them (a model's
+        active rollout is its newest: a new one supersedes it first)."""
+        newest = select(func.max(s.rollouts.c.id)).group_by(s.rollouts.c.project, s.rollouts.c.model)
+        query = (
+            select(s.rollouts)
+            .where(s.rollouts.c.id.in_(newest.scalar_subquery()))
+            .order_by(s.rollouts.c.project, s.rollouts.c.model)
+        )
         with self._engine.connect() as conn:
             return [_record(row) for row in conn.execute(query)]
 
@@ -130,6 +144,24 @@ class RolloutStore(EngineStore):
         )
         with self._engine.connect() as conn:
             return [_event(row) for row in reversed(conn.execute(query).all())]
+
+    def recent_events(self, limit: int = 50, before: int | None = None) -> builtins.list[RolloutEvent]:
+        """Every rollout's transitions together, newest first; ``before``: only those with a
+        smaller id (the next page), so that a reader can go back through all of them."""
+        query = select(s.events).order_by(s.events.c.id.desc()).limit(_checked(limit, before))
+        if before is not None:
+            query = query.where(s.events.c.id < before)
+        with self._engine.connect() as conn:
+            return [_event(row) for row in conn.execute(query)]
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, RolloutRecord]:
+        """The rollouts of ``ids`` that exist, by id."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        query = select(s.rollouts).where(s.rollouts.c.id.in_(wanted))
+        with self._engine.connect() as conn:
+            return {record.id: record for record in map(_record, conn.execute(query))}
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -186,25 +218,44 @@ class RolloutStore(EngineStore):
 
     def lease(self, holder: str, now: datetime, ttl_s: float) -> bool:
         """Take or renew the lease for ``holder`` until ``now + ttl_s``; False while another
-        holder's lease runs."""
+        holder's lease runs.
+
+        One conditional UPDATE decides: it matches only a lease that is ``holder``'s own or has
+        lapsed, and the row count says whether it did. Reading the row first and writing it after
+        would let two control planes that read the same lapsed lease both take it (PostgreSQL's
+        read committed lets both writes through); here the second UPDATE waits for the first and
+        then no longer matches. The row is inserted once, by whoever comes first."""
+        now = now.astimezone(UTC)  # SQLite compares the stored UTC timestamps as text
         until = now + timedelta(seconds=ttl_s)
-        with self._write() as conn:
-            row = conn.execute(select(s.lease).where(s.lease.c.id == s.LEASE_ID)).first()
-            if row is None:
+        ours_or_lapsed = (s.lease.c.id == s.LEASE_ID) & (
+            (s.lease.c.holder == holder) | (s.lease.c.expires_at <= now)
+        )
+        try:
+            with self._write() as conn:
+                taken = update(s.lease).where(ours_or_lapsed).values(holder=holder, expires_at=until)
+                if conn.execute(taken).rowcount == 1:
+                    return True
+                if conn.execute(select(s.lease.c.id).where(s.lease.c.id == s.LEASE_ID)).first():
+                    return False  # another holder's lease runs
                 conn.execute(insert(s.lease).values(id=s.LEASE_ID, holder=holder, expires_at=until))
                 return True
-            if row.holder != holder and as_utc(row.expires_at) > now:
-                return False
-            conn.execute(
-                update(s.lease).where(s.lease.c.id == s.LEASE_ID).values(holder=holder, expires_at=until)
-            )
-            return True
+        except IntegrityError:  # another control plane inserted the row first: the lease is its
+            return False
 
     def release(self, holder: str, now: datetime) -> None:
         """Give the lease up (a clean stop), so a restarted control plane resumes at once."""
         where = (s.lease.c.id == s.LEASE_ID) & (s.lease.c.holder == holder)
         with self._write() as conn:
-            conn.execute(update(s.lease).where(where).values(expires_at=now))
+            conn.execute(update(s.lease).where(where).values(expires_at=now.astimezone(UTC)))
+
+
+def _checked(limit: int, before: int | None) -> int:
+    """``limit`` after checking it and the ``before`` cursor of a page."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}", field="limit")
+    if before is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 1):
+        raise InvalidInput("before must be a positive integer (an id)", field="before")
+    return limit
 
 
 def _add_event(

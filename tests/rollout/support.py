@@ -48,8 +48,10 @@ class FakeEvidence:
     def __init__(self) -> None:
         self.versions: dict[str, VersionStats] = {}
         self.ok = True
+        self.baselines: set[str | None] = set()  # the baselines the controller asked figures for
 
-    def stats(self, project: str, model: str) -> Mapping[str, VersionStats]:
+    def stats(self, project: str, model: str, baseline: str | None = None) -> Mapping[str, VersionStats]:
+        self.baselines.add(baseline)
         return dict(self.versions)
 
     def healthy(self) -> bool:

@@ -150,6 +150,8 @@ def test_wrong_answers_are_rolled_back_while_mirrored_before_any_user_sees_one(w
     assert all(v2 == 0 for _, v2, _ in seen)
     assert seen[-1] == (100, 0, None)
     assert "advanced" not in world.events()
+    # agreement is read against the rollout's own baseline, not every version mirrored beside it
+    assert world.evidence.baselines == {"v1"}
 
 
 def test_too_few_requests_is_inconclusive_then_a_failure(world: World) -> None:

@@ -480,7 +480,7 @@ class Controller:
         None when the evidence cannot be read."""
         if self.evidence is None or not self.evidence.healthy():
             return None
-        stats = self.evidence.stats(project, model)
+        stats = self.evidence.stats(project, model, baseline=baseline)
         empty = VersionStats()
         return {
             "candidate": stats_to(stats.get(candidate, empty)),

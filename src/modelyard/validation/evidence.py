@@ -92,8 +92,11 @@ class VersionStats:
 class Evidence(Protocol):
     """Where a rollout reads its evidence: the online analysis (or a stand-in in unit tests)."""
 
-    def stats(self, project: str, model: str) -> Mapping[str, VersionStats]:
-        """Every version of the route the analysis has seen, by version name (cumulative)."""
+    def stats(self, project: str, model: str, baseline: str | None = None) -> Mapping[str, VersionStats]:
+        """Every version of the route the analysis has seen, by version name (cumulative). A
+        version's ``compared`` and ``agreed`` count only its answers compared with ``baseline``'s
+        when one is named (a rollout's candidate is judged against its own baseline, not against
+        another version mirrored on the same route)."""
         ...
 
     def healthy(self) -> bool:

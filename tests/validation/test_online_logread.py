@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
 from modelyard.errors import InvalidInput
 from modelyard.gateway.logs.sinks.files import JsonLinesSink
@@ -32,6 +33,7 @@ from modelyard.validation.logread import (
     open_source,
 )
 from modelyard.validation.online import OnlineAnalysis
+from modelyard.validation.online_metrics import analysis_registry
 from tests.validation.online_support import line, mirrored_pairs, oip_body, record
 
 pytestmark = pytest.mark.anyio
@@ -85,7 +87,7 @@ async def test_a_file_is_tailed_from_its_end_or_an_offset(tmp_path: Path) -> Non
 async def test_partial_blank_and_oversized_lines(tmp_path: Path) -> None:
     path = tmp_path / "inference.jsonl"
     path.touch()
-    source = JsonLinesSource(path, max_line_bytes=2000, chunk_bytes=256)
+    source = JsonLinesSource(path, max_record_bytes=2000, chunk_bytes=256)
     assert await source.read(10, 0.01) == []
     whole = line("a", "v1")
     raw_append(path, whole[:40])  # a batch half written: nothing yet
@@ -94,6 +96,8 @@ async def test_partial_blank_and_oversized_lines(tmp_path: Path) -> None:
     assert ids(await read_all(source, 2)) == ["a", "b"]
     assert source.skipped == 1
     assert int(source.position) == path.stat().st_size
+    metrics = generate_latest(analysis_registry(OnlineAnalysis(source))).decode()
+    assert "modelyard_analysis_skipped_total 1.0" in metrics
 
 
 async def test_a_read_is_bounded_in_bytes_not_only_in_lines(tmp_path: Path) -> None:
@@ -309,3 +313,47 @@ async def test_a_queue_that_is_down_is_a_failed_read(tmp_path: Path) -> None:
             with pytest.raises(Exception):  # noqa: B017 - each client raises its own kind
                 await source.read(10, 0.1)
             await source.close()
+
+
+async def _bounded_reads(sink: RedisStreamSink | NatsJetStreamSink, make: Callable[..., LogSource]) -> None:
+    """Large records come in several reads, each within the byte budget, none lost; a record over
+    the per-record cap is skipped and counted, and the records after it are read."""
+    budget, cap = 50_000, 60_000
+    body = oip_body([1.5] * 2000)  # about 8.5 KB a record
+    first = [record(f"r{i:03d}", "v1", body=body) for i in range(30)]
+    huge = record("huge", "v1", body=oip_body([1.5] * 20_000))  # about 80 KB: over the cap
+    after = [record(f"s{i:03d}", "v1", body=body) for i in range(10)]
+    await sink.open()
+    try:
+        await sink.write([*first, huge, *after])
+        source = make("start", max_batch_bytes=budget, max_record_bytes=cap)
+        batches: list[list[bytes]] = []
+        deadline = time.monotonic() + 10
+        while sum(map(len, batches)) < 40 and time.monotonic() < deadline:
+            if got := await source.read(512, 0.2):
+                batches.append(got)
+        await source.close()
+    finally:
+        await sink.close()
+    assert [i for batch in batches for i in ids(batch)] == [r.request_id for r in first + after]
+    assert source.skipped == 1
+    assert len(batches) >= 6  # 40 records of 8.5 KB cannot come in fewer reads of 50 KB
+    assert all(sum(map(len, batch)) <= budget for batch in batches)
+    assert max(map(len, batches)) > 1  # the count grew from one record to what the budget holds
+
+
+async def test_a_redis_read_is_bounded_in_bytes(redis_stream: str) -> None:
+    url = "redis://127.0.0.1:6379/0"
+    await _bounded_reads(
+        RedisStreamSink(url, stream=redis_stream),
+        lambda start, **kw: RedisStreamSource(url, stream=redis_stream, start=start, **kw),
+    )
+
+
+async def test_a_jetstream_read_is_bounded_in_bytes(jetstream: tuple[str, str]) -> None:
+    stream, subject = jetstream
+    url = "nats://127.0.0.1:4222"
+    await _bounded_reads(
+        NatsJetStreamSink(url, subject=subject, stream=stream),
+        lambda start, **kw: NatsJetStreamSource(url, subject=subject, stream=stream, start=start, **kw),
+    )

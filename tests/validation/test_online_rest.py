@@ -60,6 +60,7 @@ def test_the_view_shows_each_version_and_each_pair(live: Live) -> None:
     assert body["log_payload"] == "full"
     assert "refused" not in body
     assert body["source"]["kind"] == "jsonl"  # type: ignore[index]
+    assert body["source"]["skipped"] == 0  # type: ignore[index]
     v1, v2 = body["versions"]["v1"], body["versions"]["v2"]  # type: ignore[index]
     assert (v1["requests"], v1["error_rate"], v1["agreement"]) == (30, 0.0, None)
     assert (v2["mirrored"], v2["agreement"], v2["unmatched"]) == (30, 0.0, 0)
@@ -69,6 +70,7 @@ def test_the_view_shows_each_version_and_each_pair(live: Live) -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'modelyard_shadow_agreement_ratio{baseline="v1",candidate="v2",route="p/m"} 0.0' in metrics.text
     assert "modelyard_analysis_up 1.0" in metrics.text
+    assert "modelyard_analysis_skipped_total 0.0" in metrics.text
 
 
 def test_a_route_that_logs_no_answers_says_so(live: Live) -> None:

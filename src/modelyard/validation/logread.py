@@ -9,6 +9,16 @@ the gateway's ``log_sink`` (``gateway/logs/sinks``), so one string names both en
 Where a source starts (``start``): ``"end"`` (only records written from now on), ``"start"``
 (everything still kept), or a position a source reported earlier (``position``): a byte offset in
 the file, a Redis entry id, a JetStream stream sequence number.
+
+How much one read holds, however large the records (with ``log_payload full`` the gateway logs
+both bodies whole: a request up to its ``max_body_bytes``, 16 MiB by default, a response of any
+size; base64 when not UTF-8): every source takes ``max_batch_bytes`` (a read's budget, 16 MiB by default) and
+``max_record_bytes`` (64 MiB). A record over ``max_record_bytes`` is dropped unparsed and counted in
+``skipped``; the records after it are read as usual. The file source stops a read at the budget
+(always handing out at least one record). A Redis ``XREAD`` or a JetStream fetch can only be asked
+for a number of records, so those sources ask for as many as the budget holds at the mean size of
+the records read lately (:class:`_Fetch`): one record at first, at most twice the last count next,
+fewer at once when records grow.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ __all__ = ["JsonLinesSource", "LogSource", "NatsJetStreamSource", "RedisStreamSo
 
 FIELD = "analysis_log"
 MAX_WAIT_S = 1.0  # the longest one read blocks: a stop never waits longer than this
+MAX_BATCH_BYTES = 16 << 20  # what one read hands out, about (see the module doc)
+MAX_RECORD_BYTES = 64 << 20  # a longer record is skipped, counted, never parsed
 
 
 class LogSource(Protocol):
@@ -46,6 +58,11 @@ class LogSource(Protocol):
     @property
     def position(self) -> str:
         """Where the next read starts, as ``start`` accepts it."""
+        ...
+
+    @property
+    def skipped(self) -> int:
+        """Records over ``max_record_bytes`` read so far, dropped unparsed."""
         ...
 
     async def read(self, limit: int, wait_s: float) -> list[bytes]:
@@ -89,9 +106,9 @@ class JsonLinesSource:
     Reads whole lines only (a line still being written waits for its newline). When the file is
     replaced (rotated: the path names another inode), the old one is read to its end first and the
     new one from its start; when it shrinks under the position (truncated), reading restarts at 0.
-    A line longer than ``max_line_bytes`` is skipped (counted in ``skipped``), never buffered whole.
+    A line longer than ``max_record_bytes`` is skipped (counted in ``skipped``), never buffered whole.
     A read hands out at most ``max_batch_bytes`` of lines (always at least one line), and buffers
-    little more, so the reader holds at most about ``max_batch_bytes + max_line_bytes`` however long
+    little more, so the reader holds at most about ``max_batch_bytes + max_record_bytes`` however long
     the lines it reads: a count of lines alone would allow ``limit`` lines of the longest size.
     """
 
@@ -103,14 +120,14 @@ class JsonLinesSource:
         *,
         start: str = "end",
         chunk_bytes: int = 1 << 20,
-        max_line_bytes: int = 64 << 20,
-        max_batch_bytes: int = 16 << 20,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
         poll_s: float = 0.05,
     ) -> None:
         self.path = Path(path)
         self._start = _check_start(start)
         self.chunk_bytes = chunk_bytes
-        self.max_line_bytes = max_line_bytes
+        self.max_record_bytes = max_record_bytes
         self.max_batch_bytes = max_batch_bytes
         self.poll_s = poll_s
         self.skipped = 0  # over-long lines dropped
@@ -195,14 +212,14 @@ class JsonLinesSource:
             if self._oversized:  # the end of a line already being skipped
                 self._oversized = False
                 self._skipped_bytes += size
-            elif len(line) > self.max_line_bytes or not line.strip():
+            elif len(line) > self.max_record_bytes or not line.strip():
                 self.skipped += 1 if line.strip() else 0
                 self._skipped_bytes += size
             else:
                 self._ready.append((line, size + self._skipped_bytes))
                 self._ready_bytes += len(line)
                 self._skipped_bytes = 0
-        if len(self._partial) > self.max_line_bytes:
+        if len(self._partial) > self.max_record_bytes:
             self.skipped += 0 if self._oversized else 1
             self._skipped_bytes += len(self._partial)
             self._partial, self._oversized = b"", True
@@ -229,9 +246,46 @@ class JsonLinesSource:
         return False
 
 
+class _Fetch:
+    """How many records a queue source asks for next, so that a fetch brings about
+    ``max_batch_bytes``; and which of those it got are kept (none over ``max_record_bytes``).
+
+    The count follows the mean size of the last fetch's records: down at once when they grow, up
+    at most twofold a fetch when they shrink (the first fetch asks for one record). So a fetch of
+    records like the ones before it stays near the budget; one that meets records far larger than
+    those before it (large answers after a run of small ones) holds its count of them, over the
+    budget, once: the next count fits them. No fetch holds more than ``limit`` records.
+    """
+
+    def __init__(self, max_batch_bytes: int, max_record_bytes: int) -> None:
+        if min(max_batch_bytes, max_record_bytes) < 1:
+            raise InvalidInput(
+                "max_batch_bytes and max_record_bytes must be positive", field="max_batch_bytes"
+            )
+        self.max_batch_bytes = max_batch_bytes
+        self.max_record_bytes = max_record_bytes
+        self.record_bytes = float(max_batch_bytes)  # the size the count is made for: one record
+        self.skipped = 0
+
+    def count(self, limit: int) -> int:
+        """How many records to ask for (1 to ``limit``)."""
+        return max(1, min(limit, int(self.max_batch_bytes // self.record_bytes)))
+
+    def keep(self, records: list[bytes]) -> list[bytes]:
+        """``records`` less those over ``max_record_bytes`` (counted, never parsed); learns their size."""
+        if not records:
+            return records
+        mean = sum(map(len, records)) / len(records)
+        self.record_bytes = max(mean, self.record_bytes / 2, 1.0)
+        kept = [record for record in records if len(record) <= self.max_record_bytes]
+        self.skipped += len(records) - len(kept)
+        return kept
+
+
 class RedisStreamSource:
     """Reads a Redis stream with ``XREAD BLOCK``: a plain reader, no consumer group (nothing to
-    acknowledge, nothing left behind on the server); it remembers the last entry id it read."""
+    acknowledge, nothing left behind on the server); it remembers the last entry id it read. How
+    many entries one ``XREAD`` asks for follows their size (see :class:`_Fetch`)."""
 
     name = "redis"
 
@@ -242,10 +296,13 @@ class RedisStreamSource:
         stream: str = "modelyard:inference",
         start: str = "end",
         timeout_s: float = 2.0,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.url = url
         self.stream = stream
         self.timeout_s = timeout_s
+        self._fetch = _Fetch(max_batch_bytes, max_record_bytes)
         self._last: str | None = None if start in ("end", "start") else start
         self._start = start
         self._client: Redis | None = None
@@ -254,13 +311,18 @@ class RedisStreamSource:
     def position(self) -> str:
         return self._last or self._start
 
+    @property
+    def skipped(self) -> int:
+        return self._fetch.skipped
+
     async def read(self, limit: int, wait_s: float) -> list[bytes]:
         client = await self._connect()
         try:
             if self._last is None:
                 self._last = await self._first_id(client)
             block_ms = max(1, int(min(wait_s, MAX_WAIT_S) * 1000))
-            reply: Any = await client.xread({self.stream: self._last}, count=limit, block=block_ms)
+            count = self._fetch.count(limit)
+            reply: Any = await client.xread({self.stream: self._last}, count=count, block=block_ms)
         except BaseException:
             await self.close()
             raise
@@ -268,7 +330,7 @@ class RedisStreamSource:
             return []
         entries = reply[0][1]
         self._last = entries[-1][0].decode()
-        return [fields[b"record"] for _, fields in entries if b"record" in fields]
+        return self._fetch.keep([fields[b"record"] for _, fields in entries if b"record" in fields])
 
     async def _first_id(self, client: Redis) -> str:
         if self._start == "start":
@@ -300,7 +362,9 @@ class RedisStreamSource:
 class NatsJetStreamSource:
     """Reads a JetStream stream through an ephemeral pull consumer that needs no acknowledgements
     (it disappears by itself ``inactive_s`` after the reader stops); it remembers the last stream
-    sequence it read and, after a failure, starts a new consumer just past it."""
+    sequence it read and, after a failure, starts a new consumer just past it. How many messages
+    one fetch asks for follows their size (see :class:`_Fetch`); the server's ``max_payload``
+    (1 MiB by default) bounds a message anyway."""
 
     name = "nats"
 
@@ -313,12 +377,15 @@ class NatsJetStreamSource:
         start: str = "end",
         timeout_s: float = 2.0,
         inactive_s: float = 60.0,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.servers = servers
         self.subject = subject
         self.stream = stream
         self.timeout_s = timeout_s
         self.inactive_s = inactive_s
+        self._fetch = _Fetch(max_batch_bytes, max_record_bytes)
         self._start = _check_start(start)
         self._next_seq: int | None = int(start) if start.isdigit() else None
         self._nc: NatsClient | None = None
@@ -328,12 +395,17 @@ class NatsJetStreamSource:
     def position(self) -> str:
         return str(self._next_seq) if self._next_seq is not None else self._start
 
+    @property
+    def skipped(self) -> int:
+        return self._fetch.skipped
+
     async def read(self, limit: int, wait_s: float) -> list[bytes]:
         from nats.errors import TimeoutError as NatsTimeout
 
         try:
             sub = await self._subscribe()
-            messages = await sub.fetch(limit, timeout=max(0.01, min(wait_s, MAX_WAIT_S)))
+            count = self._fetch.count(limit)
+            messages = await sub.fetch(count, timeout=max(0.01, min(wait_s, MAX_WAIT_S)))
         except NatsTimeout:
             return []
         except BaseException:
@@ -341,7 +413,7 @@ class NatsJetStreamSource:
             raise
         if messages:
             self._next_seq = messages[-1].metadata.sequence.stream + 1
-        return [message.data for message in messages]
+        return self._fetch.keep([message.data for message in messages])
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         if self._sub is not None:

@@ -103,6 +103,10 @@ class AnalysisCollector(Collector):
             "modelyard_analysis_read_failures", "Failed reads of the log", value=analysis.read_failures
         )
         yield CounterMetricFamily(
+            "modelyard_analysis_skipped", "Log records over the reader's max_record_bytes, dropped unread",
+            value=analysis.source.skipped if analysis.source is not None else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
             "modelyard_analysis_oversized", "Logged answers whose body was too large to keep and compare",
             value=analysis.oversized,
         )  # fmt: skip

@@ -66,7 +66,11 @@ class _Endpoints:
             "model": model,
             "healthy": self.analysis.healthy(),
             "problem": self.analysis.problem,
-            "source": {"kind": source.name, "position": source.position} if source is not None else None,
+            "source": (
+                {"kind": source.name, "position": source.position, "skipped": source.skipped}
+                if source is not None
+                else None
+            ),
             "log_payload": route.log_payload if route is not None else None,
             "versions": {name: version_view(figures) for name, figures in sorted(stats.items())},
             "pairs": await in_thread(self.analysis.pairs, project, model),

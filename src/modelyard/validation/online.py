@@ -18,7 +18,8 @@ version only): it is judged on its own error rate and latency.
 
 What can be compared depends on the route's ``log_payload``: ``full`` logs the bodies, decoded to
 arrays and compared with tolerances; ``hash`` logs only hashes, compared exactly; ``none`` logs
-neither, and :meth:`OnlineAnalysis.watch` refuses such a route.
+neither: :func:`check_route` says why such a route cannot be analysed (the REST view shows it as
+``refused``; a rollout that needs answers is refused before it starts, ``rollout/preflight.py``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError)
 # them (the least recently seen go first): replica URLs change on every restart.
 REPLICA_TTL_S = 600.0
 MAX_REPLICAS = 4096
-Route = tuple[str, str]
 
 
 def check_route(route: ModelRoute) -> None:
@@ -192,7 +192,6 @@ class OnlineAnalysis:
         self._replicas: dict[tuple[str, str, str, str], _Counts] = {}  # oldest seen first
         self._replica_seen: dict[tuple[str, str, str, str], float] = {}
         self._pairs: dict[tuple[str, str, str, str], PairStats] = {}
-        self._watched: dict[Route, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -236,13 +235,6 @@ class OnlineAnalysis:
 
     # -- what a rollout or the REST view asks ----------------------------------------------------
 
-    def watch(self, route: ModelRoute) -> None:
-        """Start analysing ``route`` (listed even before any record); refused (Conflict naming
-        ``log_payload``) when its log shows no answers to compare."""
-        check_route(route)
-        with self._lock:
-            self._watched[(route.project, route.model)] = route.log_payload
-
     def pairs(self, project: str, model: str) -> list[dict[str, Any]]:
         """Each (baseline, candidate) pair of the route, JSON-ready, gates judged by the policy."""
         with self._lock:
@@ -251,12 +243,6 @@ class OnlineAnalysis:
                 for (p, m, _, _), pair in sorted(self._pairs.items())
                 if p == project and m == model
             ]
-
-    def routes(self) -> list[Route]:
-        """The routes with records or watched."""
-        with self._lock:
-            seen = {(p, m) for p, m, _ in self._versions} | set(self._watched)
-        return sorted(seen)
 
     def snapshot(self) -> tuple[dict[tuple[str, str, str], VersionStats], list[PairFigures]]:
         """Every version's stats and every pair's figures at once (for the metrics collector)."""

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import binary_load
+
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT.parent / "shared" / "bench" / "peers"
 MODELYARD = ROOT / ".venv" / "bin" / "modelyard"
@@ -43,6 +45,7 @@ OUT = ROOT / "benchmarks" / "out"
 PEERBENCH = Path("/tmp/peerbench")  # run_bench.py hard-codes this folder for model, bodies, venvs
 VENVS = PEERBENCH / "venvs"
 SYSTEMS = ("modelyard", "fastapi-batch", "mlserver")
+BINARY = binary_load.SYSTEM  # modelyard again, posting V2 binary tensors (binary_load.py)
 CONNS = (1, 64, 128)
 HARNESS_DURATION_S = 15.0  # run_bench.py's default
 QUICK_DURATION_S = 5.0
@@ -67,6 +70,7 @@ VENV_SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
 THROUGHPUT_VS_BATCHER = 1.2
 THROUGHPUT_VS_MLSERVER = 3.0
 EFFICIENCY_VS_RAW = 0.85
+BINARY_EFFICIENCY_VS_RAW = 0.9
 P99_VS_RAW_CALL = 3.0
 P50_ONE_CONN_FACTOR, P50_ONE_CONN_SLACK_MS = 1.5, 0.5
 
@@ -254,6 +258,22 @@ def run_peers(harness: Path, out: Path, duration: float) -> dict[str, Any]:
     return result
 
 
+def binary_runs(out: Path, duration: float) -> list[dict[str, Any]]:
+    """modelyard again at 64 and 128 connections, posting V2 binary tensors (binary_load.py),
+    checked against the raw session's logits for the same input."""
+    import numpy as np
+    import onnxruntime as ort
+
+    x = np.load(PEERBENCH / "x.npy")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(PEERBENCH / "mlp.onnx"), options, providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    del session
+    print(f"{BINARY}: modelyard with V2 binary tensors (binary_load.py)", flush=True)
+    return binary_load.measure(MODELYARD, PEERBENCH / "mlp.onnx", x, expected, CONNS[1:], duration, out)
+
+
 def host() -> dict[str, Any]:
     """lscpu's model name and CPU layout, and the memory: what to record next to the figures."""
     fields: dict[str, str] = {}
@@ -313,6 +333,12 @@ def goals(raw: dict[int, Any], by: dict[tuple[str, int], dict[str, Any]]) -> lis
             ),
             Goal(f"c={c}: modelyard / raw batch-64 items/s", ratio(mine, b64_items), EFFICIENCY_VS_RAW, "x"),
             Goal(
+                f"c={c}: modelyard binary tensors / raw batch-64 items/s",
+                ratio(items(BINARY, c), b64_items),
+                BINARY_EFFICIENCY_VS_RAW,
+                "x",
+            ),
+            Goal(
                 f"c={c}: modelyard p99 (<= {P99_VS_RAW_CALL:g} x raw batch-64 call {b64_ms:.2f} ms)",
                 p99,
                 P99_VS_RAW_CALL * b64_ms,
@@ -368,8 +394,8 @@ def runs_table(summary: dict[str, Any], by: dict[tuple[str, int], dict[str, Any]
     rows: list[tuple[str, ...]] = [
         ("system", "conns", "items/s", "p50 ms", "p99 ms", "server cores", "/ raw b64", "others' cores")
     ]
-    for s in SYSTEMS:
-        for c in CONNS:
+    for s in (*SYSTEMS, BINARY):
+        for c in CONNS if s != BINARY else CONNS[1:]:
             r = by.get((s, c))
             if r is None:
                 rows.append((s, str(c), "failed", "", "", "", "", ""))
@@ -424,6 +450,7 @@ def warnings(summary: dict[str, Any]) -> list[str]:
 def summarize(
     raw: dict[int, Any], raw_others: float, runs: dict[str, Any], duration: float
 ) -> dict[str, Any]:
+    """Everything the report shows, JSON-ready (``runs``: the harness's, binary runs appended)."""
     by = main_runs(runs)
     wrong = {r["system"]: r["check"] for r in runs.get("runs", []) if not r.get("check", {}).get("ok")}
     failures = runs.get("failures", []) + [
@@ -445,7 +472,8 @@ def summarize(
             "servers": round(max(map(others_cores, by.values()), default=0.0), 2),
         },
         "failures": failures,
-        "complete": all((s, c) in by for s in SYSTEMS for c in CONNS),
+        "complete": all((s, c) in by for s in SYSTEMS for c in CONNS)
+        and all((BINARY, c) in by for c in CONNS[1:]),
     }
 
 
@@ -458,6 +486,7 @@ def measure(args: argparse.Namespace, harness: Path) -> int:
         standard_model(harness)
         raw, raw_others = raw_limit(harness, out, args.quick)
         runs = run_peers(harness, out, duration)
+        runs.setdefault("runs", []).extend(binary_runs(out, duration))
     summary = summarize(raw, raw_others, runs, duration)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     text = report(summary)

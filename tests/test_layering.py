@@ -24,7 +24,8 @@ The planes, from the bottom up (a module may import what is below it, never what
 - ``gateway`` (the data plane): never the registry, deploy, the serving plane, or control beyond its
   settings; its proxy core imports no web framework;
 - ``deploy``: never the serving plane, the registry, the gateway, or control beyond its foundation;
-  its core is transport-free;
+  of validation only ``validation.evidence`` (the latency histogram's rules, which the replica gate
+  shares with the rollout's gates); its core is transport-free;
 - ``rollout``: only routing, deploy's spec and history, ``validation.evidence``, the control
   foundation and ``web`` (deploy reaches it through a protocol of its own, never an import);
 - ``validation``: may run models (the server's runtime, packages, runtimes), fetch from the registry
@@ -307,8 +308,8 @@ RULES = [
     Rule(
         "deploy-never-imports-the-other-planes",
         _m("deploy"),
-        forbidden=(*SERVING, *_m("registry", "gateway", "control", "rollout"), *COMPOSITION),
-        exempt=FOUNDATION,
+        forbidden=(*SERVING, *_m("registry", "gateway", "control", "rollout", "validation"), *COMPOSITION),
+        exempt=(*FOUNDATION, *_m("validation.evidence")),
     ),
     Rule("the-deploy-core-is-transport-free", DEPLOY_CORE, forbidden=WEB + HTTP_CLIENTS),
     Rule(
@@ -520,6 +521,10 @@ def test_the_planes_may_use_only_the_control_foundation() -> None:
     assert validation.breaks("modelyard.deploy.spec")
     assert validation.breaks("modelyard.control.app")
     assert validation.breaks("modelyard.cli.main")
+    deploy = _rule("deploy-never-imports-the-other-planes")
+    assert not deploy.breaks("modelyard.validation.evidence")  # the histogram's rules, no analysis
+    assert deploy.breaks("modelyard.validation.online")
+    assert deploy.breaks("modelyard.validation")
     assert _rule("the-control-foundation-imports-no-plane").breaks("modelyard.registry.schema")
 
 

@@ -35,7 +35,7 @@ from modelyard.deploy.targets.replica_gate import (
     judge,
 )
 from modelyard.errors import ModelNotReady
-from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, P99_SAMPLES, VersionStats
 from modelyard.validation.logread import open_source
 from modelyard.validation.online import REPLICA_TTL_S, OnlineAnalysis
 from tests.deploy.support import RecordingTarget
@@ -46,10 +46,12 @@ from tests.support import linear_onnx
 BUCKETS = len(LATENCY_BUCKETS_MS) + 1
 
 
-def stats(requests: int, errors: int = 0, latency_ms: float = 10) -> VersionStats:
-    """``requests`` answers, all in the latency bucket of ``latency_ms``."""
+def stats(requests: int, errors: int = 0, latency_ms: float = 10, slow: int = 0) -> VersionStats:
+    """``requests`` answers, all in the latency bucket of ``latency_ms`` but ``slow`` of them at
+    500 ms (a GC pause, a cold cache)."""
     counts = [0] * BUCKETS
-    counts[LATENCY_BUCKETS_MS.index(latency_ms)] = requests
+    counts[LATENCY_BUCKETS_MS.index(latency_ms)] = requests - slow
+    counts[LATENCY_BUCKETS_MS.index(500)] += slow
     return VersionStats(requests=requests, errors=errors, latency_counts=tuple(counts))
 
 
@@ -76,6 +78,49 @@ def test_the_gate_passes_fails_or_is_inconclusive_against_the_siblings() -> None
     assert few == Reading("inconclusive", "the new replica answered 49 of 50 requests")
     assert judge(both, None, siblings).outcome == "inconclusive"
     assert judge(gate(max_p99_ratio=2), stats(100), []).outcome == "inconclusive"  # nothing to compare
+
+
+def test_one_slow_request_among_60_does_not_fail_a_good_replica() -> None:
+    # Of 60 latencies the p99 is the slowest: 500 ms, 50x its siblings'. It is not read.
+    siblings = [stats(200), stats(200)]
+    p99 = gate(max_p99_ratio=1.5)
+    few = judge(p99, stats(60, slow=1), siblings)
+    assert few.outcome == "inconclusive"
+    assert few.detail.startswith(f"a p99 needs {P99_SAMPLES} latencies: the new replica has 60; 60 requests")
+    assert few.figures is not None
+    assert (few.figures.p99_ms, few.figures.latencies, few.figures.siblings_p99_ms) == (None, 60, 10)
+    # With enough latencies, the one slow request is no longer the p99: the good replica passes.
+    enough = judge(p99, stats(150, slow=1), siblings)
+    assert enough.outcome == "pass", enough.detail
+    assert "p99 10 ms (siblings 10 ms, ratio 1.00, at most 1.5)" in enough.detail
+    # Two slow requests in 150 (1.3 %) are the p99: then it is read, and it fails.
+    assert judge(p99, stats(150, slow=2), siblings).outcome == "fail"
+
+
+def test_siblings_with_too_few_latencies_are_left_out_of_the_median() -> None:
+    # Three quiet siblings (50 answers, all at 2 ms) would pull the median down to 2 ms.
+    quiet = [stats(50, latency_ms=2)] * 3
+    reading = judge(gate(max_p99_ratio=1.5), stats(300), [stats(300), stats(300), *quiet])
+    assert reading.outcome == "pass", reading.detail
+    assert reading.figures is not None
+    assert (reading.figures.siblings_p99_ms, reading.figures.siblings_with_p99) == (10, 2)
+    alone = judge(gate(max_p99_ratio=1.5), stats(300), quiet)
+    assert alone.outcome == "inconclusive"
+    assert alone.detail.startswith(f"a p99 needs {P99_SAMPLES} latencies: no sibling has as many")
+
+
+def test_a_p99_over_the_ratio_fails_at_the_end_not_before() -> None:
+    three_times = judge(gate(max_p99_ratio=1.5), stats(150, latency_ms=30), [stats(150), stats(150)])
+    assert three_times.outcome == "fail"
+    assert "p99 30 ms (siblings 10 ms, ratio 3.00, at most 1.5)" in three_times.detail
+    early = judge(gate(max_p99_ratio=1.5), stats(150, latency_ms=30), [stats(150)], ended=False)
+    assert early.outcome == "inconclusive"
+    assert early.detail.endswith("at most 1.5), judged at the end; 150 requests; error rate 0.000 "
+                                 "(siblings 0.000, at most +0.01)")  # fmt: skip
+    # Errors are not kept waiting: with the p99 pending, a high error rate fails at once.
+    both = judge(gate(max_p99_ratio=1.5), stats(150, errors=30, latency_ms=30), [stats(150)], ended=False)
+    assert both.outcome == "fail"
+    assert both.detail.startswith("error rate 0.200")
 
 
 class Figures:
@@ -143,10 +188,56 @@ def test_a_watch_reports_its_readings_while_it_runs_then_its_verdict() -> None:
     assert recorded["figures"] == {
         "requests": 100, "errors": 1, "error_rate": 0.01, "siblings_requests": 200,
         "siblings_error_rate": 0.0, "p99_ms": 10, "siblings_p99_ms": 20, "p99_ratio": 0.5,
+        "latencies": 100, "siblings_with_p99": 1,
     }  # fmt: skip
     assert recorded["started_at"] == "1970-01-01T00:16:40+00:00"
-    beyond = GateFigures(1, 0, 0.0, 1, 0.0, float("inf"), 10.0, float("inf"))
+    beyond = GateFigures(1, 0, 0.0, 1, 0.0, float("inf"), 10.0, float("inf"), 100, 1)
     assert beyond.to_dict()["p99_ms"] is None  # JSON has no infinity
+
+
+def watched(
+    new: list[VersionStats], old: list[VersionStats], readings: int, **fields: object
+) -> tuple[Reading, list[GateReport]]:
+    """A watch of ``new`` beside ``old`` (the figures of each reading, the last one repeated) whose
+    clock ends it at its ``readings``-th reading; its verdict and reports."""
+    reports: list[GateReport] = []
+    ticks = itertools.count(0.0, 1.0 / readings)  # the watch is for 1 s
+    watch = ReplicaWatch(
+        Figures({"new": new, "old": old}), KEY, gate(**fields), tick_s=0.001,
+        clock=lambda: next(ticks) + 1e-9, report=reports.append,
+    )  # fmt: skip
+    return watch.run("new", ["old"], lambda: True, threading.Event(), replica="2"), reports
+
+
+def test_a_slow_replica_fails_at_the_watchs_end_and_a_slow_request_fails_none() -> None:
+    old = [stats(0), stats(150), stats(300)]
+    # One slow request among the first 60 would be the p99: by the end there are 200 latencies.
+    good, reports = watched([stats(0), stats(60, slow=1), stats(200, slow=1)], old, 3, max_p99_ratio=1.5)
+    assert good.outcome == "pass", good.detail
+    assert [r.state for r in reports] == ["watching"] * 3 + ["pass"]
+    assert reports[1].detail.startswith(f"a p99 needs {P99_SAMPLES} latencies: the new replica has 60")
+    # Three times slower on enough latencies: watched to the end (a p99 is judged there), then failed.
+    slow, reports = watched([stats(0), stats(150, latency_ms=30)], old, 3, max_p99_ratio=1.5)
+    assert slow.outcome == "fail"
+    assert "ratio 3.00, at most 1.5" in slow.detail
+    assert [r.state for r in reports] == ["watching"] * 3 + ["fail"]
+    assert reports[2].detail.startswith(
+        "p99 30 ms (siblings 10 ms, ratio 3.00, at most 1.5), judged at the end"
+    )
+
+
+def test_a_p99_short_of_latencies_at_the_end_is_inconclusive_and_stops_the_update() -> None:
+    # Enough requests for min_requests (50), too few for a p99: the gate never passes a latency it
+    # could not read.
+    reading, _ = watched([stats(0), stats(60, slow=1)], [stats(0), stats(300)], 2, max_p99_ratio=1.5)
+    assert reading.outcome == "inconclusive"
+    assert reading.failure("2") == (
+        f"replica 2 was inconclusive on its replica_gate: a p99 needs {P99_SAMPLES} latencies: the new "
+        "replica has 60; 60 requests; error rate 0.000 (siblings 0.000, at most +0.01); it was stopped, "
+        "the old replicas go on"
+    )
+    # Without max_p99_ratio no latency is read: 60 requests suffice.
+    assert watched([stats(0), stats(60, slow=1)], [stats(0), stats(300)], 2)[0].outcome == "pass"
 
 
 # -- the online analysis --------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import dataclasses
 from typing import Any, Literal
 
 from modelyard.deploy.spec import RolloutGates, RolloutStep
-from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, P99_SAMPLES, VersionStats
 
 __all__ = [
     "AT_END",
@@ -46,9 +46,6 @@ __all__ = [
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 
-# Latencies each side needs before a p99 is read: from 100 on, the empirical p99 is no longer the
-# largest latency seen (the quantile's rank is 0.99 n), so a single slow request cannot decide it.
-P99_SAMPLES = 100
 # Gates whose failure is read only at the step's end: a quantile read early swings both ways.
 AT_END = frozenset({"p99_ratio"})
 

@@ -15,7 +15,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-__all__ = ["LATENCY_BUCKETS_MS", "Evidence", "ReplicaEvidence", "VersionStats", "bucket_quantile"]
+__all__ = [
+    "LATENCY_BUCKETS_MS",
+    "P99_SAMPLES",
+    "Evidence",
+    "ReplicaEvidence",
+    "VersionStats",
+    "bucket_quantile",
+    "p99_read",
+]
 
 # Upper bounds (ms) of the latency histogram's buckets, 0.1 ms to 85 s; one more bucket holds
 # everything above. No bucket is more than 1.2x wider at its top than at its bottom, so a p99
@@ -39,6 +47,18 @@ def bucket_quantile(counts: Sequence[int], q: float, above: float = math.inf) ->
         if count and seen >= rank:
             return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else above
     return above
+
+
+# Latencies a p99 needs: of n latencies the p99 is the one at rank 0.99 n, so below 100 it is the
+# largest seen and a single slow request (a GC pause, a cold cache) would decide it. The rollout's
+# p99 gate and the deploy plane's replica gate both read a p99 only from this many.
+P99_SAMPLES = 100
+
+
+def p99_read(counts: Sequence[int]) -> float | None:
+    """The p99 (ms) of a latency histogram (:func:`bucket_quantile`) when it holds at least
+    :data:`P99_SAMPLES` latencies; None with fewer: too few to read one."""
+    return bucket_quantile(counts, 0.99) if sum(counts) >= P99_SAMPLES else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,19 @@ starts and differences after it (``since``), so only answers given during the wa
 - its error rate above its siblings' (pooled) by more than ``max_error_rate``: *fail*;
 - its p99 latency over its siblings' (the median of their p99s) above ``max_p99_ratio``: *fail*.
 
-A failure is read as soon as the new replica has answered ``min_requests`` requests; a pass only
-at the end of the watch. The deploy plane does not import the analysis: the control plane hands
-the target a :class:`ReplicaEvidence` (``OnlineAnalysis`` is one) at start-up.
+A p99 is read only from :data:`~modelyard.validation.evidence.P99_SAMPLES` latencies (the rule the
+rollout's p99 gate reads too): of fewer, the p99 is the slowest answer, and one slow request (a GC
+pause, a fresh replica's cold cache) would fail a good replica. Until the new replica has that many
+the p99 gate is *inconclusive*; a sibling with fewer is left out of the median, and with no sibling
+left it is inconclusive too. Still inconclusive at the end of the watch, it fails, as too few
+requests do: the gate never passes a latency it could not read (docs/rollout.md).
+
+An error-rate failure is read as soon as the new replica has answered ``min_requests`` requests;
+a p99 failure, like a pass, only at the end of the watch, on all its latencies: a slow answer is
+still a right one, and a p99 read early swings with every slow request (as a rollout step's).
+The deploy plane does not import the analysis: the control plane hands the target a
+:class:`ReplicaEvidence` (``OnlineAnalysis`` is one) at start-up; only the histogram's rules
+(``validation.evidence``, no analysis) are imported.
 
 Every reading is also reported as a :class:`GateReport` — while the watch runs (``watching``: the
 figures so far, the time left) and at its end (the verdict) — so the figures are where operators
@@ -30,12 +40,13 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from modelyard.deploy.backend import VersionKey
 from modelyard.deploy.spec import ReplicaGate
+from modelyard.validation.evidence import P99_SAMPLES, p99_read
 
 __all__ = [
     "NO_EVIDENCE",
@@ -71,8 +82,9 @@ class ReplicaFigures(Protocol):
         """The figures accumulated after ``earlier`` (a snapshot of the same replica)."""
         ...
 
-    def latency_quantile(self, q: float, *, mirrored: bool = False) -> float | None:
-        """The ``q`` quantile of latency in ms (None without data)."""
+    @property
+    def latency_counts(self) -> tuple[int, ...]:
+        """The latency histogram over ``validation.evidence.LATENCY_BUCKETS_MS``."""
         ...
 
 
@@ -95,7 +107,9 @@ class GatedTarget(Protocol):
 
 class GateFigures(NamedTuple):
     """What a reading compared: the new replica's answers against its siblings' (pooled errors, the
-    median of their p99s), over the same span. None: no data (or a p99 above the top bucket)."""
+    median of their p99s), over the same span. A p99 is None below ``P99_SAMPLES`` latencies (or
+    above the top bucket); ``latencies``: the new replica's timed answers; ``siblings_with_p99``:
+    how many siblings had enough of them to count in the median. None: no data."""
 
     requests: int
     errors: int
@@ -105,6 +119,8 @@ class GateFigures(NamedTuple):
     p99_ms: float | None
     siblings_p99_ms: float | None
     p99_ratio: float | None
+    latencies: int
+    siblings_with_p99: int
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON data: a non-finite value (a p99 beyond the top bucket) is None."""
@@ -131,12 +147,13 @@ class Reading:
         )
 
 
-def _figures(new: ReplicaFigures | None, siblings: list[ReplicaFigures]) -> GateFigures:
+def _figures(new: ReplicaFigures | None, siblings: Sequence[ReplicaFigures]) -> GateFigures:
     answered = new.requests if new is not None else 0
     errors = new.errors if new is not None else 0
     theirs = sum(s.requests for s in siblings)
-    p99s = [p for s in siblings if s.requests and (p := s.latency_quantile(0.99)) is not None]
-    mine = new.latency_quantile(0.99) if new is not None and answered else None
+    # A sibling with too few latencies has no p99 to speak of: it is left out of the median.
+    p99s = [p for s in siblings if (p := p99_read(s.latency_counts)) is not None]
+    mine = p99_read(new.latency_counts) if new is not None else None
     sibling_p99 = statistics.median(p99s) if p99s else None
     return GateFigures(
         requests=answered,
@@ -147,11 +164,16 @@ def _figures(new: ReplicaFigures | None, siblings: list[ReplicaFigures]) -> Gate
         p99_ms=mine,
         siblings_p99_ms=sibling_p99,
         p99_ratio=mine / sibling_p99 if mine is not None and sibling_p99 else None,
+        latencies=sum(new.latency_counts) if new is not None else 0,
+        siblings_with_p99=len(p99s),
     )
 
 
-def judge(gate: ReplicaGate, new: ReplicaFigures | None, siblings: list[ReplicaFigures]) -> Reading:
-    """Read ``gate`` on the new replica's figures against its siblings' (all for the same span)."""
+def judge(
+    gate: ReplicaGate, new: ReplicaFigures | None, siblings: Sequence[ReplicaFigures], *, ended: bool = True
+) -> Reading:
+    """Read ``gate`` on the new replica's figures against its siblings' (all for the same span).
+    ``ended``: the watch is over; before, a p99 over the ratio is not a failure yet (inconclusive)."""
     f = _figures(new, siblings)
     if f.requests < gate.min_requests:
         return Reading(
@@ -163,17 +185,33 @@ def judge(gate: ReplicaGate, new: ReplicaFigures | None, siblings: list[ReplicaF
         rate, theirs = f.error_rate or 0.0, f.siblings_error_rate or 0.0
         text = f"error rate {rate:.3f} (siblings {theirs:.3f}, at most +{gate.max_error_rate:g})"
         (failed if rate > theirs + gate.max_error_rate else figures).append(text)
+    missing = ""
     if gate.max_p99_ratio is not None:
-        if f.p99_ms is None or f.siblings_p99_ms is None or f.p99_ratio is None:
-            return Reading("inconclusive", "its siblings answered no requests to compare latency with", f)
-        text = (
-            f"p99 {f.p99_ms:g} ms (siblings {f.siblings_p99_ms:g} ms, ratio {f.p99_ratio:.2f}, "
-            f"at most {gate.max_p99_ratio:g})"
-        )
-        (failed if f.p99_ratio > gate.max_p99_ratio else figures).append(text)
+        outcome, text = _latency(gate.max_p99_ratio, f, ended=ended)
+        if outcome == "inconclusive" and not failed:
+            missing = text
+        else:
+            (failed if outcome == "fail" else figures).append(text)
     if failed:
         return Reading("fail", "; ".join(failed + figures), f)
+    if missing:
+        return Reading("inconclusive", "; ".join([missing, *figures]), f)
     return Reading("pass", "; ".join(figures), f)
+
+
+def _latency(ratio: float, f: GateFigures, *, ended: bool) -> tuple[str, str]:
+    """The p99 gate: its outcome and its text. Inconclusive without a p99 each side (too few
+    latencies) and, before the watch's end, over the ratio (a p99 is judged at the end only)."""
+    if f.p99_ms is None:
+        return "inconclusive", f"a p99 needs {P99_SAMPLES} latencies: the new replica has {f.latencies}"
+    if f.siblings_p99_ms is None or f.p99_ratio is None:
+        return "inconclusive", f"a p99 needs {P99_SAMPLES} latencies: no sibling has as many"
+    text = (
+        f"p99 {f.p99_ms:g} ms (siblings {f.siblings_p99_ms:g} ms, ratio {f.p99_ratio:.2f}, at most {ratio:g})"
+    )
+    if f.p99_ratio <= ratio:
+        return "pass", text
+    return ("fail", text) if ended else ("inconclusive", f"{text}, judged at the end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,11 +333,13 @@ class ReplicaWatch:
                 return Reading("fail", "the new replica stopped being ready while it was watched", figures)
             now = self.evidence.replica_stats(*self.key)
             step = {url: self._since(now, start, url) for url in (new, *siblings)}
-            reading = judge(self.gate, step[new], [s for url in siblings if (s := step[url]) is not None])
+            ended = self.clock() >= until
+            theirs = [s for url in siblings if (s := step[url]) is not None]
+            reading = judge(self.gate, step[new], theirs, ended=ended)
             figures = reading.figures
             if reading.outcome == "fail":
                 return reading
-            if self.clock() >= until:
+            if ended:
                 if not self.evidence.healthy():
                     return Reading(
                         "inconclusive", "the online analysis cannot read the inference log", figures

@@ -357,3 +357,50 @@ async def test_a_jetstream_read_is_bounded_in_bytes(jetstream: tuple[str, str]) 
         NatsJetStreamSink(url, subject=subject, stream=stream),
         lambda start, **kw: NatsJetStreamSource(url, subject=subject, stream=stream, start=start, **kw),
     )
+
+
+async def _unbalanced_reads(
+    sink: RedisStreamSink | NatsJetStreamSink, make: Callable[..., LogSource]
+) -> None:
+    """Large records after a run of small ones still come within the byte budget: what a read
+    takes is measured on the server, not guessed from the records read before."""
+    budget = 50_000
+    small = [record(f"a{i:03d}", "v1") for i in range(200)]  # about 300 bytes each
+    large = [record(f"b{i:03d}", "v1", body=oip_body([1.5] * 3000)) for i in range(12)]  # ~13 KB
+    await sink.open()
+    try:
+        source = make("end", max_batch_bytes=budget)
+        assert await source.read(512, 0.05) == []
+        await sink.write(small)
+        got = await read_all(source, len(small))
+        assert ids(got) == [r.request_id for r in small]
+        await sink.write(large)
+        batches: list[list[bytes]] = []
+        deadline = time.monotonic() + 10
+        while sum(map(len, batches)) < len(large) and time.monotonic() < deadline:
+            if batch := await source.read(512, 0.2):
+                batches.append(batch)
+        await source.close()
+    finally:
+        await sink.close()
+    assert [i for batch in batches for i in ids(batch)] == [r.request_id for r in large]
+    assert all(sum(map(len, batch)) <= budget for batch in batches), [len(b) for b in batches]
+    assert max(map(len, batches)) == 3  # as many as fit: 3 of ~13 KB in 50 KB
+    assert source.skipped == 0
+
+
+async def test_a_redis_read_of_unbalanced_records_stays_in_budget(redis_stream: str) -> None:
+    url = "redis://127.0.0.1:6379/0"
+    await _unbalanced_reads(
+        RedisStreamSink(url, stream=redis_stream),
+        lambda start, **kw: RedisStreamSource(url, stream=redis_stream, start=start, **kw),
+    )
+
+
+async def test_a_jetstream_read_of_unbalanced_records_stays_in_budget(jetstream: tuple[str, str]) -> None:
+    stream, subject = jetstream
+    url = "nats://127.0.0.1:4222"
+    await _unbalanced_reads(
+        NatsJetStreamSink(url, subject=subject, stream=stream),
+        lambda start, **kw: NatsJetStreamSource(url, subject=subject, stream=stream, start=start, **kw),
+    )

@@ -12,13 +12,16 @@ the file, a Redis entry id, a JetStream stream sequence number.
 
 How much one read holds, however large the records (with ``log_payload full`` the gateway logs
 both bodies whole: a request up to its ``max_body_bytes``, 16 MiB by default, a response of any
-size; base64 when not UTF-8): every source takes ``max_batch_bytes`` (a read's budget, 16 MiB by default) and
-``max_record_bytes`` (64 MiB). A record over ``max_record_bytes`` is dropped unparsed and counted in
-``skipped``; the records after it are read as usual. The file source stops a read at the budget
-(always handing out at least one record). A Redis ``XREAD`` or a JetStream fetch can only be asked
-for a number of records, so those sources ask for as many as the budget holds at the mean size of
-the records read lately (:class:`_Fetch`): one record at first, at most twice the last count next,
-fewer at once when records grow.
+size; base64 when not UTF-8): every source takes ``max_batch_bytes`` (a read's budget, 16 MiB by
+default) and ``max_record_bytes`` (64 MiB). A read hands out at most ``max_batch_bytes`` of records,
+or one record when the next is larger than that, so however unbalanced the records, the file
+and Redis sources hold at most about ``max_batch_bytes + max_record_bytes`` (the NATS source
+``max_batch_bytes`` plus one message, which the server's ``max_payload`` bounds). A record over
+``max_record_bytes`` is skipped, counted in ``skipped``, and never parsed; the records after it are
+read as usual. The file source stops reading at the budget; the Redis source measures the records
+on the server (a Lua script) and leaves there what does not fit, and an over-cap record's bytes
+never leave it; the JetStream source asks the server for at most the budget (a pull's
+``max_bytes``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+import orjson
+
 from modelyard.errors import InvalidInput
 from modelyard.gateway.logs.sinks import open_sink
 from modelyard.gateway.logs.sinks.files import DiscardSink, JsonLinesSink
@@ -39,14 +44,16 @@ from modelyard.gateway.logs.sinks.redis import RedisStreamSink
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
-    from nats.js.client import JetStreamContext
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
     from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 __all__ = ["JsonLinesSource", "LogSource", "NatsJetStreamSource", "RedisStreamSource", "open_source"]
 
 FIELD = "analysis_log"
 MAX_WAIT_S = 1.0  # the longest one read blocks: a stop never waits longer than this
-MAX_BATCH_BYTES = 16 << 20  # what one read hands out, about (see the module doc)
+MAX_BATCH_BYTES = 16 << 20  # what one read hands out at most (or one larger record)
 MAX_RECORD_BYTES = 64 << 20  # a longer record is skipped, counted, never parsed
 
 
@@ -246,46 +253,53 @@ class JsonLinesSource:
         return False
 
 
-class _Fetch:
-    """How many records a queue source asks for next, so that a fetch brings about
-    ``max_batch_bytes``; and which of those it got are kept (none over ``max_record_bytes``).
+def _check_bounds(max_batch_bytes: int, max_record_bytes: int) -> None:
+    if min(max_batch_bytes, max_record_bytes) < 1:
+        raise InvalidInput("max_batch_bytes and max_record_bytes must be positive", field="max_batch_bytes")
 
-    The count follows the mean size of the last fetch's records: down at once when they grow, up
-    at most twofold a fetch when they shrink (the first fetch asks for one record). So a fetch of
-    records like the ones before it stays near the budget; one that meets records far larger than
-    those before it (large answers after a run of small ones) holds its count of them, over the
-    budget, once: the next count fits them. No fetch holds more than ``limit`` records.
-    """
 
-    def __init__(self, max_batch_bytes: int, max_record_bytes: int) -> None:
-        if min(max_batch_bytes, max_record_bytes) < 1:
-            raise InvalidInput(
-                "max_batch_bytes and max_record_bytes must be positive", field="max_batch_bytes"
-            )
-        self.max_batch_bytes = max_batch_bytes
-        self.max_record_bytes = max_record_bytes
-        self.record_bytes = float(max_batch_bytes)  # the size the count is made for: one record
-        self.skipped = 0
-
-    def count(self, limit: int) -> int:
-        """How many records to ask for (1 to ``limit``)."""
-        return max(1, min(limit, int(self.max_batch_bytes // self.record_bytes)))
-
-    def keep(self, records: list[bytes]) -> list[bytes]:
-        """``records`` less those over ``max_record_bytes`` (counted, never parsed); learns their size."""
-        if not records:
-            return records
-        mean = sum(map(len, records)) / len(records)
-        self.record_bytes = max(mean, self.record_bytes / 2, 1.0)
-        kept = [record for record in records if len(record) <= self.max_record_bytes]
-        self.skipped += len(records) - len(kept)
-        return kept
+# Entries after ARGV[1], read on the server one XRANGE at a time, until ARGV[2] entries or ARGV[3]
+# bytes of records (at least one record); a record over ARGV[4] bytes is replied as its size
+# only, so it never leaves the server. Replies id, record (or size), id, record, ...
+_READ_SCRIPT = """
+local key, after, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local budget, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local out, total = {}, 0
+while #out < 2 * limit do
+  local entry = redis.call('XRANGE', key, '(' .. after, '+', 'COUNT', 1)[1]
+  if not entry then break end
+  local record, fields = '', entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'record' then record = fields[i + 1] end
+  end
+  local size = string.len(record)
+  if size > cap then
+    record = size
+  elseif total > 0 and total + size > budget then
+    break
+  else
+    total = total + size
+  end
+  after = entry[1]
+  out[#out + 1] = after
+  out[#out + 1] = record
+end
+return out
+"""
+# The newest entry's id (its record stays on the server), "0-0" for an empty or missing stream.
+_NEWEST_SCRIPT = """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if newest then return newest[1] end
+return '0-0'
+"""
 
 
 class RedisStreamSource:
-    """Reads a Redis stream with ``XREAD BLOCK``: a plain reader, no consumer group (nothing to
-    acknowledge, nothing left behind on the server); it remembers the last entry id it read. How
-    many entries one ``XREAD`` asks for follows their size (see :class:`_Fetch`)."""
+    """Reads a Redis stream: a plain reader, no consumer group (nothing to acknowledge, nothing
+    left behind on the server); it remembers the last entry id it read. ``XREAD`` can be asked for
+    a number of entries only, so a read runs a small Lua script that measures the records on the
+    server and replies only what the byte budget holds (needs ``EVALSHA``, Redis 6.2 or newer); it
+    polls every ``poll_s`` while the stream has nothing new."""
 
     name = "redis"
 
@@ -296,75 +310,93 @@ class RedisStreamSource:
         stream: str = "modelyard:inference",
         start: str = "end",
         timeout_s: float = 2.0,
+        poll_s: float = 0.05,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
+        _check_bounds(max_batch_bytes, max_record_bytes)
         self.url = url
         self.stream = stream
         self.timeout_s = timeout_s
-        self._fetch = _Fetch(max_batch_bytes, max_record_bytes)
+        self.poll_s = poll_s
+        self.max_batch_bytes = max_batch_bytes
+        self.max_record_bytes = max_record_bytes
+        self.skipped = 0
         self._last: str | None = None if start in ("end", "start") else start
         self._start = start
         self._client: Redis | None = None
+        self._scripts: tuple[AsyncScript, AsyncScript] | None = None
 
     @property
     def position(self) -> str:
         return self._last or self._start
 
-    @property
-    def skipped(self) -> int:
-        return self._fetch.skipped
-
     async def read(self, limit: int, wait_s: float) -> list[bytes]:
-        client = await self._connect()
+        """Up to ``limit`` records; looks again every ``poll_s`` until ``wait_s`` has passed."""
+        deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
+        while True:
+            records, moved = await self._read_now(limit)
+            left = deadline - time.monotonic()
+            if records or left <= 0:
+                return records
+            if not moved:  # nothing new (rather than only skipped records): wait a little
+                await asyncio.sleep(min(self.poll_s, left))
+
+    async def _read_now(self, limit: int) -> tuple[list[bytes], bool]:
+        read, newest = self._connect()
         try:
             if self._last is None:
-                self._last = await self._first_id(client)
-            block_ms = max(1, int(min(wait_s, MAX_WAIT_S) * 1000))
-            count = self._fetch.count(limit)
-            reply: Any = await client.xread({self.stream: self._last}, count=count, block=block_ms)
+                self._last = "0-0" if self._start == "start" else _text(await newest(keys=[self.stream]))
+            args: list[str | int] = [self._last, limit, self.max_batch_bytes, self.max_record_bytes]
+            reply: Any = await read(keys=[self.stream], args=args)
         except BaseException:
             await self.close()
             raise
         if not reply:
-            return []
-        entries = reply[0][1]
-        self._last = entries[-1][0].decode()
-        return self._fetch.keep([fields[b"record"] for _, fields in entries if b"record" in fields])
+            return [], False
+        self._last = _text(reply[-2])
+        records: list[bytes] = []
+        for value in reply[1::2]:
+            if isinstance(value, int):  # over max_record_bytes: only its size came
+                self.skipped += 1
+            elif value:  # an entry with no record field is not the gateway's: passed over
+                records.append(value)
+        return records, True
 
-    async def _first_id(self, client: Redis) -> str:
-        if self._start == "start":
-            return "0-0"
-        newest: Any = await client.xrevrange(self.stream, count=1)
-        return newest[0][0].decode() if newest else "0-0"
-
-    async def _connect(self) -> Redis:
-        if self._client is None:
+    def _connect(self) -> tuple[AsyncScript, AsyncScript]:
+        if self._scripts is None:
             from redis.asyncio import Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            self._client = Redis.from_url(
+            self._client = client = Redis.from_url(
                 self.url,
                 socket_connect_timeout=self.timeout_s,
-                socket_timeout=self.timeout_s + MAX_WAIT_S,  # a blocked XREAD is not a dead server
+                socket_timeout=self.timeout_s,
                 retry=Retry(NoBackoff(), 0),
             )
-        return self._client
+            self._scripts = (client.register_script(_READ_SCRIPT), client.register_script(_NEWEST_SCRIPT))
+        return self._scripts
 
     async def close(self) -> None:
-        client, self._client = self._client, None
+        client, self._client, self._scripts = self._client, None, None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class NatsJetStreamSource:
     """Reads a JetStream stream through an ephemeral pull consumer that needs no acknowledgements
     (it disappears by itself ``inactive_s`` after the reader stops); it remembers the last stream
-    sequence it read and, after a failure, starts a new consumer just past it. How many messages
-    one fetch asks for follows their size (see :class:`_Fetch`); the server's ``max_payload``
-    (1 MiB by default) bounds a message anyway."""
+    sequence it read and, after a failure, starts a new consumer just past it.
+
+    Each pull asks the server for at most ``max_batch_bytes`` (a pull request's ``max_bytes``);
+    when the next message alone is larger, it is pulled by itself (the server's ``max_payload``,
+    1 MiB by default, bounds one message), and skipped when over ``max_record_bytes``."""
 
     name = "nats"
 
@@ -380,44 +412,74 @@ class NatsJetStreamSource:
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
+        _check_bounds(max_batch_bytes, max_record_bytes)
         self.servers = servers
         self.subject = subject
         self.stream = stream
         self.timeout_s = timeout_s
         self.inactive_s = inactive_s
-        self._fetch = _Fetch(max_batch_bytes, max_record_bytes)
+        self.max_batch_bytes = max_batch_bytes
+        self.max_record_bytes = max_record_bytes
+        self.skipped = 0
         self._start = _check_start(start)
         self._next_seq: int | None = int(start) if start.isdigit() else None
         self._nc: NatsClient | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: Subscription | None = None
+        self._pull_subject = ""  # the consumer's $JS.API.CONSUMER.MSG.NEXT subject
+        self._pulls = 0
 
     @property
     def position(self) -> str:
         return str(self._next_seq) if self._next_seq is not None else self._start
 
-    @property
-    def skipped(self) -> int:
-        return self._fetch.skipped
-
     async def read(self, limit: int, wait_s: float) -> list[bytes]:
-        from nats.errors import TimeoutError as NatsTimeout
-
+        wait = max(0.01, min(wait_s, MAX_WAIT_S))
         try:
-            sub = await self._subscribe()
-            count = self._fetch.count(limit)
-            messages = await sub.fetch(count, timeout=max(0.01, min(wait_s, MAX_WAIT_S)))
-        except NatsTimeout:
-            return []
+            await self._subscribe()
+            messages, status = await self._pull({"batch": limit, "max_bytes": self.max_batch_bytes})
+            if not messages and status == _TOO_LARGE:  # the next message alone is over the budget
+                messages, status = await self._pull({"batch": 1})
+            if not messages and status != _TOO_LARGE:  # nothing yet: wait for the next one
+                messages, status = await self._pull({"batch": 1, "expires": int(wait * 1e9)}, wait)
         except BaseException:
             await self.close()
             raise
         if messages:
             self._next_seq = messages[-1].metadata.sequence.stream + 1
-        return self._fetch.keep([message.data for message in messages])
+        kept = [message.data for message in messages if len(message.data) <= self.max_record_bytes]
+        self.skipped += len(messages) - len(kept)
+        return kept
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _pull(self, request: dict[str, int], wait_s: float = 0.0) -> tuple[list[Msg], str]:
+        """One pull request (``no_wait`` unless it ``expires``): its messages, and the status that
+        ended it (``""`` when the batch was filled)."""
+        assert self._nc is not None
+        assert self._sub is not None
+        self._pulls += 1
+        reply = f"{self._sub.subject[:-2]}.{self._pulls}"  # an older pull's late status is told apart
+        body = request if "expires" in request else {**request, "no_wait": True}
+        await self._nc.publish(self._pull_subject, orjson.dumps(body), reply=reply)
+        messages: list[Msg] = []
+        deadline = time.monotonic() + wait_s + self.timeout_s
+        while len(messages) < request["batch"]:
+            message = await self._sub.next_msg(timeout=max(0.001, deadline - time.monotonic()))
+            status = message.headers.get("Status") if message.headers else None
+            if not status:  # a record (delivered under its own subject, not the reply's)
+                messages.append(message)
+                continue
+            if message.subject != reply or status == "100":  # an older pull's end; a heartbeat
+                continue
+            description = message.headers.get("Description", "") if message.headers else ""
+            if status in ("404", "408") or description.lower() == "batch completed":
+                return messages, status
+            if description.lower() == _TOO_LARGE:
+                return messages, _TOO_LARGE
+            raise ConnectionError(f"JetStream pull on {self.stream}: {status} {description}")
+        return messages, ""
+
+    async def _subscribe(self) -> None:
         if self._sub is not None:
-            return self._sub
+            return
         from nats.aio.client import Client
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -437,14 +499,18 @@ class NatsJetStreamSource:
                 opt_start_seq=self._next_seq,
                 ack_policy=AckPolicy.NONE,
                 inactive_threshold=self.inactive_s,
+                filter_subject=self.subject,
             )
-            self._sub = await js.pull_subscribe(self.subject, stream=self.stream, config=config)
+            consumer = await js.add_consumer(self.stream, config)
+            # Room for a full pull and one message over it, whatever the server's max_payload.
+            room = self.max_batch_bytes + nc.max_payload + (1 << 20)
+            self._sub = await nc.subscribe(nc.new_inbox() + ".*", pending_bytes_limit=room)
         except BaseException:
             with contextlib.suppress(Exception):
                 await nc.close()
             raise
+        self._pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer.name}"
         self._nc = nc
-        return self._sub
 
     async def close(self) -> None:
         nc, self._nc, self._sub = self._nc, None, None
@@ -452,6 +518,9 @@ class NatsJetStreamSource:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeout_s):
                     await nc.close()
+
+
+_TOO_LARGE = "message size exceeds maxbytes"  # the status of a pull its next message overflows
 
 
 async def _quiet(exc: Exception) -> None:

@@ -306,7 +306,7 @@ def test_environment_and_resources() -> None:
     }
 
 
-def test_gpus_are_a_limit_and_the_gpu_taint_is_tolerated() -> None:
+def test_gpus_are_a_limit_the_gpu_taint_is_tolerated_and_the_server_asks_cuda() -> None:
     (deployment,) = by_kind(rendered(GPU), "Deployment")
     main = container(deployment)
     assert main["resources"] == {
@@ -318,6 +318,8 @@ def test_gpus_are_a_limit_and_the_gpu_taint_is_tolerated() -> None:
     ]
     assert main["image"] == "ghcr.io/acme/detector:1"  # the spec's own image
     assert "tolerations" not in rendered(ISSUE_EXAMPLE)[0]["spec"]["template"]["spec"]
+    assert main["args"][-2:] == ["--device", "cuda"]  # the device plugin shows the pod its GPUs only
+    assert "--device" not in container(rendered(ISSUE_EXAMPLE)[0])["args"]  # CPU pods keep the default
 
 
 @pytest.mark.parametrize(("cpu", "quantity"), [(1, "1"), (0.5, "0.5"), (2.25, "2.25"), ("750m", "750m")])

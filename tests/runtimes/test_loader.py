@@ -123,7 +123,9 @@ def test_name_version_and_batching_come_from_the_config(tmp_path: Path) -> None:
     assert (spec.name, spec.version) == ("renamed", "3")
     assert spec.batch_spec is not None
     assert (spec.batch_spec.max_batch_size, spec.batch_spec.max_latency_ms) == (8, 0)
-    assert spec.init_kwargs == {"path": str(path), "name": "renamed", "version": "3", "intra_op_threads": 2}
+    assert spec.init_kwargs == {
+        "path": str(path), "name": "renamed", "version": "3", "intra_op_threads": 2, "device": "cpu"
+    }  # fmt: skip
     defaults = spec_from_config(ModelConfig(path=str(path)), Settings(default_max_batch_size=5))
     assert defaults.batch_spec is not None
     assert defaults.batch_spec.max_batch_size == 5

@@ -63,7 +63,8 @@ def test_metadata_is_read_from_the_file(tmp_path: Path, serve: Any) -> None:
     assert doc["platform"] == "onnxruntime_onnx"
     assert doc["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
     assert doc["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}]
-    assert doc["parameters"]["labels"] == {"author": "tests"}  # custom metadata_props become labels
+    # custom metadata_props become labels, beside where the model runs
+    assert doc["parameters"]["labels"] == {"author": "tests", "device": "cpu"}
 
 
 def test_inference_is_correct(tmp_path: Path, serve: Any) -> None:

@@ -186,6 +186,13 @@ def serve(
     ] = None,
     max_latency_ms: Annotated[float | None, typer.Option(help="longest wait for batch-mates")] = None,
     intra_op_threads: Annotated[int | None, typer.Option(help="onnxruntime/torch threads per model")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELYARD_DEVICE",
+            help="where model files run: cpu (default), cuda, cuda:N, tensorrt[:N] (ONNX), auto",
+        ),
+    ] = None,
     max_queue: Annotated[int | None, typer.Option(help="queued requests per model before 503")] = None,
     log_level: Annotated[str | None, typer.Option(help="uvicorn log level")] = None,
     drain_grace: Annotated[
@@ -236,7 +243,7 @@ def serve(
             "--model-version applies to exactly one model path", param_hint="--model-version"
         )
     overrides: dict[str, Any] = {
-        "host": host, "port": port, "intra_op_threads": intra_op_threads,
+        "host": host, "port": port, "intra_op_threads": intra_op_threads, "device": device,
         "max_queue": max_queue, "log_level": log_level, "drain_grace_s": drain_grace,
         "health_interval_s": health_interval, "health_timeout_s": health_timeout,
         "default_max_batch_size": max_batch_size, "default_max_latency_ms": max_latency_ms,

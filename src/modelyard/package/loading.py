@@ -15,7 +15,7 @@ from pathlib import Path
 from modelyard.errors import PackageInvalid
 from modelyard.package.cache import unpack_cached
 from modelyard.package.manifest import PACKAGE_SUFFIX, Manifest
-from modelyard.runtimes.loader import spec_from_file
+from modelyard.runtimes.loader import refuse_device_for_class, spec_from_file
 from modelyard.sdk import ModelSpec
 from modelyard.server.settings import ModelConfig, Settings
 
@@ -59,6 +59,7 @@ def _package_spec(config: ModelConfig, settings: Settings) -> ModelSpec:
 
 def _module_entry_spec(config: ModelConfig, manifest: Manifest, files: str) -> ModelSpec:
     """A package whose entry is a class inside modelyard (``modelyard.x:Cls``), made with ``model_dir``."""
+    refuse_device_for_class(config)
     module_name, _, attr = (manifest.entry or "").partition(":")
     cls = getattr(importlib.import_module(module_name), attr, None)
     if not inspect.isclass(cls):

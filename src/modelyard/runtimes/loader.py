@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import errno
 import inspect
+import logging
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, Unsupported
+from modelyard.runtimes.devices import Device, cpu_only, onnx_providers, torch_device
 from modelyard.runtimes.formats import SUFFIXES
 from modelyard.runtimes.sources import load_source
 from modelyard.sdk import BatchSpec, ModelSpec
 from modelyard.server.settings import ModelConfig, Settings
 
-__all__ = ["spec_from_file"]
+__all__ = ["refuse_device_for_class", "spec_from_file"]
+
+log = logging.getLogger("modelyard.runtimes")
 
 
 def spec_from_file(config: ModelConfig, settings: Settings) -> ModelSpec:
@@ -47,12 +51,39 @@ def spec_from_file(config: ModelConfig, settings: Settings) -> ModelSpec:
         else settings.default_max_latency_ms,
         stack=True,
     )
+    device = _checked_device(kind, config.device or settings.device, name)
     cls, platform = _runtime_class(kind)
     kwargs: dict[str, Any] = {"path": str(path), "name": name, "version": version}
     if kind != "sklearn":
         kwargs["intra_op_threads"] = settings.intra_op_threads
+        kwargs["device"] = device
     spec = ModelSpec.from_class(cls, name=name, version=version, platform=platform)
     return spec.replace(batching=batching, init_kwargs=kwargs)
+
+
+def _checked_device(kind: str, text: str, name: str) -> str:
+    """``text``, once it is known that this runtime and this machine's library can give that
+    device: a GPU that is not there fails the start (``modelyard serve`` exits 2), before anything
+    loads. The runtime resolves ``auto`` when it loads, and checks the device again."""
+    device = Device.parse(text)
+    try:
+        if kind == "sklearn":
+            if device.kind == "auto":
+                log.info("model %s: device auto: runs on cpu (scikit-learn runs on the CPU only)", name)
+            return cpu_only(device, "scikit-learn")
+        if device.gpu and kind == "onnx":
+            import onnxruntime as ort
+
+            onnx_providers(device, ort.get_available_providers())
+        elif device.gpu:
+            try:
+                import torch
+            except ImportError:
+                return text  # the load says which extra to install
+            torch_device(torch, device)
+    except Unsupported as exc:
+        raise Unsupported(f"model '{name}': {exc.message}", field="device") from None
+    return text
 
 
 def _runtime_class(kind: str) -> tuple[type, str]:
@@ -70,6 +101,7 @@ def _runtime_class(kind: str) -> tuple[type, str]:
 
 
 def _python_spec(config: ModelConfig) -> ModelSpec:
+    refuse_device_for_class(config)
     file, _, attr = config.path.rpartition(":")
     module = load_source(Path(file))
     target = getattr(module, attr, None)
@@ -94,3 +126,15 @@ def _python_spec(config: ModelConfig) -> ModelSpec:
             )
         )
     return model_spec
+
+
+def refuse_device_for_class(config: ModelConfig) -> None:
+    """A model's own ``device`` is for the zero-code runtimes: a model class places itself (in its
+    ``load``), so asking one for a GPU would be silently ignored. The server-wide setting is not an
+    error here: it applies to the server's file models and leaves classes alone."""
+    if config.device not in (None, "cpu"):
+        raise InvalidInput(
+            f"'{config.path}' is a model class, which picks its own device in load(): device"
+            f" {config.device!r} applies to model files (.onnx, .pt2, .pt, ...) only",
+            field="device",
+        )

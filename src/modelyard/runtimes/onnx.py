@@ -1,14 +1,22 @@
-"""Serve an ``.onnx`` file with onnxruntime, with no code. The signature is read from the model."""
+"""Serve an ``.onnx`` file with onnxruntime, with no code. The signature is read from the model.
+
+The ``device`` picks onnxruntime's execution providers (``runtimes/devices.py``): the CPU's by
+default, CUDA's (``cuda[:N]``) or TensorRT's then CUDA's (``tensorrt[:N]``) ahead of the CPU's.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
+from modelyard.runtimes.devices import Device, onnx_providers, onnx_session_device
 from modelyard.sdk import ModelMetadata, TensorSpec
 
 __all__ = ["OnnxModel", "onnx_datatype"]
+
+log = logging.getLogger("modelyard.runtimes")
 
 _ONNX_TYPES = {
     "tensor(float)": "FP32",
@@ -42,22 +50,36 @@ def _dims(shape: list[Any]) -> list[int]:
 class OnnxModel:
     """A model class like any author's: load, metadata, warmup, and a stacked, batched predict."""
 
-    def __init__(self, path: str, name: str, version: str = "1", intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, path: str, name: str, version: str = "1", intra_op_threads: int = 1, device: str = "cpu"
+    ) -> None:
         self.path = path
         self.name = name
         self.version = version
         self.intra_op_threads = intra_op_threads
+        self.device = "cpu"  # where it runs, once loaded: cpu, cuda:N or tensorrt:N
+        self._asked = device  # cpu, cuda[:N], tensorrt[:N] or auto
         self.session: Any = None
         self._strings: set[str] = set()
 
     def load(self) -> None:
+        """Open the session on the device asked for; a GPU that is not there is refused (``device``)."""
         import onnxruntime as ort
 
+        asked = Device.parse(self._asked)
+        providers = onnx_providers(asked, ort.get_available_providers())
         options = ort.SessionOptions()
         if self.intra_op_threads:
             options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(self.path, options, providers=providers)
+        used = self.session.get_providers()
+        self.device = onnx_session_device(asked, providers, used)
+        if asked.kind == "auto":
+            log.info(
+                "model %s: device auto: runs on %s (providers in use: %s; in this onnxruntime build: %s)",
+                self.name, self.device, ", ".join(used), ", ".join(ort.get_available_providers()),
+            )  # fmt: skip
         self._strings = {i.name for i in self.session.get_inputs() if i.type == "tensor(string)"}
 
     def metadata(self) -> ModelMetadata:
@@ -69,6 +91,7 @@ class OnnxModel:
         ]
         meta = self.session.get_modelmeta()
         labels = {str(k): str(v) for k, v in (meta.custom_metadata_map or {}).items()}
+        labels["device"] = self.device  # where it runs, which `auto` leaves to the machine
         return ModelMetadata(
             name=self.name,
             version=self.version,

@@ -108,7 +108,7 @@ class SklearnModel:
         classes = self._classes()
         if self._has_proba() and classes is not None:
             outputs.append(TensorSpec("predict_proba", "FP64", [-1, len(classes)]))
-        labels = {"estimator": type(self.estimator).__name__}
+        labels = {"estimator": type(self.estimator).__name__, "device": "cpu"}  # scikit-learn's only
         if self._feature_names is not None:
             labels["feature_names"] = ",".join(self._feature_names)
         return ModelMetadata(

@@ -10,11 +10,13 @@ Signatures:
   ``forward``'s parameters, else positionally in the order the request gives them.
 
 Results: a tensor is ``output0``; a tuple or list is ``output0``..``outputN``; a dict keeps its keys.
-Everything runs on the CPU, under :func:`torch.inference_mode`.
+Everything runs under :func:`torch.inference_mode`, on the ``device`` asked for (``runtimes/devices.py``):
+the module is loaded there and request tensors are moved there; results come back as CPU arrays.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,12 @@ from typing import Any
 import numpy as np
 
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.devices import Device, torch_device
 from modelyard.sdk import ModelMetadata, TensorSpec
 
 __all__ = ["TorchModel", "torch_datatype"]
+
+log = logging.getLogger("modelyard.runtimes")
 
 _INSTALL_HINT = "serving PyTorch models needs torch: pip install 'modelyard[torch]'"
 
@@ -77,11 +82,15 @@ def _named(result: Any, leaves: list[Any]) -> list[tuple[str, Any]]:
 class TorchModel:
     """A TorchScript module or exported program served as a model class (stacked, batched)."""
 
-    def __init__(self, path: str, name: str, version: str = "1", intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, path: str, name: str, version: str = "1", intra_op_threads: int = 1, device: str = "cpu"
+    ) -> None:
         self.path = path
         self.name = name
         self.version = version
         self.intra_op_threads = intra_op_threads
+        self.device = "cpu"  # where it runs, once loaded: cpu or cuda:N
+        self._asked = device  # cpu, cuda[:N] or auto
         self.exported = Path(path).suffix.lower() == ".pt2"
         self.module: Any = None
         self._torch: Any = None
@@ -92,8 +101,14 @@ class TorchModel:
         self._parameters: list[str] = []
 
     def load(self) -> None:
-        """Load on the CPU; sets torch's (process-wide) intra-op thread count when it is > 0."""
+        """Load on the device asked for (a GPU that is not there is refused, naming ``device``); sets
+        torch's (process-wide) intra-op thread count when it is > 0."""
         torch = self._torch = _import_torch()
+        asked = Device.parse(self._asked)
+        self.device = torch_device(torch, asked)
+        if asked.kind == "auto":
+            why = "" if self.device != "cpu" else " (torch.cuda.is_available() is False)"
+            log.info("model %s: device auto: runs on %s%s", self.name, self.device, why)
         if self.intra_op_threads > 0:
             torch.set_num_threads(self.intra_op_threads)
         if self.exported:
@@ -103,7 +118,7 @@ class TorchModel:
 
     def metadata(self) -> ModelMetadata:
         """The exported program's signature; none for TorchScript (any named tensors are accepted)."""
-        labels = {"format": "torch.export" if self.exported else "torchscript"}
+        labels = {"format": "torch.export" if self.exported else "torchscript", "device": self.device}
         if self._parameters:
             labels["forward_parameters"] = ",".join(self._parameters)
         return ModelMetadata(
@@ -144,7 +159,7 @@ class TorchModel:
 
     def _load_script(self, torch: Any) -> None:
         try:
-            module = torch.jit.load(self.path, map_location="cpu")
+            module = torch.jit.load(self.path, map_location=self.device)
         except RuntimeError as exc:
             raise ValueError(
                 f"{self.path} is not a TorchScript archive ({exc}). Save one with "
@@ -158,6 +173,8 @@ class TorchModel:
 
     def _load_program(self, torch: Any) -> None:
         program = torch.export.load(self.path)
+        if self.device != "cpu":
+            program = _on_device(program, self.device)
         graph_signature = program.graph_signature
         values = {node.name: node.meta.get("val") for node in program.graph.nodes if node.op == "placeholder"}
         inputs: list[TensorSpec] = []
@@ -172,7 +189,7 @@ class TorchModel:
         self._inputs = tuple(inputs)
         self._outputs = self._program_outputs(program, torch)
         self._in_spec = getattr(getattr(program, "call_spec", None), "in_spec", None)
-        self.module = program.module()
+        self.module = program.module().to(self.device)
 
     def _program_outputs(self, program: Any, torch: Any) -> tuple[TensorSpec, ...]:
         """Output specs read from the graph, named as :meth:`predict` will name them."""
@@ -206,7 +223,8 @@ class TorchModel:
         return self.module(*args, **kwargs)
 
     def _tensor(self, name: str, array: np.ndarray, datatype: str | None = None) -> Any:
-        """A tensor sharing the request's memory (copied first when numpy marks it read-only)."""
+        """A tensor on the model's device; on the CPU it shares the request's memory (copied first
+        when numpy marks it read-only)."""
         if array.dtype == object:
             raise InvalidInput(f"input '{name}' is BYTES; PyTorch models take numeric tensors", field=name)
         if not array.flags.writeable:
@@ -214,7 +232,7 @@ class TorchModel:
         tensor = self._torch.from_numpy(array)
         if datatype == "BF16":  # BF16 arrives widened to float32
             tensor = tensor.to(self._torch.bfloat16)
-        return tensor
+        return tensor.to(self.device)  # the same tensor on the CPU: no copy
 
     def _array(self, value: Any) -> np.ndarray:
         if isinstance(value, self._torch.Tensor):
@@ -224,6 +242,17 @@ class TorchModel:
             array: np.ndarray = tensor.numpy()
             return array
         return np.asarray(value)
+
+
+def _on_device(program: Any, device: str) -> Any:
+    """The program moved to ``device``: its parameters, buffers and the devices written in its graph
+    (``torch.export.passes.move_to_device_pass``, torch 2.6 and later); before that, only the module
+    made from it is moved (parameters and buffers)."""
+    try:
+        from torch.export.passes import move_to_device_pass
+    except ImportError:
+        return program
+    return move_to_device_pass(program, device)
 
 
 def _output_datatype(dtype: Any) -> str:

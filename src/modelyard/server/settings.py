@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["MIN_TOKEN_CHARS", "ModelConfig", "Settings"]
+__all__ = ["DEVICES", "DEVICE_PATTERN", "MIN_TOKEN_CHARS", "DeviceName", "ModelConfig", "Settings"]
 
 MIB = 1024 * 1024
 MIN_TOKEN_CHARS = 16  # a model-control token shorter than this is refused at start-up
+# Where a zero-code runtime runs (docs/runtimes.md, "Devices"); runtimes/devices.py resolves it.
+DEVICE_PATTERN = re.compile(r"cpu|auto|(cuda|tensorrt)(:[0-9]{1,3})?")
+DEVICES = "cpu, cuda, cuda:N, tensorrt, tensorrt:N (ONNX only) or auto"
+
+
+def _device(value: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError(f"device {value!r} must be one of {DEVICES}")
+    return value
+
+
+DeviceName = Annotated[str, AfterValidator(_device)]
 
 
 class ModelConfig(BaseModel):
@@ -22,6 +35,7 @@ class ModelConfig(BaseModel):
     version: str | None = None
     max_batch_size: int | None = Field(default=None, ge=1)
     max_latency_ms: float | None = Field(default=None, ge=0)
+    device: DeviceName | None = Field(default=None, description="this model's device; default: the server's")
 
 
 class Settings(BaseModel):
@@ -72,6 +86,9 @@ class Settings(BaseModel):
     workers_per_model: int = Field(default=4, ge=1, description="concurrent calls of an unbatched model")
     intra_op_threads: int = Field(
         default=1, ge=0, description="onnxruntime/torch threads; 0 = library default"
+    )
+    device: DeviceName = Field(
+        default="cpu", description="where zero-code runtimes run: cpu, cuda[:N], tensorrt[:N] or auto"
     )
     default_max_batch_size: int = Field(default=64, ge=1, description="batch limit for zero-code runtimes")
     # 0, measured (docs/performance.md): a request that finds the model idle goes at once, and

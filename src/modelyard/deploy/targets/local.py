@@ -33,7 +33,9 @@ killed (SIGKILL to their process group).
 Limits of the local backend, by design or not yet done:
 
 - autoscaling runs ``autoscaling.min_replicas`` replicas: there is no local autoscaler yet;
-- ``resources`` (cpu, memory, gpu) are not enforced or reserved; ``image`` is ignored;
+- ``resources`` (cpu, memory, gpu) are not enforced or reserved; ``image`` is ignored. ``gpu: N``
+  starts the replica with ``--device cuda`` and, on a host with more GPUs than ``N``, its own
+  ``CUDA_VISIBLE_DEVICES`` (``gpus.py``: round robin by replica number, shared, not reserved);
 - the startup probe is not used: ``ensure``'s ``timeout_s`` bounds a start instead;
 - a registry alias (``spam@production``) is resolved when a replica starts: moving the alias does
   not restart running replicas, but a replica restarted after a crash gets the alias' new target;
@@ -65,6 +67,7 @@ from modelyard._process import PARENT_ENV, Backoff
 from modelyard.control.settings import ControlSettings
 from modelyard.deploy.backend import ReplicaStatus, VersionKey
 from modelyard.deploy.spec import VersionSpec
+from modelyard.deploy.targets.gpus import VISIBLE, host_gpus, replica_gpus
 from modelyard.deploy.targets.processes import Deadline, Process, Replica, Version
 from modelyard.deploy.targets.replica_gate import NO_EVIDENCE, GateReport, ReplicaEvidence, ReplicaWatch
 from modelyard.errors import ModelNotReady
@@ -91,8 +94,8 @@ class _Routes(EndpointsAPI, Protocol):
 def _launch_key(spec: VersionSpec) -> tuple[object, ...]:
     """The parts of a spec a replica's process is started with: any change is a rolling update.
     Weight, mirror and probes are not (they are the gateway's or the supervisor's business), nor are
-    resources and image (not used locally)."""
-    return (spec.uri, spec.batching, spec.server)
+    resources and image (not used locally), but for the GPUs (``--device``)."""
+    return (spec.uri, spec.batching, spec.server, spec.resources.gpu)
 
 
 class LocalTarget:
@@ -363,7 +366,7 @@ class LocalTarget:
         """Start the replica's process (with the lock held)."""
         try:
             replica.process = Process(
-                self._command(replica.key, replica.spec), self._environment(replica.spec)
+                self._command(replica.key, replica.spec), self._environment(replica.spec, int(replica.id))
             )
         except OSError as exc:
             replica.process = None
@@ -386,19 +389,25 @@ class LocalTarget:
             "--intra-op-threads": spec.server.intra_op_threads,
             "--max-queue": spec.server.max_queue,
             "--control-url": self.control_url,
+            # Always said: a MODELYARD_DEVICE this process inherited must not pick the replica's device.
+            "--device": "cuda" if spec.resources.gpu else "cpu",
         }
         for flag, value in options.items():
             if value is not None:
                 argv += [flag, str(value)]
         return [*argv, "--", spec.uri]  # after "--": a uri can never be read as an option
 
-    def _environment(self, spec: VersionSpec) -> dict[str, str]:
+    def _environment(self, spec: VersionSpec, replica: int = 0) -> dict[str, str]:
         # The operator's control-plane token and gateway key stay here: model code reads its
         # environment. A replica that announces over REST needs a token to heart-beat, so that one
         # passes this process's MODELYARD_TOKEN on (it should be a deployer's, not an admin's).
         withheld = {"MODELYARD_API_KEY"} if self.control_url else {"MODELYARD_TOKEN", "MODELYARD_API_KEY"}
         inherited = {name: value for name, value in os.environ.items() if name not in withheld}
-        env = {**inherited, **self.home_env, **spec.server.env}
+        env = {**inherited, **self.home_env}
+        gpus = replica_gpus(host_gpus(env), spec.resources.gpu, replica) if spec.resources.gpu else None
+        if gpus is not None:
+            env[VISIBLE] = gpus
+        env |= spec.server.env  # a CUDA_VISIBLE_DEVICES the spec sets wins over the share-out
         # Last, so that a replica always announces into (and resolves registry references from)
         # the control plane this target reads, never one it inherited by accident.
         control = {

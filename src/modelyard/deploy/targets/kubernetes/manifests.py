@@ -185,14 +185,16 @@ def _quantity(value: str | float) -> str:
 
 def _args(v: _Version) -> list[str]:
     """``modelyard serve``'s arguments. ``--name`` makes the served model's name the routed model's,
-    so the gateway's upstream path (``/v2/models/{model}/infer``) matches whatever the uri is."""
+    so the gateway's upstream path (``/v2/models/{model}/infer``) matches whatever the uri is.
+    ``--device cuda`` with ``resources.gpu``: the device plugin shows the pod its own GPUs only."""
     spec = v.spec
     args = [spec.uri, "--name", v.model, "--host", "0.0.0.0", "--port", str(PORT)]
-    flags: list[tuple[str, int | float | None]] = [
+    flags: list[tuple[str, int | float | str | None]] = [
         ("--max-batch-size", spec.batching.max_batch_size),
         ("--max-latency-ms", spec.batching.max_latency_ms),
         ("--intra-op-threads", spec.server.intra_op_threads),
         ("--max-queue", spec.server.max_queue),
+        ("--device", "cuda" if spec.resources.gpu else None),  # CPU pods: the default, unchanged
     ]
     for flag, value in flags:
         if value is not None:

@@ -232,7 +232,7 @@ class TorchModel:
         tensor = self._torch.from_numpy(array)
         if datatype == "BF16":  # BF16 arrives widened to float32
             tensor = tensor.to(self._torch.bfloat16)
-        return tensor.to(self.device)  # the same tensor on the CPU: no copy
+        return tensor if self.device == "cpu" else tensor.to(self.device)
 
     def _array(self, value: Any) -> np.ndarray:
         if isinstance(value, self._torch.Tensor):

@@ -14,15 +14,19 @@ from modelyard.cli.main import app
 from modelyard.control.app import build_control_app
 from modelyard.registry import ControlSettings, Registry
 from modelyard.rollout import schema as s
+from modelyard.rollout.controller import Controller
 from modelyard.rollout.store import RolloutRecord, RolloutStore
 from modelyard.routing.store import RouteStore
 from tests.deploy.support import RecordingTarget
 from tests.rollout.support import CANARY, FakeEvidence, deploy_file, log_in_full, rollout_values
 from tests.support import serve_in_thread
 
+# The CLI's variables, the evidence the controller reads, and the controller (its loop ticks).
+Env = tuple[dict[str, str], FakeEvidence, Controller]
+
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[dict[str, str], FakeEvidence]]:
+def env(tmp_path: Path) -> Iterator[Env]:
     settings = ControlSettings(home=tmp_path / "home", analysis_log="none")
     with Registry(settings) as registry:
         app_ = build_control_app(settings, registry, target=RecordingTarget())
@@ -30,11 +34,12 @@ def env(tmp_path: Path) -> Iterator[tuple[dict[str, str], FakeEvidence]]:
         app_.state.rollouts.evidence = evidence
         log_in_full(RouteStore(registry.engine))
         with serve_in_thread(app_) as at:
-            yield {"MODELYARD_CONTROL_URL": f"http://{at}", "MODELYARD_TOKEN": "", "COLUMNS": "200"}, evidence
+            variables = {"MODELYARD_CONTROL_URL": f"http://{at}", "MODELYARD_TOKEN": "", "COLUMNS": "200"}
+            yield variables, evidence, app_.state.rollouts
 
 
-def test_status_history_and_the_actions(env: tuple[dict[str, str], FakeEvidence], tmp_path: Path) -> None:
-    variables, evidence = env
+def test_status_history_and_the_actions(env: Env, tmp_path: Path) -> None:
+    variables, evidence, _ = env
     runner = CliRunner()
     path = tmp_path / "deploy.yaml"
     path.write_text(deploy_file(CANARY))
@@ -68,8 +73,8 @@ def test_status_history_and_the_actions(env: tuple[dict[str, str], FakeEvidence]
     assert lines[-1].startswith("#1 ")  # the apply, oldest
 
 
-def test_an_action_on_a_model_without_a_rollout_is_one_line(env: tuple[dict[str, str], FakeEvidence]) -> None:
-    variables, _ = env
+def test_an_action_on_a_model_without_a_rollout_is_one_line(env: Env) -> None:
+    variables, _, _ = env
     result = CliRunner().invoke(app, ["deploy", "promote", "mail/spam"], env=variables)
     assert result.exit_code == 2
     assert "mail/spam has no rollout" in result.output
@@ -78,10 +83,8 @@ def test_an_action_on_a_model_without_a_rollout_is_one_line(env: tuple[dict[str,
     assert "expected PROJECT/MODEL" in bad.output
 
 
-def test_retry_starts_an_aborted_rollout_again(
-    env: tuple[dict[str, str], FakeEvidence], tmp_path: Path
-) -> None:
-    variables, _ = env
+def test_retry_starts_an_aborted_rollout_again(env: Env, tmp_path: Path) -> None:
+    variables, _, _ = env
     runner = CliRunner()
     path = tmp_path / "deploy.yaml"
     path.write_text(deploy_file(CANARY))
@@ -101,14 +104,13 @@ def test_retry_starts_an_aborted_rollout_again(
     assert "mail/other has no rollout to retry" in nothing.output
 
 
-def test_status_and_history_miss_no_rollout_and_no_transition(
-    env: tuple[dict[str, str], FakeEvidence], tmp_path: Path
-) -> None:
-    variables, _ = env
+def test_status_and_history_miss_no_rollout_and_no_transition(env: Env, tmp_path: Path) -> None:
+    variables, _, controller = env
     runner = CliRunner()
     path = tmp_path / "deploy.yaml"
     path.write_text(deploy_file(CANARY))
     assert runner.invoke(app, ["deploy", "apply", str(path)], env=variables).exit_code == 0
+    controller.stop_loop()  # the rollouts below are written by hand: the controller must not act on them
     with RolloutStore.open(ControlSettings(home=tmp_path / "home")) as store:
 
         def move(record: RolloutRecord, event: str, state: str) -> RolloutRecord:

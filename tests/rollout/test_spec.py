@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from modelyard.deploy.file import DeployFileError, load_deploy_file
+from modelyard.deploy.spec import COMPARE_KINDS, CompareKind
+from modelyard.rollout.controller import fingerprint
+from modelyard.validation.compare import KINDS, Kind
+from modelyard.validation.policy import Policy
 from tests.rollout.support import CANARY, deploy_file
 
 
@@ -65,3 +71,61 @@ def test_only_one_version_rolls_out_at_a_time() -> None:
     third = f"  - version: v3\n    spec:\n      uri: spam/3\n      rollout: {CANARY}\n"
     text = deploy_file(CANARY) + third
     assert "only one version may roll out at a time" in _error(text)
+
+
+def _rollout(more: str) -> str:
+    return _r("{mirror: 1.0, for: 5m}", "{min_agreement: 0.98}", more=more)
+
+
+def test_the_compare_block_sets_tolerances_and_output_kinds() -> None:
+    text = deploy_file(
+        _rollout(", compare: {abs_tol: 1.0e-4, rel_tol: 0, outputs: {label: label, y: numeric}}")
+    )
+    spec = load_deploy_file(text, "d").deployments[0].versions[1].spec.rollout
+    assert spec is not None
+    assert (spec.compare.abs_tol, spec.compare.rel_tol) == (1e-4, 0)
+    assert spec.compare.outputs == {"label": "label", "y": "numeric"}
+    assert spec.model_dump()["compare"]["outputs"] == {"label": "label", "y": "numeric"}
+
+
+def test_without_compare_the_policys_defaults_apply_and_the_spec_dumps_as_before() -> None:
+    spec = load_deploy_file(deploy_file(_rollout("")), "d").deployments[0].versions[1].spec.rollout
+    assert spec is not None
+    defaults = Policy()
+    assert (spec.compare.abs_tol, spec.compare.rel_tol) == (defaults.abs_tol, defaults.rel_tol)
+    assert spec.compare.outputs == {}
+    # A rollout is known by its spec, hashed: one applied before `compare` existed keeps its hash.
+    assert "compare" not in spec.model_dump(mode="json", by_alias=True)
+    written = load_deploy_file(deploy_file(_rollout(", compare: {}")), "d").deployments[0]
+    assert fingerprint(written) == fingerprint(
+        load_deploy_file(deploy_file(_rollout("")), "d").deployments[0]
+    )
+
+
+def test_a_changed_compare_block_is_another_rollout() -> None:
+    loose = load_deploy_file(deploy_file(_rollout(", compare: {rel_tol: 0.01}")), "d").deployments[0]
+    plain = load_deploy_file(deploy_file(_rollout("")), "d").deployments[0]
+    assert fingerprint(loose) != fingerprint(plain)
+
+
+def test_the_kinds_a_file_may_name_are_the_comparisons() -> None:
+    # deploy/spec.py restates them (the deploy plane does not import validation): they must agree.
+    assert get_args(CompareKind) == get_args(Kind)
+    assert COMPARE_KINDS == KINDS == get_args(Kind)
+
+
+@pytest.mark.parametrize(
+    ("compare", "field", "message"),
+    [
+        ("{abs_tol: -1.0e-6}", "compare.abs_tol", "greater than or equal to 0"),
+        ("{rel_tol: -0.1}", "compare.rel_tol", "greater than or equal to 0"),
+        ("{rel_tol: .inf}", "compare.rel_tol", "finite number"),
+        ("{abs_tol: true}", "compare.abs_tol", "not true"),
+        ("{outputs: {y: labels}}", "compare.outputs.y", "'label', 'scores', 'numeric' or 'exact'"),
+        ("{tolerance: 0.1}", "compare.tolerance", "expected one of: abs_tol, rel_tol, outputs"),
+    ],
+)
+def test_a_bad_compare_block_is_refused_naming_its_field(compare: str, field: str, message: str) -> None:
+    error = _error(deploy_file(_rollout(f", compare: {compare}")))
+    assert f"deployments[0].versions[1].spec.rollout.{field}:" in error
+    assert message in error

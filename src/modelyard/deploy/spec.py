@@ -36,8 +36,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "COMPARE_KINDS",
     "Autoscaling",
     "Batching",
+    "CompareKind",
     "DeployFile",
     "Deployment",
     "LivenessProbe",
@@ -46,6 +48,7 @@ __all__ = [
     "ReplicaGate",
     "Resources",
     "Rollout",
+    "RolloutCompare",
     "RolloutGates",
     "RolloutStep",
     "ServerSettings",
@@ -267,6 +270,23 @@ class ReplicaGate(_Strict):
     max_p99_ratio: Number | None = Field(default=None, gt=0)
 
 
+# How an output is compared: the kinds of ``modelyard.validation.compare.Kind``, restated so that the
+# deploy plane does not import validation (and numpy) to read a file; a test keeps the two equal.
+CompareKind = Literal["label", "scores", "numeric", "exact"]
+COMPARE_KINDS: tuple[str, ...] = ("label", "scores", "numeric", "exact")
+
+
+class RolloutCompare(_Strict):
+    """How the candidate's answers are compared with the baseline's (the online analysis's
+    comparison, docs/validation.md): two numbers agree when ``|c - b| <= abs_tol + rel_tol * |b|``;
+    ``outputs`` sets how a named output is compared (otherwise guessed from the baseline's answer).
+    The defaults are the validation policy's."""
+
+    abs_tol: Number = Field(default=1e-6, ge=0, allow_inf_nan=False)
+    rel_tol: Number = Field(default=1e-5, ge=0, allow_inf_nan=False)
+    outputs: dict[str, CompareKind] = Field(default_factory=dict)
+
+
 class Rollout(_Strict):
     """How a version takes traffic from ``baseline`` (docs/rollout.md). ``canary``: the steps in
     order, then 100 %; ``blue-green``: mirror steps only, then 100 % at once. After promotion the
@@ -274,7 +294,8 @@ class Rollout(_Strict):
     while the candidate is still watched: a failure then returns traffic to the baseline at once.
     ``on_failure``: ``rollback`` (traffic back to the baseline) or ``pause`` (the same traffic,
     then wait for ``deploy promote`` or ``deploy abort``). ``evidence_timeout``: how long the gates
-    may stay unreadable (the analysis cannot read the log) before that counts as a failure."""
+    may stay unreadable (the analysis cannot read the log) before that counts as a failure.
+    ``compare``: how the candidate's answers are compared with the baseline's (agreement)."""
 
     strategy: Literal["canary", "blue-green"] = "canary"
     baseline: Name
@@ -283,6 +304,16 @@ class Rollout(_Strict):
     on_failure: Literal["rollback", "pause"] = "rollback"
     keep_baseline_for: Duration | None = None
     evidence_timeout: Duration = 60.0
+    compare: RolloutCompare = Field(default_factory=RolloutCompare)
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without ``compare`` while it is the default: a rollout is known by its spec, hashed, and
+        one started before the block existed must keep its fingerprint."""
+        data: dict[str, Any] = handler(self)
+        if self.compare == RolloutCompare():
+            data.pop("compare", None)
+        return data
 
     @model_validator(mode="after")
     def _blue_green(self) -> Rollout:

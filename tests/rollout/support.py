@@ -19,7 +19,7 @@ from modelyard.rollout.controller import Controller
 from modelyard.rollout.store import RolloutRecord, RolloutStore
 from modelyard.routing.store import RouteStore
 from modelyard.routing.table import VersionRoute
-from modelyard.validation.evidence import LATENCY_BUCKETS_MS, Evidence, VersionStats
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, ComparePolicy, Evidence, VersionStats
 
 P, M = "mail", "spam"
 
@@ -49,10 +49,17 @@ class FakeEvidence:
         self.versions: dict[str, VersionStats] = {}
         self.ok = True
         self.baselines: set[str | None] = set()  # the baselines the controller asked figures for
+        self.policies: dict[tuple[str, str], ComparePolicy] = {}  # how each route is compared now
+        self.calls: list[str] = []  # "compare_with" and "stats", in the order the controller made them
 
     def stats(self, project: str, model: str, baseline: str | None = None) -> Mapping[str, VersionStats]:
         self.baselines.add(baseline)
+        self.calls.append("stats")
         return dict(self.versions)
+
+    def compare_with(self, project: str, model: str, policy: ComparePolicy) -> None:
+        self.policies[(project, model)] = policy
+        self.calls.append("compare_with")
 
     def healthy(self) -> bool:
         return self.ok

@@ -6,10 +6,11 @@ every running, paused or halted rollout:
 
 1. puts the route's traffic where the state in the database says (``plan.wanted``): a state
    written by a control plane that died before it wrote the traffic is completed here;
-2. reads the evidence (:class:`~modelyard.validation.evidence.Evidence`): cumulative figures, diffed
-   against the snapshot the step's window started from. Unreadable evidence makes the gates
-   inconclusive; unreadable for longer than ``evidence_timeout`` is a failure. Counters below the
-   snapshot (the analysis restarted empty) restart the step's window;
+2. reads the evidence (:class:`~modelyard.validation.evidence.Evidence`), the route's answers
+   compared as the rollout's ``compare`` says: cumulative figures, diffed against the snapshot the
+   step's window started from. Unreadable evidence makes the gates inconclusive; unreadable for
+   longer than ``evidence_timeout`` is a failure. Counters below the snapshot (the analysis
+   restarted empty, or compares another way) restart the step's window;
 3. decides: an error-rate or agreement gate failing on enough evidence fails the step at once, a
    p99 gate only at the step's end (``gates.AT_END``); at the step's end a pass goes on (after the
    last step: 100 % to the candidate, the baseline at weight 0, kept ready for the hold);
@@ -34,7 +35,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from modelyard.deploy.spec import Deployment
+from modelyard.deploy.spec import Deployment, Rollout
 from modelyard.errors import Conflict, NotFound
 from modelyard.rollout import schema as s
 from modelyard.rollout.gates import Reading, fell, read_hold, read_step, stats_from, stats_to
@@ -42,6 +43,7 @@ from modelyard.rollout.plan import (
     INCONCLUSIVE_GRACE,
     baseline_share,
     bounds_s,
+    compare_policy,
     describe_step,
     describe_steps,
     rollout_of,
@@ -164,7 +166,7 @@ class Controller:
         with self._lock:
             self.stop(deployment.project, deployment.model, user=user, reason="superseded by a new rollout")
             now = self.clock()
-            snapshot = self._figures(deployment.project, deployment.model, candidate.version, spec.baseline)
+            snapshot = self._figures(deployment.project, deployment.model, candidate.version, spec)
             values = {
                 "project": deployment.project, "model": deployment.model,
                 "candidate": candidate.version, "baseline": spec.baseline,
@@ -473,18 +475,21 @@ class Controller:
             self._fail(record, now, why, {"blind_s": blind})
 
     def _figures_now(self, record: RolloutRecord) -> dict[str, Any] | None:
-        return self._figures(record.project, record.model, record.candidate, record.baseline)
+        return self._figures(record.project, record.model, record.candidate, record.spec)
 
-    def _figures(self, project: str, model: str, candidate: str, baseline: str) -> dict[str, Any] | None:
-        """The candidate's and the baseline's cumulative figures now, as a snapshot holds them;
-        None when the evidence cannot be read."""
-        if self.evidence is None or not self.evidence.healthy():
+    def _figures(self, project: str, model: str, candidate: str, spec: Rollout) -> dict[str, Any] | None:
+        """The candidate's and the baseline's cumulative figures now, as a snapshot holds them, the
+        answers compared as ``spec`` says (set each time: a restarted analysis forgets); None when
+        the evidence cannot be read."""
+        if self.evidence is None:
             return None
-        stats = self.evidence.stats(project, model, baseline=baseline)
-        empty = VersionStats()
+        self.evidence.compare_with(project, model, compare_policy(spec))
+        if not self.evidence.healthy():
+            return None
+        stats, empty = self.evidence.stats(project, model, baseline=spec.baseline), VersionStats()
         return {
             "candidate": stats_to(stats.get(candidate, empty)),
-            "baseline": stats_to(stats.get(baseline, empty)),
+            "baseline": stats_to(stats.get(spec.baseline, empty)),
         }
 
     def _window(self, record: RolloutRecord) -> _Window:
@@ -521,8 +526,8 @@ class Controller:
             self._begin_window(record, now)
             return
         why = (
-            f"the analysis's counters fell below {_where(record)}'s snapshot (it restarted empty): "
-            "the step's evidence and time start again"
+            f"the analysis's counters fell below {_where(record)}'s snapshot (it restarted empty, or "
+            "compares answers another way): the step's evidence and time start again"
         )
         self.store.change(
             record, at=now, actor=CONTROLLER, event="window_restarted", reason=why,

@@ -15,12 +15,14 @@ import dataclasses
 
 from modelyard.deploy.spec import Deployment, Rollout, RolloutStep
 from modelyard.rollout import schema as s
+from modelyard.validation.evidence import ComparePolicy
 
 __all__ = [
     "INCONCLUSIVE_GRACE",
     "Traffic",
     "baseline_share",
     "bounds_s",
+    "compare_policy",
     "describe_step",
     "describe_steps",
     "rollout_of",
@@ -94,6 +96,18 @@ def _duration(seconds: float) -> str:
 def describe_steps(spec: Rollout) -> str:
     """Every step in words, comma-separated: ``mirror 100% for 5m, weight 5% for 10m``."""
     return ", ".join(describe_step(spec, i) for i in range(len(spec.steps)))
+
+
+def compare_policy(spec: Rollout) -> ComparePolicy:
+    """How the analysis compares the rollout's answers: ``compare``'s tolerances and output kinds,
+    and the gates' ``min_agreement`` (for the pairs' own verdict; the step's gate reads the counts)."""
+    compare = spec.compare
+    return ComparePolicy(
+        abs_tol=compare.abs_tol,
+        rel_tol=compare.rel_tol,
+        outputs=dict(compare.outputs),
+        min_agreement=spec.gates.min_agreement,
+    )
 
 
 def rollout_of(deployment: Deployment) -> Rollout:

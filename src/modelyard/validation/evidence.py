@@ -18,6 +18,7 @@ from typing import Protocol
 __all__ = [
     "LATENCY_BUCKETS_MS",
     "P99_SAMPLES",
+    "ComparePolicy",
     "Evidence",
     "ReplicaEvidence",
     "VersionStats",
@@ -109,6 +110,20 @@ class VersionStats:
         return bucket_quantile(counts, q)
 
 
+@dataclasses.dataclass(frozen=True)
+class ComparePolicy:
+    """How a route's answers are compared and judged, as a rollout asks for it (the rollout plane
+    does not import the validation :class:`~modelyard.validation.policy.Policy`): two numbers agree
+    when ``|c - b| <= abs_tol + rel_tol * |b|``; ``outputs`` maps an output's name to its kind
+    (``label``, ``scores``, ``numeric``, ``exact``); ``min_agreement`` is the pairs' agreement gate
+    (None: not checked). Every other gate is the analysis's own."""
+
+    abs_tol: float
+    rel_tol: float
+    outputs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    min_agreement: float | None = None
+
+
 class Evidence(Protocol):
     """Where a rollout reads its evidence: the online analysis (or a stand-in in unit tests)."""
 
@@ -121,6 +136,12 @@ class Evidence(Protocol):
 
     def healthy(self) -> bool:
         """False when the analysis cannot currently read the log (gates are then inconclusive)."""
+        ...
+
+    def compare_with(self, project: str, model: str, policy: ComparePolicy) -> None:
+        """Compare the route's answers under ``policy`` from now on (idempotent). A change of how
+        answers are compared drops the route's pairs, so that no figure mixes two comparisons: its
+        versions' ``compared`` and ``agreed`` fall, which a rollout reads as a restarted analysis."""
         ...
 
 

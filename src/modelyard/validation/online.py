@@ -11,7 +11,9 @@ request (the gateway logs a mirrored copy as a second record, ``role="mirror"``,
 and request hash: ``online_join.py``) and compares the two with
 :class:`~modelyard.validation.compare.Comparison` — the comparison ``modelyard validate`` makes
 offline — one running comparison per (baseline, candidate) pair, judged by a
-:class:`~modelyard.validation.policy.Policy`. That comparison's counters are the only agreement
+:class:`~modelyard.validation.policy.Policy`: the route's own when one was set
+(:meth:`OnlineAnalysis.compare_with`, what a rollout does with its ``compare`` block), else the
+analysis's. That comparison's counters are the only agreement
 figures: the pair's (REST, Prometheus, its verdict) and, summed over a candidate's pairs, its
 :class:`VersionStats` (a rollout's). A weighted canary has no pairs (each request went to one
 version only): it is judged on its own error rate and latency.
@@ -40,11 +42,11 @@ import orjson
 from modelyard.errors import Conflict
 from modelyard.routing.table import ModelRoute
 from modelyard.validation.compare import Comparison
-from modelyard.validation.evidence import LATENCY_BUCKETS_MS, VersionStats
+from modelyard.validation.evidence import LATENCY_BUCKETS_MS, ComparePolicy, VersionStats
 from modelyard.validation.logread import LogSource
 from modelyard.validation.online_answers import HASH_OUTPUT, Answer, answer_bytes, rows_of
 from modelyard.validation.online_join import JoinLimits, JoinWindow, Key, Pending
-from modelyard.validation.policy import Policy, evaluate, verdict
+from modelyard.validation.policy import Policy, evaluate, parse_policy, verdict
 
 __all__ = ["OnlineAnalysis", "PairFigures", "PairStats", "check_route"]
 
@@ -168,6 +170,7 @@ class OnlineAnalysis:
 
     :meth:`feed` takes records directly (tests, benchmarks); :meth:`start` reads ``source`` in a
     background thread until :meth:`stop`. Every public method is safe to call from any thread.
+    ``policy`` compares and judges every route whose own was not set (:meth:`compare_with`).
     """
 
     def __init__(
@@ -192,6 +195,7 @@ class OnlineAnalysis:
         self._replicas: dict[tuple[str, str, str, str], _Counts] = {}  # oldest seen first
         self._replica_seen: dict[tuple[str, str, str, str], float] = {}
         self._pairs: dict[tuple[str, str, str, str], PairStats] = {}
+        self._policies: dict[tuple[str, str], Policy] = {}  # a route's own (set by its rollout)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -224,6 +228,32 @@ class OnlineAnalysis:
         """True while the last read of the log succeeded."""
         return self.problem is None
 
+    def compare_with(self, project: str, model: str, policy: Policy | ComparePolicy) -> None:
+        """Compare and judge the route's answers under ``policy`` from now on (a
+        :class:`ComparePolicy`: its tolerances, output kinds and ``min_agreement`` over the
+        analysis's own policy). Idempotent. When the comparison itself changes (tolerances or
+        output kinds), the route's pairs are dropped, so that no figure counts answers compared two
+        ways: its versions' ``compared`` and ``agreed`` start again from zero. A change of gates
+        alone keeps them (gates are judged when read). :class:`InvalidInput` names a bad field."""
+        if isinstance(policy, ComparePolicy):
+            policy = _policy_of(self.policy, policy)
+        with self._lock:
+            before = self._policies.get((project, model), self.policy)
+            self._policies[(project, model)] = policy
+            if _compares(before) == _compares(policy):
+                return
+            dropped = [key for key in self._pairs if key[:2] == (project, model)]
+            for key in dropped:
+                del self._pairs[key]
+        if dropped:
+            log.info(
+                "online analysis: %s/%s compared another way from now on: %d pairs start again",
+                project, model, len(dropped),
+            )  # fmt: skip
+
+    def _policy(self, project: str, model: str) -> Policy:
+        return self._policies.get((project, model), self.policy)
+
     def replica_stats(self, project: str, model: str, version: str) -> Mapping[str, VersionStats]:
         """Each replica of the version seen lately, by URL: its primary answers (cumulative)."""
         with self._lock:
@@ -236,10 +266,11 @@ class OnlineAnalysis:
     # -- what a rollout or the REST view asks ----------------------------------------------------
 
     def pairs(self, project: str, model: str) -> list[dict[str, Any]]:
-        """Each (baseline, candidate) pair of the route, JSON-ready, gates judged by the policy."""
+        """Each (baseline, candidate) pair of the route, JSON-ready, gates judged by the route's policy."""
         with self._lock:
+            policy = self._policy(project, model)
             return [
-                pair.to_dict(self.policy)
+                pair.to_dict(policy)
                 for (p, m, _, _), pair in sorted(self._pairs.items())
                 if p == project and m == model
             ]
@@ -330,7 +361,7 @@ class OnlineAnalysis:
     def _pair(self, project: str, model: str, baseline: str, candidate: str) -> PairStats:
         pair = self._pairs.get((project, model, baseline, candidate))
         if pair is None:
-            pair = PairStats(baseline, candidate, self.policy)
+            pair = PairStats(baseline, candidate, self._policy(project, model))
             self._pairs[(project, model, baseline, candidate)] = pair
         return pair
 
@@ -446,6 +477,25 @@ class OnlineAnalysis:
         if problem != self.problem:
             log.log(level, "online analysis: %s", problem)
         self.problem = problem
+
+
+def _policy_of(base: Policy, wanted: ComparePolicy) -> Policy:
+    """``base`` with ``wanted``'s tolerances, output kinds and agreement gate."""
+    return parse_policy(
+        {
+            **base.model_dump(),
+            "abs_tol": wanted.abs_tol,
+            "rel_tol": wanted.rel_tol,
+            "outputs": dict(wanted.outputs),
+            "min_agreement": wanted.min_agreement,
+        },
+        "compare",
+    )
+
+
+def _compares(policy: Policy) -> tuple[Any, ...]:
+    """What decides whether two answers agree (the rest of a policy only judges the counts)."""
+    return (policy.abs_tol, policy.rel_tol, sorted(policy.outputs.items()))
 
 
 def _signature(baseline: Answer, candidate: Answer) -> tuple[Any, ...]:

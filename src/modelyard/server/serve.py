@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 import socket
 import sys
 import threading
@@ -181,6 +182,15 @@ def _configure_logging(level: str) -> None:
     logger.setLevel("DEBUG" if level == "trace" else level.upper())  # "trace" is uvicorn-only
 
 
+# grpc core reads its experiments once, when grpc is first imported. With its EventEngine listener
+# and endpoints on, every socket read happens on an EventEngine thread and is handed on to grpc's
+# poller thread, then to the event loop; with them off, core's own epoll poller reads the socket in
+# the poller thread itself, one thread hop fewer per completion. That cut the server's CPU per
+# ModelInfer by 10-20% on the 2-core benchmark host (docs/grpc.md, "Performance"). A value the
+# operator set (even empty: grpc's defaults) is kept.
+GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
+
+
 # Given the server's URL and its readiness check once it listens; returns what to call on the
 # way out (``modelyard serve --announce`` passes one that heart-beats into the routing table).
 OnListening = Callable[[str, Callable[[], bool]], Callable[[], None]]
@@ -194,8 +204,10 @@ def run(
 ) -> None:
     """Build the app and serve it until a signal stops it."""
     watch_parent_from_env()  # a replica of the local deploy backend stops with its supervisor
-    if settings.grpc_port is not None and importlib.util.find_spec("grpc") is None:
-        raise Unsupported("serving gRPC needs grpcio: pip install 'modelyard[grpc]'", field="grpc_port")
+    if settings.grpc_port is not None:
+        if importlib.util.find_spec("grpc") is None:
+            raise Unsupported("serving gRPC needs grpcio: pip install 'modelyard[grpc]'", field="grpc_port")
+        os.environ.setdefault("GRPC_EXPERIMENTS", GRPC_EXPERIMENTS)  # before anything imports grpc
     if settings.gil_switch_interval_ms is not None:
         # The event loop thread keeps the GIL busy under load; a model thread coming back from
         # native code (onnxruntime, torch) then waits a whole switch interval for it, several times

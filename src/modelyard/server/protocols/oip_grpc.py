@@ -229,6 +229,29 @@ async def abort(context: Any, error: ModelyardError) -> NoReturn:
     raise AssertionError("context.abort returned")  # it raises; this line is never reached
 
 
+class _GenericOnly:
+    """What the generated ``add_..._to_server`` sees as the server: it keeps the generic handler
+    (one dictionary lookup per call) and drops the "registered method" copy of the same handlers.
+
+    grpc.aio's accept loop keeps one pending request per registered method plus one for the rest,
+    and waits on all of them (``asyncio.wait``) for every call it accepts: eleven futures to hook
+    and unhook per call for this service. Generic only, it waits on one.
+    """
+
+    def __init__(self, server: aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Dropped on purpose: the generic handler serves the same methods."""
+
+
+def _add_generic_only(servicer: InferenceServicer, server: aio.Server) -> None:
+    add_GRPCInferenceServiceServicer_to_server(servicer, _GenericOnly(server))  # type: ignore[no-untyped-call]
+
+
 class GrpcListenFailed(ModelyardError):
     """The gRPC port could not be bound (in use, or an address this host does not have)."""
 
@@ -252,8 +275,7 @@ class GrpcListener:
                 ("grpc.so_reuseport", 0),  # a port in use is an error, not a second server on it
             ]
         )
-        servicer = InferenceServicer(self.plane)
-        add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        _add_generic_only(InferenceServicer(self.plane), server)
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
             self.port = server.add_insecure_port(f"{host}:{self.port}")

@@ -186,8 +186,8 @@ def _configure_logging(level: str) -> None:
 # and endpoints on, every socket read happens on an EventEngine thread and is handed on to grpc's
 # poller thread, then to the event loop; with them off, core's own epoll poller reads the socket in
 # the poller thread itself, one thread hop fewer per completion. That cut the server's CPU per
-# ModelInfer by 10-20% on the 2-core benchmark host (docs/grpc.md, "Performance"). A value the
-# operator set (even empty: grpc's defaults) is kept.
+# ModelInfer by up to about 20% on the 2-core benchmark host (docs/performance.md, "gRPC beside
+# REST"). A value the operator set (even empty: grpc's defaults) is kept.
 GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 
 

@@ -534,6 +534,10 @@ def wait_for_weights(admin: httpx.Client, weights: dict[str, int]) -> None:
     while True:
         _, versions = routed(admin)
         if {version: v.get("weight") for version, v in versions.items()} == weights:
+            # The admin answer comes from one gateway worker; each worker reads the table on its own
+            # 0.25 s tick, so give the others two ticks before sending (else a few requests still
+            # go by the old weights and the split looks off).
+            time.sleep(0.6)
             return
         if time.monotonic() > deadline:
             sys.exit(f"5 s after apply the gateway still routes by {versions}")

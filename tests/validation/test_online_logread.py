@@ -255,9 +255,11 @@ async def jetstream() -> AsyncIterator[tuple[str, str]]:
         await nc.close()
 
 
-async def _queue_round_trip(
-    sink: RedisStreamSink | NatsJetStreamSink, make: Callable[[str], LogSource]
-) -> None:
+REDIS_URL, NATS_URL = "redis://127.0.0.1:6379/0", "nats://127.0.0.1:4222"
+Sink = RedisStreamSink | NatsJetStreamSink
+
+
+async def _queue_round_trip(sink: Sink, make: Callable[[str], LogSource]) -> None:
     """Records written before a reader starts at the end are not read, those after are; a reader
     started at its predecessor's position picks up exactly where it stopped."""
     await sink.open()
@@ -287,19 +289,27 @@ async def _queue_round_trip(
         await sink.close()
 
 
+def _redis(stream: str) -> tuple[Sink, Callable[..., LogSource]]:
+    """The gateway's Redis sink on ``stream`` and a maker of sources reading it (start, options)."""
+    sink = RedisStreamSink(REDIS_URL, stream=stream)
+    return sink, lambda start, **kw: RedisStreamSource(REDIS_URL, stream=stream, start=start, **kw)
+
+
+def _nats(jetstream: tuple[str, str]) -> tuple[Sink, Callable[..., LogSource]]:
+    """The gateway's JetStream sink on (stream, subject) and a maker of sources reading it."""
+    stream, subject = jetstream
+    sink = NatsJetStreamSink(NATS_URL, subject=subject, stream=stream)
+    return sink, lambda start, **kw: NatsJetStreamSource(
+        NATS_URL, subject=subject, stream=stream, start=start, **kw
+    )
+
+
 async def test_a_redis_stream_is_read_where_the_gateway_writes_it(redis_stream: str) -> None:
-    url = "redis://127.0.0.1:6379/0"
-    sink = RedisStreamSink(url, stream=redis_stream)
-    await _queue_round_trip(sink, lambda start: RedisStreamSource(url, stream=redis_stream, start=start))
+    await _queue_round_trip(*_redis(redis_stream))
 
 
 async def test_a_jetstream_stream_is_read_where_the_gateway_writes_it(jetstream: tuple[str, str]) -> None:
-    stream, subject = jetstream
-    url = "nats://127.0.0.1:4222"
-    sink = NatsJetStreamSink(url, subject=subject, stream=stream)
-    await _queue_round_trip(
-        sink, lambda start: NatsJetStreamSource(url, subject=subject, stream=stream, start=start)
-    )
+    await _queue_round_trip(*_nats(jetstream))
 
 
 async def test_a_queue_that_is_down_is_a_failed_read(tmp_path: Path) -> None:
@@ -315,7 +325,7 @@ async def test_a_queue_that_is_down_is_a_failed_read(tmp_path: Path) -> None:
             await source.close()
 
 
-async def _bounded_reads(sink: RedisStreamSink | NatsJetStreamSink, make: Callable[..., LogSource]) -> None:
+async def _bounded_reads(sink: Sink, make: Callable[..., LogSource]) -> None:
     """Large records come in several reads, each within the byte budget, none lost; a record over
     the per-record cap is skipped and counted, and the records after it are read."""
     budget, cap = 50_000, 60_000
@@ -339,29 +349,18 @@ async def _bounded_reads(sink: RedisStreamSink | NatsJetStreamSink, make: Callab
     assert source.skipped == 1
     assert len(batches) >= 6  # 40 records of 8.5 KB cannot come in fewer reads of 50 KB
     assert all(sum(map(len, batch)) <= budget for batch in batches)
-    assert max(map(len, batches)) > 1  # the count grew from one record to what the budget holds
+    assert max(map(len, batches)) > 1  # a read takes as many records as the budget holds
 
 
 async def test_a_redis_read_is_bounded_in_bytes(redis_stream: str) -> None:
-    url = "redis://127.0.0.1:6379/0"
-    await _bounded_reads(
-        RedisStreamSink(url, stream=redis_stream),
-        lambda start, **kw: RedisStreamSource(url, stream=redis_stream, start=start, **kw),
-    )
+    await _bounded_reads(*_redis(redis_stream))
 
 
 async def test_a_jetstream_read_is_bounded_in_bytes(jetstream: tuple[str, str]) -> None:
-    stream, subject = jetstream
-    url = "nats://127.0.0.1:4222"
-    await _bounded_reads(
-        NatsJetStreamSink(url, subject=subject, stream=stream),
-        lambda start, **kw: NatsJetStreamSource(url, subject=subject, stream=stream, start=start, **kw),
-    )
+    await _bounded_reads(*_nats(jetstream))
 
 
-async def _unbalanced_reads(
-    sink: RedisStreamSink | NatsJetStreamSink, make: Callable[..., LogSource]
-) -> None:
+async def _unbalanced_reads(sink: Sink, make: Callable[..., LogSource]) -> None:
     """Large records after a run of small ones still come within the byte budget: what a read
     takes is measured on the server, not guessed from the records read before."""
     budget = 50_000
@@ -390,17 +389,8 @@ async def _unbalanced_reads(
 
 
 async def test_a_redis_read_of_unbalanced_records_stays_in_budget(redis_stream: str) -> None:
-    url = "redis://127.0.0.1:6379/0"
-    await _unbalanced_reads(
-        RedisStreamSink(url, stream=redis_stream),
-        lambda start, **kw: RedisStreamSource(url, stream=redis_stream, start=start, **kw),
-    )
+    await _unbalanced_reads(*_redis(redis_stream))
 
 
 async def test_a_jetstream_read_of_unbalanced_records_stays_in_budget(jetstream: tuple[str, str]) -> None:
-    stream, subject = jetstream
-    url = "nats://127.0.0.1:4222"
-    await _unbalanced_reads(
-        NatsJetStreamSink(url, subject=subject, stream=stream),
-        lambda start, **kw: NatsJetStreamSource(url, subject=subject, stream=stream, start=start, **kw),
-    )
+    await _unbalanced_reads(*_nats(jetstream))

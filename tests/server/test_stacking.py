@@ -116,3 +116,50 @@ def test_split_refuses_other_result_types(rows: list[int]) -> None:
 def test_stacking_items_with_different_feature_dims_fails() -> None:
     with pytest.raises(ValueError, match="dimension"):
         stack_items([np.zeros((1, 2)), np.zeros((1, 3))])
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [np.full((1, 4), i, dtype=np.float32) for i in range(64)],  # the common case: a row per request
+        [np.arange(6.0).reshape(2, 3), np.asfortranarray(np.ones((2, 3))), np.ones((3, 6))[:, ::2]],
+        [np.zeros((0, 3), dtype=np.int64), np.arange(6).reshape(2, 3), np.zeros((0, 3), dtype=np.int64)],
+        [np.arange(3, dtype=np.uint8), np.arange(2, dtype=np.uint8)],  # 1-D items
+        [np.ones((1, 2), dtype=np.float32), np.ones((1, 2), dtype=np.float64)],  # numpy promotes
+        [np.array([[b"a"]], dtype=object), np.array([[b"bc"]], dtype=object)],  # BYTES tensors
+    ],
+    ids=["rows", "layouts", "empty-items", "1-d", "promotion", "objects"],
+)
+def test_stacking_gives_what_numpy_concatenate_gives(items: list[np.ndarray]) -> None:
+    stacked = stack_items(items)
+    expected = np.concatenate(items, axis=0)
+    assert stacked.dtype == expected.dtype
+    assert stacked.shape == expected.shape
+    np.testing.assert_array_equal(stacked, expected)
+    stacked[...] = 0  # writable, and a copy: the requests' own arrays are untouched
+    np.testing.assert_array_equal(np.concatenate(items, axis=0), expected)
+
+
+def test_stacking_large_batches_goes_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("modelyard.server.stacking._MEMCPY_LIMIT", 16)
+    items = [np.arange(4.0).reshape(1, 4), np.arange(4.0, 8.0).reshape(1, 4)]
+    np.testing.assert_array_equal(stack_items(items), np.arange(8.0).reshape(2, 4))
+
+
+def test_stacking_items_of_different_widths_fails_as_numpy_does() -> None:
+    with pytest.raises(ValueError, match="dimensions except for the concatenation axis must match"):
+        stack_items([np.zeros((1, 3)), np.zeros((1, 4))])
+
+
+def test_rows_of_one_dtype_are_merged_without_numpy_concatenate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy lets go of the GIL around each array's copy; the model thread must not wait for it
+    back once per request, so the common case copies bytes itself."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("np.concatenate was used")
+
+    items = [np.full((1, 512), i, dtype=np.float32) for i in range(64)]
+    monkeypatch.setattr(np, "concatenate", refuse)
+    stacked = stack_items(items)
+    assert stacked.shape == (64, 512)
+    assert stacked[63, 0] == 63

@@ -11,7 +11,8 @@ README describes, on whatever host it runs:
 Then it prints one table (items/s, p50, p99 and server cores per system and connections), the
 speed goals with measured value, target and PASS/MISS, the host, and a warning when other work
 used the machine during the measurements. Files: benchmarks/out/side-by-side-<UTC time>/
-(raw.json, runs.json, summary.json, report.txt).
+(raw.json and raw-after.json, runs.json, summary.json, report.txt). The raw limit is measured
+before and after the servers, and ratios use the mean: some hosts change speed within minutes.
 
 usage: benchmarks/side_by_side.py [--duration 15 | --quick] [--harness PATH] [--out DIR] [--setup]
 Exit status: 0 when it ran (missed goals are reported, not failed), 1 when a system could not be
@@ -50,6 +51,7 @@ CONNS = (1, 64, 128)
 HARNESS_DURATION_S = 15.0  # run_bench.py's default
 QUICK_DURATION_S = 5.0
 BUSY_CORES = 0.2  # CPU used by others during a measurement beyond which the figures are suspect
+DRIFT = 0.1  # the raw limit changing by more than this between the start and the end: ratios suspect
 
 # The three venvs this benchmark needs, made as setup_venvs.sh makes them: (import check, packages).
 PINS = ("onnxruntime==1.32.0", "numpy==2.4.6")
@@ -210,26 +212,27 @@ def busy_ticks() -> tuple[int, int]:
     return sum(values) - values[3] - values[4], sum(values)
 
 
-def raw_limit(harness: Path, out: Path, quick: bool) -> tuple[dict[int, Any], float]:
-    """Runs raw_limit.py with one thread; returns its rows by batch and the cores others used."""
+def raw_limit(harness: Path, out: Path, quick: bool, name: str = "raw") -> tuple[dict[int, Any], float]:
+    """Runs raw_limit.py with one thread (``name``.json, .log); returns its rows by batch and the
+    cores others used."""
     rounds = ["--repeats", "3", "--window", "0.5"] if quick else []
     print("raw limit: session.run in a loop, one intra-op thread (raw_limit.py)", flush=True)
     cmd = [
         str(VENVS / "base" / "bin" / "python"),
         str(harness / "raw_limit.py"),
         str(PEERBENCH / "mlp.onnx"),
-        str(out / "raw.json"),
+        str(out / f"{name}.json"),
         "--threads",
         "1",
         *rounds,
     ]
     (b0, t0), started = busy_ticks(), time.monotonic()
-    with open(out / "raw.log", "w") as log:
+    with open(out / f"{name}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     (b1, t1), wall = busy_ticks(), time.monotonic() - started
     # The loop keeps one core busy; anything beyond that was someone else.
     others = (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1) - 1.0
-    rows = json.loads((out / "raw.json").read_text())["rows"]
+    rows = json.loads((out / f"{name}.json").read_text())["rows"]
     by_batch = {row["batch"]: row for row in rows if row["threads"] == 1}
     print(f"raw limit: done in {wall:.0f} s", flush=True)
     return by_batch, max(0.0, others)
@@ -383,10 +386,18 @@ def header(summary: dict[str, Any]) -> list[str]:
         f"host: {h['model_name']}, {h['cpus']} CPUs ({h['sockets']} socket(s), {h['cores_per_socket']} "
         f"core(s)/socket, {h['threads_per_core']} thread(s)/core{guest}), {h['mem_gb']} GB",
         f"raw session.run, 1 intra-op thread: batch 1 {raw['batch1_ms']:.2f} ms/call; "
-        f"batch 64 {raw['batch64_ms']:.2f} ms/call = {raw['batch64_items_per_s']:,.0f} items/s",
+        f"batch 64 {raw['batch64_ms']:.2f} ms/call = {raw['batch64_items_per_s']:,.0f} items/s"
+        + _before_after(raw),
         f"wrk closed loop, one item per request, {summary['duration_s']:g} s per measurement",
         "",
     ]
+
+
+def _before_after(raw: dict[str, Any]) -> str:
+    pair = raw.get("batch64_items_per_s_before_after")  # absent from reports of older runs
+    if not pair:
+        return ""
+    return f" (mean of {pair[0]:,.0f} before and {pair[1]:,.0f} after the servers)"
 
 
 def runs_table(summary: dict[str, Any], by: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
@@ -437,6 +448,12 @@ def warnings(summary: dict[str, Any]) -> list[str]:
             f"during a server measurement (others' cores above)\nand {busy['raw']:.2f} during the raw "
             f"limit (more than {BUSY_CORES:g} counts as busy): compare these figures only with a quiet run."
         )
+    drift = summary["raw"].get("drift", 0.0)
+    if drift > DRIFT:
+        out.append(
+            f"\nWARNING: the host's speed changed: the raw limit moved by {drift:.0%} between the start"
+            f" and the end of the run (more than {DRIFT:.0%}); the ratios against raw are suspect."
+        )
     for f in summary["failures"]:
         out.append(
             f"\nFAILED: {f.get('system')}: {f.get('error') or f.get('note')} (log: {f.get('log', '-')})"
@@ -447,10 +464,28 @@ def warnings(summary: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------- main
 
 
+def mean_raw(before: dict[int, Any], after: dict[int, Any]) -> dict[int, Any]:
+    """The raw limit as the mean of the runs before and after the servers' (per batch size).
+
+    Some hosts change speed by a third within minutes (a neighbour on the same physical machine):
+    a ratio against one raw run taken minutes before a server's run could be off by as much.
+    """
+    rows = {}
+    for batch, row in before.items():
+        other = after.get(batch, row)
+        rows[batch] = row | {
+            "items_per_s": (row["items_per_s"] + other["items_per_s"]) / 2,
+            "ms_per_call": (row["ms_per_call"] + other["ms_per_call"]) / 2,
+        }
+    return rows
+
+
 def summarize(
-    raw: dict[int, Any], raw_others: float, runs: dict[str, Any], duration: float
+    before: dict[int, Any], after: dict[int, Any], raw_others: float, runs: dict[str, Any], duration: float
 ) -> dict[str, Any]:
     """Everything the report shows, JSON-ready (``runs``: the harness's, binary runs appended)."""
+    raw = mean_raw(before, after)
+    first, last = before[64]["items_per_s"], after[64]["items_per_s"]
     by = main_runs(runs)
     wrong = {r["system"]: r["check"] for r in runs.get("runs", []) if not r.get("check", {}).get("ok")}
     failures = runs.get("failures", []) + [
@@ -464,6 +499,8 @@ def summarize(
             "batch1_ms": raw[1]["ms_per_call"],
             "batch64_ms": raw[64]["ms_per_call"],
             "batch64_items_per_s": raw[64]["items_per_s"],
+            "batch64_items_per_s_before_after": [first, last],
+            "drift": round(abs(first - last) / max(first, last), 3),
         },
         "runs": {f"{s}@{c}": r for (s, c), r in by.items()},
         "goals": [asdict(g) | {"passed": g.passed} for g in goals(raw, by)],
@@ -484,14 +521,15 @@ def measure(args: argparse.Namespace, harness: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with exclusive():
         standard_model(harness)
-        raw, raw_others = raw_limit(harness, out, args.quick)
+        before, raw_others = raw_limit(harness, out, args.quick)
         runs = run_peers(harness, out, duration)
         runs.setdefault("runs", []).extend(binary_runs(out, duration))
-    summary = summarize(raw, raw_others, runs, duration)
+        after, others_after = raw_limit(harness, out, args.quick, "raw-after")
+    summary = summarize(before, after, max(raw_others, others_after), runs, duration)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     text = report(summary)
     (out / "report.txt").write_text(text + "\n")
-    print(f"\n{text}\n\nfiles: {out}/ (raw.json, runs.json, summary.json, report.txt)")
+    print(f"\n{text}\n\nfiles: {out}/ (raw.json, raw-after.json, runs.json, summary.json, report.txt)")
     return 0 if summary["complete"] else 1
 
 

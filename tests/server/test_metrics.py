@@ -37,6 +37,8 @@ BATCH_SIZE = "modelyard_batch_size"
 BATCH_DURATION = "modelyard_batch_duration_seconds"
 IN_FLIGHT = "modelyard_requests_in_flight"
 QUEUE_DEPTH = "modelyard_queue_depth"
+MODEL_IN_FLIGHT = "modelyard_model_requests_in_flight"
+BUSY = "modelyard_model_busy_seconds_total"
 INFERENCES = "modelyard_inference_count_total"
 EXECUTIONS = "modelyard_inference_exec_count_total"
 
@@ -208,6 +210,24 @@ def test_latency_histogram_measures_the_time_spent_in_the_model(client: TestClie
     batch = page.value(f"{BATCH_DURATION}_sum", model="slow")
     assert batch is not None
     assert seconds <= batch <= observed
+    assert page.value(BUSY, model="slow") == batch  # the model thread's busy time: its batches'
+    assert page.value(BUSY, model="doubler") is None  # no batch ran: no series yet
+
+
+def test_the_process_exports_what_a_profiler_reads(client: TestClient) -> None:
+    page = scrape(client.get)
+    cpu = page.value("process_cpu_seconds_total")
+    rss = page.value("process_resident_memory_bytes")
+    fds = page.value("process_open_fds")
+    threads = page.value("modelyard_process_threads")
+    assert cpu is not None
+    assert cpu > 0
+    assert rss is not None
+    assert rss > 10 * 2**20  # numpy and the app alone take more than 10 MiB
+    assert fds is not None
+    assert fds >= 3
+    assert threads is not None
+    assert threads >= threading.active_count()  # the OS counts native threads too
 
 
 # -- batch-size histogram ------------------------------------------------------------------------
@@ -320,6 +340,8 @@ def test_in_flight_and_queue_depth_while_requests_wait_for_the_model() -> None:
                 assert page.value(IN_FLIGHT, protocol="v2") == v2
                 assert page.value(IN_FLIGHT, protocol="v1") == v1
                 assert page.value(QUEUE_DEPTH, model="doubler") == 0  # queues are per model
+                assert page.value(MODEL_IN_FLIGHT, model="gated") == v2 + v1  # one computing, the rest queued
+                assert page.value(MODEL_IN_FLIGHT, model="doubler") == 0
                 assert page.request_counts() == {}  # nothing has finished yet
                 # An idle model answers while another is saturated, and is counted at once.
                 assert http.post("/v2/models/doubler/infer", json=doubler_rows(1)).status_code == 200
@@ -336,6 +358,7 @@ def test_in_flight_and_queue_depth_while_requests_wait_for_the_model() -> None:
 
         done = metrics()
         assert done.value(QUEUE_DEPTH, model="gated") == 0
+        assert done.value(MODEL_IN_FLIGHT, model="gated") == 0
         assert done.value(IN_FLIGHT, protocol="v2") == 0
         assert done.value(IN_FLIGHT, protocol="v1") == 0
         assert done.request_counts() == {

@@ -142,8 +142,9 @@ class DataPlane:
         for runtime in self.repository:
             by_name.setdefault(runtime.spec.name, []).append(runtime)
             self.metrics.track_health(runtime.spec.name, runtime.spec.version, _health_reader(runtime))
-        for name, versions in by_name.items():  # the gauge is per model: sum its versions
+        for name, versions in by_name.items():  # the gauges are per model: sum its versions
             self.metrics.track_queue(name, _depth_reader(versions))
+            self.metrics.track_in_flight(name, _in_flight_reader(versions))
         try:
             await self.repository.load_all()
         except Exception as exc:
@@ -164,3 +165,7 @@ def _health_reader(runtime: ModelRuntime) -> Callable[[], float]:
 
 def _depth_reader(runtimes: list[ModelRuntime]) -> Callable[[], float]:
     return lambda: float(sum(runtime.queue_depth for runtime in runtimes))
+
+
+def _in_flight_reader(runtimes: list[ModelRuntime]) -> Callable[[], float]:
+    return lambda: float(sum(runtime.in_flight for runtime in runtimes))

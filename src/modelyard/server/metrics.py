@@ -2,13 +2,19 @@
 
 Names follow Prometheus conventions (seconds, ``_total``) and Triton's semantics, so dashboards and
 autoscaling rules port with a rename: avg batch size = inference_count / inference_exec_count.
+
+What a capacity profiler or an autoscaler reads is here too: the process's CPU seconds, resident
+memory, open file descriptors (prometheus_client's standard ``process_*`` series) and OS threads,
+and per model the requests in flight and the time its model thread(s) spent computing
+(``rate(modelyard_model_busy_seconds_total[1m])`` is the fraction of a thread kept busy).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
@@ -72,6 +78,24 @@ class ServerMetrics:
         self.in_flight = Gauge(
             "requests_in_flight", "Requests being handled.", ["protocol"], namespace=ns, registry=r
         )
+        self.model_in_flight = Gauge(
+            "model_requests_in_flight",
+            "Requests for the model between arrival and answer (queued or computing).",
+            ["model"],
+            namespace=ns,
+            registry=r,
+        )
+        self.model_busy = Counter(
+            "model_busy_seconds",
+            "Time the model's thread(s) spent running batches (rate: the fraction of a thread busy).",
+            ["model"],
+            namespace=ns,
+            registry=r,
+        )
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, _resident_memory_bytes, _open_fds...
+        Gauge("process_threads", "OS threads of the server process.", namespace=ns, registry=r).set_function(
+            _os_threads
+        )
 
     def observe_request(self, model: str, protocol: str, code: int, seconds: float) -> None:
         key = (model, protocol, code)
@@ -90,10 +114,15 @@ class ServerMetrics:
         self.batch_duration.labels(model).observe(seconds)
         self.inference_count.labels(model, version).inc(rows)
         self.exec_count.labels(model, version).inc()
+        self.model_busy.labels(model).inc(seconds)
 
     def track_queue(self, model: str, depth: Callable[[], float]) -> None:
         """Read queue depth lazily at scrape time: no per-request cost."""
         self.queue_depth.labels(model).set_function(depth)
+
+    def track_in_flight(self, model: str, in_flight: Callable[[], float]) -> None:
+        """Read a model's requests in flight at scrape time (the runtime counts them)."""
+        self.model_in_flight.labels(model).set_function(in_flight)
 
     def track_health(self, model: str, version: str, healthy: Callable[[], float]) -> None:
         """Read a model version's health verdict at scrape time (the poller only stores it)."""
@@ -101,3 +130,12 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _os_threads() -> float:
+    """Threads of this process as the OS counts them (native ones, e.g. onnxruntime's, included)."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            return float(stat.read().rsplit(b")", 1)[1].split()[17])  # field 20: num_threads
+    except (OSError, IndexError, ValueError):  # not Linux: the threads Python knows of
+        return float(threading.active_count())

@@ -67,6 +67,7 @@ class ModelRuntime:
         self._on_batch = on_batch
         self._batch_spec: BatchSpec | None = spec.batch_spec
         self._health = HealthVerdict(self._label)
+        self.in_flight = 0  # requests between infer() and its answer: queued or computing
 
     @property
     def name(self) -> str:
@@ -143,13 +144,22 @@ class ModelRuntime:
         """preprocess -> (batched) predict -> postprocess for one request; returns the raw output."""
         if self.state is not ModelState.READY or self._batcher is None:
             raise ModelNotReady(self.name, self.state.value)
+        self.in_flight += 1  # only the event loop's thread counts: no lock needed
+        try:
+            return await self._infer(self._batcher, inputs, timeout_s)
+        finally:
+            self.in_flight -= 1
+
+    async def _infer(
+        self, batcher: Batcher | ThreadBatcher, inputs: Mapping[str, np.ndarray], timeout_s: float | None
+    ) -> Any:
         item: Any = dict(inputs)
         if self._has_hook("preprocess"):
             item = await self._call_hook("preprocess", item)
         stack = self._batch_spec is not None and self._batch_spec.stack
         rows = count_rows(item) if stack else 1
         deadline = timeout_s if timeout_s is not None else self.options.timeout_s
-        result = await self._batcher.submit(item, rows, deadline)
+        result = await batcher.submit(item, rows, deadline)
         if self._has_hook("postprocess"):
             result = await self._call_hook("postprocess", result)
         return result

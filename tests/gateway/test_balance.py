@@ -127,3 +127,17 @@ def test_carry_health_keeps_the_record_of_surviving_replicas() -> None:
     new.carry_health(old)
     assert new.ejected() == ["r1"]
     assert list(itertools.islice((new.pick() for _ in itertools.count()), 3)) == ["r3", "r3", "r3"]
+
+
+def test_attempts_in_flight_are_counted_per_replica_and_survive_a_reload() -> None:
+    pool = ReplicaPool(["r1", "r2"])
+    pool.sent("r1")
+    pool.sent("r1")
+    pool.sent("r2")
+    pool.sent("gone")  # a replica dropped from the table meanwhile: ignored, not an error
+    pool.returned("r2")
+    assert pool.in_flight() == [("r1", 2), ("r2", 0)]
+    new = ReplicaPool(["r1", "r3"])
+    new.carry_health(pool)  # a new table keeps the replicas it still routes to, counts and all
+    new.returned("r1")
+    assert new.in_flight() == [("r1", 1), ("r3", 0)]

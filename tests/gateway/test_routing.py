@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 import xxhash
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.support import GatewayWorld, predict, wait_for
 
@@ -223,3 +224,39 @@ def test_kill_a_replica_under_load_fails_no_request(env: GatewayWorld) -> None:
     assert statuses[200] > 200
     assert set(statuses) == {200}, statuses
     assert len(replicas[1].requests) > 0  # it did take traffic before it died
+
+
+def replica_loads(client: httpx.Client, admin_url: str) -> dict[str, float]:
+    """``modelyard_gateway_replica_in_flight_requests`` by replica URL, from the admin /metrics."""
+    text = client.get(admin_url + "/metrics").text
+    return {
+        sample.labels["replica"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelyard_gateway_replica_in_flight_requests"
+    }
+
+
+def test_each_replicas_requests_in_flight_are_exported(env: GatewayWorld, client: httpx.Client) -> None:
+    r0, r1 = env.replica("r0"), env.replica("r1")
+    env.store.set_weights("mail", "spam", {"v1": 1})
+    env.store.set_replicas("mail", "spam", "v1", [r0.url, r1.url])
+    gateway = env.gateway()
+    assert wait_for(lambda: replica_loads(client, gateway.admin_url) == {r0.url: 0, r1.url: 0})
+    r0.delay_s = r1.delay_s = 1.5
+    answers: list[httpx.Response] = []
+    held = [
+        threading.Thread(
+            target=lambda: answers.append(predict(httpx.Client(timeout=10), gateway.url + PREDICT))
+        )
+        for _ in range(3)
+    ]
+    for thread in held:
+        thread.start()
+    assert wait_for(lambda: len(r0.requests) + len(r1.requests) == 3)
+    # Round robin sent two to one replica and one to the other; the gauge is sampled at each poll.
+    assert wait_for(lambda: sorted(replica_loads(client, gateway.admin_url).values()) == [1, 2])
+    for thread in held:
+        thread.join(10)
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert wait_for(lambda: replica_loads(client, gateway.admin_url) == {r0.url: 0, r1.url: 0})

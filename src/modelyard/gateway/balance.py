@@ -121,6 +121,21 @@ class ReplicaPool:
             return None
         return min(spare, key=lambda replica: replica.ejected_until).url
 
+    def in_flight(self) -> list[tuple[str, int]]:
+        """Each replica's URL and the attempts sent to it not yet answered (for the metrics)."""
+        return [(replica.url, replica.in_flight) for replica in self._replicas]
+
+    def sent(self, url: str) -> None:
+        """An attempt went to ``url``; :meth:`returned` when it is answered or fails."""
+        replica = self._by_url.get(url)
+        if replica is not None:
+            replica.in_flight += 1
+
+    def returned(self, url: str) -> None:
+        replica = self._by_url.get(url)
+        if replica is not None:
+            replica.in_flight -= 1
+
     def succeeded(self, url: str) -> None:
         replica = self._by_url.get(url)
         if replica is not None:

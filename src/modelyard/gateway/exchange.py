@@ -90,6 +90,7 @@ class Exchange:
         self.attempts += 1
         self.tried.append(url)
         self.sent_at = now
+        self.choice.pool.sent(url)
         request = self.request
         self.gateway.upstream.send(
             url, request.method, self.path, request.headers, request.body, remaining, self._answered
@@ -98,6 +99,7 @@ class Exchange:
     def _answered(self, response: UpstreamResponse | None, error: UpstreamError | None) -> None:
         url = self.tried[-1]
         pool = self.choice.pool
+        pool.returned(url)
         elapsed = time.perf_counter() - self.sent_at
         if error is not None:
             timed_out = error.failure is UpstreamFailure.TIMEOUT

@@ -53,6 +53,11 @@ class GatewayMetrics:
         r.register(self.replica_requests)
         self.in_flight = self._gauge("in_flight_requests", "Requests being handled now.")
         self.connections = self._gauge("open_connections", "Client connections open now.")
+        self.replica_in_flight = Gauge(
+            "replica_in_flight_requests",
+            "Attempts sent to each replica and not yet answered (mirrored copies included).",
+            [*_VERSION, "replica"], namespace=ns, registry=r,
+        )  # fmt: skip
         self.retries = Counter(
             "retries", "Attempts retried on another replica, by reason.",
             [*_VERSION, "reason"], namespace=ns, registry=r,

@@ -55,6 +55,15 @@ class Router:
             for url in version.replicas
         }
 
+    def replica_loads(self) -> list[tuple[str, str, str, str, int]]:
+        """(project, model, version, replica URL, attempts in flight) for every replica routed to."""
+        return [
+            (*choice.labels, url, in_flight)
+            for state in self._models.values()
+            for choice in state.choices.values()
+            for url, in_flight in choice.pool.in_flight()
+        ]
+
     def choose(self, project: str, model: str, version: str | None) -> Choice:
         state = self._models.get((project, model))
         if state is None:

@@ -147,5 +147,5 @@ class GatewayService:
         """Every refresh interval: the metrics kept off the request path, then the routing table."""
         while True:
             await asyncio.sleep(self.settings.refresh_interval_s)
-            self.publisher.sample(self.in_flight, self.connections)
+            self.publisher.sample(self.in_flight, self.connections, self.gateway.router.replica_loads())
             await self.tables.poll()

@@ -129,6 +129,34 @@ async def test_a_cancelled_caller_is_not_run() -> None:
     assert runner.calls == [[0]]
 
 
+class Loud:
+    """An item that counts how often it is printed (a request's arrays take milliseconds)."""
+
+    def __init__(self) -> None:
+        self.printed = 0
+
+    def __repr__(self) -> str:
+        self.printed += 1
+        return "Loud()"
+
+    def __mul__(self, other: int) -> Loud:
+        return self
+
+
+async def test_a_caller_that_goes_away_after_its_batch_started_costs_no_printing() -> None:
+    runner = Runner(gated=True)
+    batcher = make(runner)
+    item = Loud()
+    gone = asyncio.ensure_future(batcher.submit(item))
+    await started(runner)  # the model thread has taken it: no longer in the queue
+    gone.cancel()
+    await asyncio.sleep(0.02)
+    runner.gate.set()
+    await batcher.stop()
+    assert runner.calls == [[item]]
+    assert item.printed == 0
+
+
 async def test_a_poisoned_item_fails_alone_and_wrong_lengths_fail_every_item() -> None:
     def poisoned(x: Any) -> Any:
         if x == 3:

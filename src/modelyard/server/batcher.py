@@ -35,9 +35,15 @@ __all__ = ["BatchRunner", "Batcher", "Pending", "checked", "settle"]
 BatchRunner = Callable[[list[Any]], Awaitable[Sequence[Any]]]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Pending:
-    """One queued item: what the caller awaits, and its deadline's timer."""
+    """One queued item: what the caller awaits, and its deadline's timer.
+
+    Compared by identity and shown without its item: ``deque.remove`` of one no longer queued
+    puts ``repr(pending)`` in its error, and printing a request's arrays there, under the queue's
+    lock, held the event loop and the model thread for a few ms per cancelled request (hundreds
+    of ms when a load generator closed its connections at once).
+    """
 
     item: Any
     rows: int

@@ -25,11 +25,12 @@ CONTROL_HEADERS = {"authorization": f"Bearer {CONTROL_TOKEN}"}
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``app`` on a free port; yields ``host:port`` once it accepts requests."""
+def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", http: Any = "httptools") -> Iterator[str]:
+    """Serve ``app`` on a free port (``http``: uvicorn's protocol name or class); yields
+    ``host:port`` once it accepts requests."""
     sock = bind_socket(host, 0)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, loop="asyncio", http="httptools", log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, loop="asyncio", http=http, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -76,7 +76,10 @@ def assert_back_on_v1(up: Up, clients: Traffic, rollout: dict[str, Any]) -> None
 def test_a_good_candidate_goes_through_every_step_to_all_traffic(up: Up, tmp_path: Path) -> None:
     v1, v2 = (linear_onnx(tmp_path / f"{name}.onnx", seed=3) for name in ("v1", "v2"))
     steps = "[{mirror: 1.0, for: 2s}, {weight: 25, for: 2s}, {weight: 50, for: 2s}]"
-    gates = "{min_requests: 20, max_error_rate: 0, min_agreement: 1.0, max_p99_ratio: 1.5}"
+    # Two copies of one tiny model answer in about 0.4 ms, where one 1.3 ms answer among a hundred
+    # is a p99 ratio of 2-3: the p99 gate is read (below) but given room for that jitter; a
+    # candidate that really is slower fails it (test_a_failing_or_slow_candidate_is_rolled_back...).
+    gates = "{min_requests: 20, max_error_rate: 0, min_agreement: 1.0, max_p99_ratio: 4}"
     with rolling_out(up, v1, v2, steps=steps, gates=gates) as clients:
         rollout = up.ended(timeout_s=60)
         time.sleep(ROUTING_CONVERGES_S)

@@ -63,12 +63,12 @@ class ModelServerApp(Starlette):
 
     def __init__(self, infer: InferEndpoint, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._infer = infer
+        self.infer = infer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             target = match_infer_path(scope["path"])
             if target is not None:
-                await self._infer(scope, receive, send, *target)
+                await self.infer(scope, receive, send, *target)
                 return
         await super().__call__(scope, receive, send)

@@ -31,14 +31,15 @@ from modelyard._process import announce, watch_parent_from_env
 from modelyard.errors import ErrorKind, ModelyardError, Unsupported
 from modelyard.sdk import ModelSpec
 from modelyard.server import DataPlane, Settings
-from modelyard.server.app import build_app
+from modelyard.server.app import ModelServerApp, build_app
+from modelyard.server.protocols.oip_http1 import infer_protocol
 from modelyard.web.errors import error_body
 from modelyard.web.listen import AnnouncingServer, bind_socket, settle_gc
 
 if TYPE_CHECKING:
     from modelyard.server.protocols.oip_grpc import GrpcListener
 
-__all__ = ["header_limited_protocol", "run"]
+__all__ = ["header_limited_protocol", "run", "server_protocol"]
 
 log = logging.getLogger("modelyard.server")
 
@@ -113,8 +114,11 @@ class _Refusal:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def header_limited_protocol(max_bytes: int) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, refusing a request head over ``max_bytes`` with 431 and a close.
+def header_limited_protocol(
+    max_bytes: int, base: type[HttpToolsProtocol] = HttpToolsProtocol
+) -> type[HttpToolsProtocol]:
+    """``base`` (uvicorn's httptools protocol, or one derived from it), refusing a request head over
+    ``max_bytes`` with 431 and a close.
 
     httptools gathers a header that arrives in pieces by concatenating bytes, quadratic in its
     length, and neither it nor uvicorn bounds it: a 128 MiB header held the server for 22 s. Here a
@@ -124,7 +128,7 @@ def header_limited_protocol(max_bytes: int) -> type[HttpToolsProtocol]:
     """
     refusal = _Refusal(max_bytes)
 
-    class HeaderLimitedProtocol(HttpToolsProtocol):
+    class HeaderLimitedProtocol(base):  # type: ignore[valid-type,misc]
         _in_head = False
         _head_began_now = False
         _head_bytes = 0
@@ -140,9 +144,9 @@ def header_limited_protocol(max_bytes: int) -> type[HttpToolsProtocol]:
             if size <= max_bytes:
                 super().on_headers_complete()
                 return
-            app, self.app = self.app, refusal  # uvicorn runs this request's cycle with it: 431, close
+            app, self.app = self.app, refusal  # type: ignore[has-type]  # uvicorn runs it: 431, close
             try:
-                super().on_headers_complete()
+                HttpToolsProtocol.on_headers_complete(self)  # uvicorn's own: never a shortcut of base
             finally:
                 self.app = app
 
@@ -169,6 +173,12 @@ def header_limited_protocol(max_bytes: int) -> type[HttpToolsProtocol]:
             self.loop.call_later(_LINGER_S, self.transport.close)
 
     return HeaderLimitedProtocol
+
+
+def server_protocol(settings: Settings, app: ModelServerApp) -> type[HttpToolsProtocol]:
+    """The HTTP/1.1 protocol the server runs: plain inference requests answered without ASGI
+    (:mod:`~modelyard.server.protocols.oip_http1`), request heads bounded by ``max_header_bytes``."""
+    return header_limited_protocol(settings.max_header_bytes, infer_protocol(app.infer))
 
 
 def _configure_logging(level: str) -> None:
@@ -218,7 +228,7 @@ def run(
     config = uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=header_limited_protocol(settings.max_header_bytes),
+        http=server_protocol(settings, app),
         log_level=settings.log_level,
         access_log=False,
         # Nothing here reads the client's address, so X-Forwarded-* rewriting (a middleware

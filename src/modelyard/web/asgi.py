@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Send
 
 from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge
-from modelyard.web.errors import error_body, error_headers, status_for
+from modelyard.web.errors import error_answer
 from modelyard.web.http import decompress
 
 __all__ = ["header", "receive_body", "receive_raw", "send_error", "send_response"]
@@ -82,7 +82,6 @@ async def send_response(
 
 async def send_error(send: Send, error: ModelyardError) -> int:
     """Render a domain error through the one table; returns the status sent."""
-    status = status_for(error)
-    extra = [(k.encode(), v.encode()) for k, v in error_headers(error).items()]
-    await send_response(send, status, error_body(error), extra=extra)
+    status, body, extra = error_answer(error)
+    await send_response(send, status, body, extra=extra)
     return status

@@ -69,6 +69,12 @@ def error_body(error: ModelyardError) -> bytes:
     return orjson.dumps(body)
 
 
+def error_answer(error: ModelyardError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """An error as an HTTP answer: status, JSON body, extra headers (raw, lower-case names)."""
+    extra = [(name.encode(), value.encode()) for name, value in error_headers(error).items()]
+    return status_for(error), error_body(error), extra
+
+
 def error_headers(error: ModelyardError) -> dict[str, str]:
     if isinstance(error, Overloaded):
         return {"retry-after": str(max(1, round(error.retry_after)))}

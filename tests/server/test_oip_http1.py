@@ -8,21 +8,26 @@ requests, HTTP/1.0, gzip bodies, ``Expect: 100-continue``) must still be answere
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any, cast
 
 import httpx
 import orjson
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
+from uvicorn.server import ServerState
 
 import modelyard
 from modelyard import TensorSpec
 from modelyard.server import Settings
 from modelyard.server.app import ModelServerApp, build_app
+from modelyard.server.protocols.oip_http1 import infer_protocol
 from modelyard.server.serve import server_protocol
 from tests import models
 from tests.support import serve_in_thread
@@ -196,3 +201,87 @@ def test_a_client_that_goes_away_frees_its_place(address: tuple[str, int], gate:
     ((status, _, _),) = read_answers(sockets[0], 1)
     sockets[0].close()
     assert status == 200
+
+
+# -- a client that reads slowly, on a transport whose writes the test controls --------------------
+
+
+class SlowReader(asyncio.Transport):
+    """Records writes; the first one makes the protocol pause writing, as a full socket buffer does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.closed = False
+        self.protocol: asyncio.Protocol | None = None
+        self.pause_after_write = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out.append(bytes(data))
+        if self.pause_after_write and self.protocol is not None:
+            self.pause_after_write = False
+            self.protocol.pause_writing()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+
+@pytest.mark.anyio
+async def test_a_paused_write_keeps_pipelined_answers_in_order_and_the_connection_open() -> None:
+    """An answer whose write fills the socket buffer, then two pipelined requests, the first slow:
+    the answers go in the order asked, and the keep-alive timer never cuts the slow one off."""
+
+    class Limits:
+        max_body_bytes = 1 << 20
+
+    class Endpoint:
+        limits = Limits()
+
+        async def answer(self, *args: Any) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+            return 200, b'{"a": 1}', b"application/json", []
+
+    gate = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # uvicorn's path, for the other two
+        if scope["path"] == "/slow":
+            await gate.wait()
+        body = scope["path"].encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, timeout_keep_alive=0.2, log_level="warning")
+    config.load()
+    protocol = infer_protocol(cast(Any, Endpoint()))(config, ServerState(), {})
+    transport = SlowReader()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    protocol.data_received(request(PATH, b"{}"))  # answered here; its write pauses the transport
+    await asyncio.sleep(0.02)
+    protocol.data_received(b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\nGET /fast HTTP/1.1\r\nhost: t\r\n\r\n")
+    await asyncio.sleep(0.02)
+    protocol.resume_writing()
+    await asyncio.sleep(0.4)  # past the keep-alive timeout: /slow is still being answered
+    assert not transport.closed
+    gate.set()
+    await asyncio.sleep(0.05)
+    bodies = [chunk for chunk in transport.out if not chunk.startswith(b"HTTP/1.1")]
+    assert transport.out[0].endswith(b'{"a": 1}')
+    assert bodies == [b"/slow", b"/fast"]

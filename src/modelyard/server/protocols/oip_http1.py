@@ -151,14 +151,15 @@ def infer_protocol(endpoint: InferEndpoint) -> type[HttpToolsProtocol]:
                 )
                 await self._respond(exchange, answer)
             except asyncio.CancelledError:
-                if not exchange.message_event.lost:  # the server's drain ran out, as uvicorn answers it
-                    await self._respond(exchange, error_answer(ModelyardError(_CUT_OFF)))
+                # The server's drain ran out before the answer went: 500, as uvicorn answers it.
+                if not exchange.message_event.lost and not exchange.response_complete:
+                    await self._respond(exchange, error_answer(ModelyardError(_CUT_OFF)), drain=False)
                 raise
             except Exception:  # a bug here must not leave the client waiting for ever
                 log.exception("answering an inference request failed")
                 self.transport.close()
 
-        async def _respond(self, exchange: _Exchange, answer: Answer) -> None:
+        async def _respond(self, exchange: _Exchange, answer: Answer, *, drain: bool = True) -> None:
             status, payload, content_type, extra = answer
             head = [
                 _STATUS_LINES[status],
@@ -172,13 +173,15 @@ def infer_protocol(endpoint: InferEndpoint) -> type[HttpToolsProtocol]:
                 b"" if exchange.keep_alive else b"connection: close\r\n",
                 b"\r\n",
             ]
+            if drain and self.flow.write_paused:  # a client that does not read: wait before writing
+                await self.flow.drain()  # more, as uvicorn does; after the write nothing may await
             if self.transport.is_closing():
                 return
+            # Written, marked complete and handed back to uvicorn in one step: an await in between
+            # would let a pipelined request start while this one still held the slot's bookkeeping.
             self.transport.write(b"".join(head) + payload)
             exchange.response_complete = True
             self._answering = None
-            if self.flow.write_paused:
-                await self.flow.drain()  # a client that does not read holds back its next request
             if not exchange.keep_alive:
                 self.transport.close()
             self.on_response_complete()
